@@ -1,0 +1,80 @@
+"""Ragged token ids and variable-length batches.
+
+Each batch is right-padded only to its own longest row, and the model reads the LSTM output at each
+row's last real token. The reference notebook padded every comment to 512 tokens and read position
+511, which for a 16-token comment is the state after ~500 padding steps: the text is forgotten and
+validation accuracy stays at chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from lstm_model.tokenizer import tokenize_arrow
+from lstm_model.vocab import PAD_ID, UNK_ID, Vocabulary
+
+
+@dataclass(frozen=True)
+class EncodedTexts:
+    """Token ids of many texts, stored flat: row ``i`` is ``ids[starts[i] : starts[i] + lengths[i]]``.
+
+    Every row has at least one id: a text with no tokens (only punctuation, say) is encoded as a
+    single [UNK], so the model always has a real step to read.
+    """
+
+    ids: np.ndarray  # int64, flat
+    starts: np.ndarray  # int64
+    lengths: np.ndarray  # int64, >= 1
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def take(self, rows: np.ndarray) -> EncodedTexts:
+        return EncodedTexts(self.ids, self.starts[rows], self.lengths[rows])
+
+
+def encode_tokens(tokens: pa.ListArray | pa.ChunkedArray, vocab: Vocabulary, max_len: int) -> EncodedTexts:
+    """Encode a list<string> array, keeping at most the first ``max_len`` tokens of each row."""
+    id_lists = vocab.encode_arrow(tokens)
+    if id_lists.null_count:
+        id_lists = pc.fill_null(id_lists, pa.scalar([], id_lists.type))
+    offsets = id_lists.offsets.to_numpy().astype(np.int64)
+    flat = id_lists.values.to_numpy(zero_copy_only=False).astype(np.int64)
+    # Rows with no tokens point at a trailing [UNK] appended to the flat array.
+    flat = np.append(flat, UNK_ID)
+    lengths = np.diff(offsets)
+    starts = offsets[:-1].copy()
+    empty = lengths == 0
+    starts[empty] = len(flat) - 1
+    lengths = np.minimum(np.where(empty, 1, lengths), max_len)
+    return EncodedTexts(flat, starts, lengths)
+
+
+def encode_texts(texts: pa.Array | pa.ChunkedArray | list[str], vocab: Vocabulary, max_len: int) -> EncodedTexts:
+    if isinstance(texts, list):
+        texts = pa.array(texts, pa.string())
+    return encode_tokens(tokenize_arrow(texts), vocab, max_len)
+
+
+def pad_rows(encoded: EncodedTexts, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad the given rows to their own longest length: (ids [B, T], lengths [B])."""
+    lengths = encoded.lengths[rows]
+    width = int(lengths.max())
+    steps = np.arange(width)
+    positions = encoded.starts[rows][:, None] + steps[None, :]
+    real = steps[None, :] < lengths[:, None]
+    ids = np.where(real, encoded.ids[np.where(real, positions, 0)], PAD_ID)
+    return torch.from_numpy(ids), torch.from_numpy(lengths)
+
+
+def length_sorted_batches(encoded: EncodedTexts, batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in batches of similar length, for inference (little padding, same results)."""
+    order = np.argsort(encoded.lengths, kind="stable")
+    for begin in range(0, len(order), batch_size):
+        yield order[begin : begin + batch_size]

@@ -1,0 +1,90 @@
+"""A trained model with everything needed to use and audit it, as in-memory files.
+
+The bundle serialises to a ``{filename: bytes}`` mapping; the storage tasks decide where those bytes
+go. Weights are a plain state_dict so loading uses ``torch.load(..., weights_only=True)`` and never
+unpickles arbitrary objects from storage.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lstm_model.model import LSTMClassifier, ModelConfig
+from lstm_model.vocab import Vocabulary
+
+WEIGHTS_FILE = "weights.pt"
+VOCAB_FILE = "vocab.json"
+META_FILE = "bundle.json"
+SPLITS_FILE = "splits.json"
+BUNDLE_FILES = (WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE)
+
+
+@dataclass
+class ModelBundle:
+    version: str
+    model_config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    vocab: Vocabulary
+    labels: tuple[str, ...]
+    max_len: int
+    data_fingerprint: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    frame_tokens: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_model(cls, model: LSTMClassifier, **fields: Any) -> ModelBundle:
+        state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+        return cls(model_config=model.config, state_dict=state, **fields)
+
+    def build_model(self, device: str | torch.device = "cpu") -> LSTMClassifier:
+        model = LSTMClassifier(self.model_config)
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
+
+    def to_files(self) -> dict[str, bytes]:
+        weights = io.BytesIO()
+        torch.save(self.state_dict, weights)
+        meta = {
+            "version": self.version,
+            "model_config": self.model_config.to_dict(),
+            "labels": list(self.labels),
+            "max_len": self.max_len,
+            "data_fingerprint": self.data_fingerprint,
+            "metrics": self.metrics,
+            "training": self.training,
+            "frame_tokens": self.frame_tokens,
+        }
+        return {
+            WEIGHTS_FILE: weights.getvalue(),
+            VOCAB_FILE: self.vocab.to_json().encode(),
+            META_FILE: json.dumps(meta, ensure_ascii=False, indent=2).encode(),
+            SPLITS_FILE: json.dumps(self.splits).encode(),
+        }
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> ModelBundle:
+        missing = [name for name in BUNDLE_FILES if name not in files]
+        if missing:
+            raise ValueError(f"model bundle is incomplete, missing {missing}")
+        meta = json.loads(files[META_FILE])
+        state = torch.load(io.BytesIO(files[WEIGHTS_FILE]), map_location="cpu", weights_only=True)
+        return cls(
+            version=meta["version"],
+            model_config=ModelConfig.from_dict(meta["model_config"]),
+            state_dict=state,
+            vocab=Vocabulary.from_json(files[VOCAB_FILE].decode()),
+            labels=tuple(meta["labels"]),
+            max_len=meta["max_len"],
+            data_fingerprint=meta["data_fingerprint"],
+            metrics=meta.get("metrics", {}),
+            training=meta.get("training", {}),
+            splits=json.loads(files[SPLITS_FILE]),
+            frame_tokens=meta.get("frame_tokens", []),
+        )

@@ -1,0 +1,37 @@
+"""Word tokenizer shared by training and scoring.
+
+There is exactly one implementation, written with Arrow compute kernels, because scoring runs it on
+millions of rows (about 3x faster than a Python regex loop) and training must see the very same tokens.
+Text is NFKC-normalised (so a decomposed "á" and a composed one are the same token), lower-cased, and
+split on anything that is not a Unicode letter or digit; Spanish letters (á é í ó ú ü ñ) are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# RE2 syntax (Arrow's regex engine): every run of characters that is neither a letter nor a number.
+_SEPARATORS = r"[^\p{L}\p{N}]+"
+
+
+def tokenize_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Tokenise an Arrow string array into a list<string> array (nulls stay null)."""
+    if pa.types.is_large_string(texts.type):
+        texts = texts.cast(pa.string())
+    normalised = pc.utf8_lower(pc.utf8_normalize(texts, form="NFKC"))
+    spaced = pc.replace_substring_regex(normalised, pattern=_SEPARATORS, replacement=" ")
+    return pc.utf8_split_whitespace(pc.utf8_trim_whitespace(spaced))
+
+
+def tokenize_many(texts: Iterable[str | None]) -> list[list[str]]:
+    """Tokenise Python strings; a null text gives an empty token list."""
+    tokens = tokenize_arrow(pa.array(list(texts), type=pa.string()))
+    return [row if row is not None else [] for row in tokens.to_pylist()]
+
+
+def tokenize(text: str) -> list[str]:
+    """Tokenise one string (convenience for tests and error reports)."""
+    return tokenize_many([text])[0]

@@ -1,0 +1,111 @@
+"""The one place that knows where bytes live: a local folder or any fsspec URI (``s3://bucket/prefix``).
+
+Every task reads and writes through a :class:`Storage`, so local and S3 runs differ only in the root
+URI (and, for S3-compatible stores, an endpoint URL). Credentials are never part of it: s3fs takes
+them from the standard AWS sources (environment, profile, instance role).
+
+Writes are all-or-nothing for readers: on a local disk a file is written under a hidden temporary
+name and renamed into place; on object stores a single PUT (or a completed multipart upload) is
+already atomic, so the object is written directly. Readers such as ``pyarrow.dataset`` ignore names
+that start with ``.`` or ``_``, so temporary files never show up in a table.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+def storage_options_for(uri: str, endpoint_url: str | None = None) -> dict[str, Any]:
+    """fsspec options for ``uri``: only the S3 endpoint is configurable; keys come from AWS's chain."""
+    if endpoint_url and uri.startswith(("s3://", "s3a://")):
+        return {"endpoint_url": endpoint_url}
+    return {}
+
+
+@dataclass(frozen=True)
+class Storage:
+    root: str
+    endpoint_url: str | None = None
+    _extra_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def options(self) -> dict[str, Any]:
+        return {**storage_options_for(self.root, self.endpoint_url), **self._extra_options}
+
+    @cached_property
+    def _fs_and_base(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        fs, base = fsspec.core.url_to_fs(self.root, **self.options)
+        return fs, base.rstrip("/")
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return self._fs_and_base[0]
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        """Path inside ``fs`` (no protocol), for fsspec and pyarrow calls that take a filesystem."""
+        return posixpath.join(self._fs_and_base[1], *parts) if parts else self._fs_and_base[1]
+
+    def uri(self, *parts: str) -> str:
+        """Full URI, for pandas/DuckDB users and for log lines."""
+        path = self.path(*parts)
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    def child(self, *parts: str) -> Storage:
+        return Storage(self.uri(*parts), self.endpoint_url, self._extra_options)
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self.path(rel))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.path(rel))
+
+    def read_text(self, rel: str) -> str:
+        return self.read_bytes(rel).decode("utf-8")
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        with self.open_write(rel) as handle:
+            handle.write(data)
+
+    def write_text(self, rel: str, text: str) -> None:
+        self.write_bytes(rel, text.encode("utf-8"))
+
+    @contextmanager
+    def open_write(self, rel: str) -> Iterator[IO[bytes]]:
+        """Open ``rel`` for writing; the file appears under its name only if the block succeeds."""
+        target = self.path(rel)
+        parent = posixpath.dirname(target)
+        if not self.is_local:
+            with self.fs.open(target, "wb") as handle:
+                yield handle
+            return
+        self.fs.makedirs(parent, exist_ok=True)
+        temp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(target)}")
+        try:
+            with self.fs.open(temp, "wb") as handle:
+                yield handle
+            self.fs.mv(temp, target)
+        finally:
+            if self.fs.exists(temp):
+                self.fs.rm(temp)
+
+    def glob(self, pattern: str) -> list[str]:
+        """Paths (relative to the root) matching ``pattern``, sorted."""
+        base = self.path()
+        return sorted(posixpath.relpath(p, base) for p in self.fs.glob(self.path(pattern)))
+
+    def delete(self, rel: str, *, recursive: bool = False) -> None:
+        if self.fs.exists(self.path(rel)):
+            self.fs.rm(self.path(rel), recursive=recursive)

@@ -1,0 +1,83 @@
+"""Rules for the labelled comentarios dataset, and the split of valid rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from lstm_model.splits import stratified_split
+from tasks.validation import Check, DatasetError, Rule, ValidationOutcome, apply_rules, missing_columns, short, text_or_null
+
+from tasks.schema import CATEGORIES, COLUMNS, SEVERITIES
+
+NOT_NULL = Check("ExpectColumnValuesToNotBeNull")
+
+
+def training_rules(categories: Sequence[str], severities: Sequence[str]) -> list[Rule]:
+    return [
+        Rule("id_missing", "id", (NOT_NULL,), lambda v: "id is missing"),
+        Rule("id_duplicate", "id", (Check("ExpectColumnValuesToBeUnique"),), lambda v: f"id {short(v)} appears more than once"),
+        Rule("comentario_missing", "comentario", (NOT_NULL,), lambda v: f"comentario is missing or not text ({short(v)})"),
+        Rule("comentario_blank", "comentario", (Check("ExpectColumnValuesToMatchRegex", {"regex": r"\S"}),),
+             lambda v: "comentario is empty or only whitespace"),
+        Rule("categoria_invalid", "categoria", (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(categories)})),
+             lambda v: f"categoria {short(v)} is not one of {', '.join(categories)}"),
+        Rule("severidad_invalid", "severidad", (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(severities)})),
+             lambda v: f"severidad {short(v)} is not one of {', '.join(severities)}"),
+        Rule("sentimiento_out_of_range", "sentimiento",
+             (NOT_NULL, Check("ExpectColumnValuesToBeBetween", {"min_value": -1.0, "max_value": 1.0})),
+             lambda v: f"sentimiento {short(v)} is not a number in [-1, 1]"),
+        Rule("timestamp_unparseable", "timestamp", (NOT_NULL, Check("ExpectColumnValuesToBeDateutilParseable")),
+             lambda v: f"timestamp {short(v)} is not a date/time"),
+    ]
+
+
+def check_training_rows(
+    frame: pd.DataFrame, categories: Sequence[str] = CATEGORIES, severities: Sequence[str] = SEVERITIES
+) -> ValidationOutcome:
+    """Validate the labelled dataset; raise :class:`DatasetError` when it is not this dataset at all."""
+    missing = missing_columns(frame, COLUMNS)
+    if missing:
+        raise DatasetError(f"required column(s) missing: {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})")
+    view = pd.DataFrame({
+        "id": frame["id"].astype(object),
+        "comentario": text_or_null(frame["comentario"]),
+        "categoria": frame["categoria"].astype(object),
+        "severidad": frame["severidad"].astype(object),
+        "sentimiento": pd.to_numeric(frame["sentimiento"], errors="coerce").astype(float),
+        "timestamp": text_or_null(frame["timestamp"]),
+    })
+    outcome = apply_rules(frame, view, training_rules(categories, severities))
+    if outcome.valid.empty:
+        raise DatasetError(f"no valid rows left: all {len(frame)} rows broke a rule ({_summary(outcome.failures)})")
+    return outcome
+
+
+def _summary(failures: dict[str, int]) -> str:
+    return ", ".join(f"{name}: {n}" for name, n in failures.items() if n) or "none"
+
+
+@task(name="validate-training-data")
+def validate_training_data(frame: pd.DataFrame, categories: Sequence[str], severities: Sequence[str]) -> ValidationOutcome:
+    outcome = check_training_rows(frame, categories, severities)
+    get_run_logger().info(
+        "%d valid rows, %d rejected (%s)", len(outcome.valid), len(outcome.rejected), _summary(outcome.failures)
+    )
+    return outcome
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of the rows the model learns from (id, text, label), independent of row order."""
+    rows = sorted(zip(frame["id"].astype(str), frame["comentario"], frame["categoria"]))
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+
+
+@task(name="split-dataset")
+def split_dataset(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    parts = stratified_split(frame["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    get_run_logger().info("Split %s", {name: len(rows) for name, rows in parts.items()})
+    return {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}

@@ -1,0 +1,134 @@
+"""Row and schema checks with Great Expectations 1.x, turned into a valid frame and a rejected-rows report.
+
+Each :class:`Rule` is one named business rule backed by one or more GX expectations. GX is asked
+for the positions of the failing rows (through a ``_row`` column, since a null or repeated ``id``
+cannot identify a row); every failing row goes to the report once, with all the rules it broke,
+and the rest go on. Nothing is dropped silently: ``len(valid) + len(rejected) == len(input)``.
+
+GX is imported inside the functions: it takes about 2 s to import, and ``comentarios --help``
+should not pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+ROW = "_row"
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+class DatasetError(ValueError):
+    """The input is not this dataset at all; the message is one line that says why."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One GX expectation, by class name (``gxe.<kind>``) and keyword arguments, on a view column."""
+
+    kind: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    column: str
+    checks: tuple[Check, ...]
+    reason: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    valid: pd.DataFrame
+    rejected: pd.DataFrame  # input columns + rule + reason
+    failures: dict[str, int]  # rule name -> rows that broke it
+
+
+def _gx_batch(frame: pd.DataFrame):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = context.data_sources.add_pandas("comentarios").add_dataframe_asset("frame")
+    return gx, asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
+
+
+def missing_columns(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
+    """Required columns that the frame lacks, checked with GX's ``ExpectColumnToExist``."""
+    gx, batch = _gx_batch(frame.head(0))
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="schema")
+    for column in required:
+        suite.add_expectation(gxe.ExpectColumnToExist(column=column))
+    result = batch.validate(suite)
+    return [r.expectation_config.kwargs["column"] for r in result.results if not r.success]
+
+
+def failing_rows(view: pd.DataFrame, rules: Sequence[Rule]) -> dict[str, set[int]]:
+    """Rule name -> positions (values of ``_row``) of the rows that break it."""
+    if view.empty:
+        return {rule.name: set() for rule in rules}
+    gx, batch = _gx_batch(view)
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="rows")
+    owners: list[str] = []
+    for rule in rules:
+        for check in rule.checks:
+            suite.add_expectation(getattr(gxe, check.kind)(column=rule.column, **check.kwargs))
+            owners.append(rule.name)
+    result = batch.validate(
+        suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]}
+    )
+    failures: dict[str, set[int]] = {rule.name: set() for rule in rules}
+    for owner, outcome in zip(owners, result.results):
+        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            raise RuntimeError(f"validation rule {owner} could not run: {outcome.exception_info['exception_message']}")
+        for hit in outcome.result.get("unexpected_index_list") or []:
+            failures[owner].add(int(hit[ROW]))
+    return failures
+
+
+def apply_rules(frame: pd.DataFrame, view: pd.DataFrame, rules: Sequence[Rule]) -> ValidationOutcome:
+    """Split ``frame`` into valid rows and a report of the rest, using checks run on ``view``.
+
+    ``view`` holds the same rows (same order) with the columns the rules read, already typed (for
+    example ``sentimiento`` as a number, non-text comments as null); the report keeps the original
+    values from ``frame``.
+    """
+    view = view.assign(**{ROW: range(len(view))}).reset_index(drop=True)
+    failures = failing_rows(view, rules)
+    broken: dict[int, list[Rule]] = {}
+    for rule in rules:
+        for row in sorted(failures[rule.name]):
+            broken.setdefault(row, []).append(rule)
+    positions = sorted(broken)
+    rejected = frame.iloc[positions].copy()
+    rejected["rule"] = [",".join(r.name for r in broken[p]) for p in positions]
+    rejected["reason"] = [
+        "; ".join(r.reason(frame.iloc[p][r.column] if r.column in frame.columns else None) for r in broken[p])
+        for p in positions
+    ]
+    keep = [p for p in range(len(frame)) if p not in broken]
+    return ValidationOutcome(
+        valid=frame.iloc[keep].reset_index(drop=True),
+        rejected=rejected.reset_index(drop=True),
+        failures={name: len(rows) for name, rows in failures.items()},
+    )
+
+
+def text_or_null(values: pd.Series) -> pd.Series:
+    """Strings stay; anything else (numbers, lists, NaN) becomes null, so text rules see it as missing."""
+    return values.map(lambda v: v if isinstance(v, str) else None).astype(object)
+
+
+def short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
