@@ -76,14 +76,28 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_score(args: argparse.Namespace) -> int:
+    from flows.configs import ScoreConfig
+    from flows.score import score_batches
+
+    summary = score_batches(config_from_args(ScoreConfig, args))
+    print(f"model version: {summary.model_version}")
+    print(f"batches:       {len(summary.scored)} scored")
+    print(f"rows:          {summary.rows_in} in, {summary.rows_predicted} predicted, {summary.rows_rejected} rejected")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from flows.configs import TrainConfig
+    from flows.configs import ScoreConfig, TrainConfig
 
     parser = argparse.ArgumentParser(prog="comentarios", description="Classify Spanish customer comments with an LSTM, orchestrated by Prefect.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="Run the train-lstm flow.", description="Train, evaluate and publish a model (flow train-lstm).")
     add_config_flags(train, TrainConfig)
     train.set_defaults(run=_run_train)
+    score = commands.add_parser("score", help="Run the score-batches flow.", description="Score new Parquet batches (flow score-batches).")
+    add_config_flags(score, ScoreConfig)
+    score.set_defaults(run=_run_score)
     return parser
 
 

@@ -76,3 +76,28 @@ class TrainConfig(BaseModel):
             weight_decay=self.weight_decay, patience=self.patience, seed=self.seed, device=self.device,
             frame_mask_prob=self.frame_mask_prob, token_mask_prob=self.token_mask_prob,
         )
+
+
+class ScoreConfig(BaseModel):
+    """Parameters of ``score-batches``; each is also a ``comentarios score`` flag."""
+
+    storage: str = Field("./storage", description="Storage root (local folder or s3://bucket/prefix): model, ledger and output tables live here.")
+    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store (MinIO, Ceph, moto); credentials come from the usual AWS sources.")
+    model: str = Field("latest", description="Model version to use: 'latest' (the promoted one) or a version name.")
+    input: str | None = Field(None, description="Folder or glob of Parquet batches (default: <storage>/incoming/).")
+    rescore: bool = Field(False, description="Score batches again even if already scored, replacing their previous output.")
+    max_comment_chars: int = Field(5_000, ge=1, description="Longer comentarios are rejected (rule comentario_too_long).")
+    chunk_rows: int = Field(131_072, ge=1, description="Rows read, validated and scored at a time; bounds memory whatever the file size.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="Inference precision; bf16 is faster on CPU (see bench/score_throughput.py for agreement).")
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Device for inference.")
+    inference_batch: int = Field(4_096, ge=1, description="Rows per forward pass (length-sorted within each chunk).")
+
+    def storage_root(self) -> Storage:
+        from tasks.storage import Storage
+
+        return Storage(self.storage, self.s3_endpoint_url)
+
+    def scoring_settings(self):
+        from tasks.scoring import ScoringSettings
+
+        return ScoringSettings(self.max_comment_chars, self.chunk_rows, self.precision, self.device, self.inference_batch)

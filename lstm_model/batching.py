@@ -41,7 +41,11 @@ class EncodedTexts:
 
 def encode_tokens(tokens: pa.ListArray | pa.ChunkedArray, vocab: Vocabulary, max_len: int) -> EncodedTexts:
     """Encode a list<string> array, keeping at most the first ``max_len`` tokens of each row."""
-    id_lists = vocab.encode_arrow(tokens)
+    return encode_ids(vocab.encode_arrow(tokens), max_len)
+
+
+def encode_ids(id_lists: pa.ListArray, max_len: int) -> EncodedTexts:
+    """Ragged ids from a list<int32> array of token ids (see :meth:`Vocabulary.encode_arrow`)."""
     if id_lists.null_count:
         id_lists = pc.fill_null(id_lists, pa.scalar([], id_lists.type))
     offsets = id_lists.offsets.to_numpy().astype(np.int64)

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from lstm_model.batching import encode_tokens, length_sorted_batches, pad_rows
+from lstm_model.batching import EncodedTexts, encode_tokens, length_sorted_batches, pad_rows
 from lstm_model.bundle import ModelBundle
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import autocast_for, resolve_device
@@ -35,7 +35,10 @@ class Classifier:
         return self.bundle.labels
 
     def predict_proba_tokens(self, tokens: pa.ListArray | pa.ChunkedArray) -> np.ndarray:
-        encoded = encode_tokens(tokens, self.bundle.vocab, self.bundle.max_len)
+        return self.predict_proba_encoded(encode_tokens(tokens, self.bundle.vocab, self.bundle.max_len))
+
+    def predict_proba_encoded(self, encoded: EncodedTexts) -> np.ndarray:
+        """Class probabilities per row, in input order; rows run in length-sorted batches."""
         probs = np.empty((len(encoded), len(self.labels)), dtype=np.float32)
         cast, _ = autocast_for(self.device)
         with torch.inference_mode(), cast:

@@ -12,8 +12,10 @@ should not pay for it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -49,25 +51,36 @@ class ValidationOutcome:
     failures: dict[str, int]  # rule name -> rows that broke it
 
 
-def _gx_batch(frame: pd.DataFrame):
+# One GX context per process: creating one costs seconds, and scoring validates many chunks.
+# GX contexts are not documented as thread-safe, so validations in one process take turns.
+_GX_LOCK = threading.RLock()
+
+
+@lru_cache(maxsize=1)
+def _gx_batch_definition():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas("comentarios").add_dataframe_asset("frame")
-    return gx, asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
+    return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _validate(frame: pd.DataFrame, expectations: list, result_format: dict | str = "SUMMARY"):
+    import great_expectations as gx
+
+    with _GX_LOCK:
+        batch = _gx_batch_definition().get_batch(batch_parameters={"dataframe": frame})
+        suite = gx.ExpectationSuite(name="checks", expectations=expectations)
+        return batch.validate(suite, result_format=result_format)
 
 
 def missing_columns(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
     """Required columns that the frame lacks, checked with GX's ``ExpectColumnToExist``."""
-    gx, batch = _gx_batch(frame.head(0))
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name="schema")
-    for column in required:
-        suite.add_expectation(gxe.ExpectColumnToExist(column=column))
-    result = batch.validate(suite)
+    result = _validate(frame.head(0), [gxe.ExpectColumnToExist(column=column) for column in required])
     return [r.expectation_config.kwargs["column"] for r in result.results if not r.success]
 
 
@@ -75,18 +88,14 @@ def failing_rows(view: pd.DataFrame, rules: Sequence[Rule]) -> dict[str, set[int
     """Rule name -> positions (values of ``_row``) of the rows that break it."""
     if view.empty:
         return {rule.name: set() for rule in rules}
-    gx, batch = _gx_batch(view)
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name="rows")
-    owners: list[str] = []
+    expectations, owners = [], []
     for rule in rules:
         for check in rule.checks:
-            suite.add_expectation(getattr(gxe, check.kind)(column=rule.column, **check.kwargs))
+            expectations.append(getattr(gxe, check.kind)(column=rule.column, **check.kwargs))
             owners.append(rule.name)
-    result = batch.validate(
-        suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]}
-    )
+    result = _validate(view, expectations, {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]})
     failures: dict[str, set[int]] = {rule.name: set() for rule in rules}
     for owner, outcome in zip(owners, result.results):
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):

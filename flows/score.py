@@ -1,0 +1,88 @@
+"""The ``score-batches`` flow: new Parquet batches -> predictions and error reports, exactly once."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from flows.configs import ScoreConfig
+from tasks.batches import find_batches
+from tasks.registry import resolve_version
+from tasks.scoring import BatchResult, score_batch
+from tasks.storage import Storage
+
+
+class BatchesFailed(RuntimeError):
+    """Raised after every good batch is written, so the run ends Failed and an alert can fire."""
+
+
+class ScoreSummary(BaseModel):
+    model_version: str
+    scored: list[str]
+    unreadable: dict[str, str]
+    failed: dict[str, str]
+    rows_in: int
+    rows_predicted: int
+    rows_rejected: int
+
+
+@task(name="resolve-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def resolve_model(storage: Storage, model: str) -> str:
+    version = resolve_version(storage, model)
+    get_run_logger().info("Scoring with model %s", version)
+    return version
+
+
+@task(name="publish-batch-summaries", cache_policy=NO_CACHE)
+def publish_batch_summaries(results: list[BatchResult]) -> None:
+    rows = []
+    for r in results:
+        s = r.summary
+        rows.append({
+            "batch": r.batch, "status": r.status, "rows_in": r.rows_in, "predicted": r.rows_predicted,
+            "rejected": r.rows_rejected,
+            "class_mix": ", ".join(f"{k}={v}" for k, v in s.get("class_counts", [])) or None,
+            "mean_confianza": round(s["mean_confianza"], 4) if s.get("mean_confianza") is not None else None,
+            "unknown_token_share": round(s["unknown_token_share"], 4) if s.get("unknown_token_share") is not None else None,
+            "training_unknown_token_share": round(s["training_unknown_token_share"], 4) if s.get("training_unknown_token_share") is not None else None,
+            "accuracy": round(s["accuracy"], 4) if s.get("accuracy") is not None else None,
+            "reason": r.reason,
+        })
+    create_table_artifact(key="score-batch-summaries", table=rows or [{"batch": None, "status": "no new batches"}],
+                          description="One row per batch scored (or found unreadable) by this run")
+
+
+@flow(name="score-batches", log_prints=True)
+def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
+    logger = get_run_logger()
+    storage = config.storage_root()
+    version = resolve_model(storage, config.model)
+    batches = find_batches(storage, config.input, config.rescore)
+    settings = config.scoring_settings()
+    futures = [score_batch.submit(storage, batch, version, settings) for batch in batches]
+    results: list[BatchResult] = []
+    failed: dict[str, str] = {}
+    for batch, future in zip(batches, futures):
+        try:
+            results.append(future.result())
+        except Exception as exc:  # one bad batch never stops the others; the run fails at the end
+            failed[batch.name] = f"{type(exc).__name__}: {exc}"
+    publish_batch_summaries(results)
+    summary = ScoreSummary(
+        model_version=version,
+        scored=[r.batch for r in results if r.status == "scored"],
+        unreadable={r.batch: r.reason or "" for r in results if r.status == "unreadable"},
+        failed=failed,
+        rows_in=sum(r.rows_in for r in results),
+        rows_predicted=sum(r.rows_predicted for r in results),
+        rows_rejected=sum(r.rows_rejected for r in results),
+    )
+    logger.info("Scored %d batch(es): %d rows in, %d predicted, %d rejected", len(summary.scored),
+                summary.rows_in, summary.rows_predicted, summary.rows_rejected)
+    problems = [f"{name}: unreadable ({why})" for name, why in summary.unreadable.items()]
+    problems += [f"{name}: failed ({why})" for name, why in failed.items()]
+    if problems:
+        raise BatchesFailed(f"{len(problems)} batch(es) not scored: " + "; ".join(problems))
+    return summary

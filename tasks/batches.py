@@ -1,0 +1,111 @@
+"""Finding incoming batches and remembering which ones were scored (the ledger).
+
+A batch is one Parquet file. It is identified by the SHA-256 of its content, not by its name, so a
+file copied in twice, or renamed, is still scored once; a file whose content changed is new.
+
+The ledger is one small JSON object per batch key under ``<storage>/ledger/``. It is written after
+all of the batch's output files, so it is the commit point: a batch without a ledger entry was not
+(completely) scored and will be scored again, after removing whatever a killed run left behind.
+One object per key (instead of one shared file) means parallel workers never overwrite each other's
+records, on a disk or on S3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.storage import Storage, storage_options_for
+
+LEDGER = "ledger"
+INCOMING = "incoming"
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    uri: str  # full URI of the file, for logs and reports
+    name: str  # file name: the ``batch`` column of every output
+    key: str  # SHA-256 of the content
+    size: int
+    endpoint_url: str | None = None
+
+    def open(self):
+        return fsspec.open(self.uri, "rb", **storage_options_for(self.uri, self.endpoint_url)).open()
+
+
+def content_key(fs: fsspec.AbstractFileSystem, path: str, block: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_input_files(input_uri: str, endpoint_url: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[str]]:
+    """Files under a folder (recursively) or matching a glob; hidden (``.``/``_``) names are skipped.
+
+    Every other file is returned, ``.parquet`` or not: a stray CSV is reported as unreadable rather
+    than ignored without a word.
+    """
+    fs, path = fsspec.core.url_to_fs(input_uri, **storage_options_for(input_uri, endpoint_url))
+    if _GLOB_CHARS & set(path):
+        paths = fs.glob(path)
+    elif fs.isdir(path):
+        paths = fs.find(path)
+    elif fs.exists(path):
+        paths = [path]
+    else:
+        paths = []
+    files = [p for p in paths if not posixpath.basename(p).startswith((".", "_")) and fs.isfile(p)]
+    return fs, sorted(files)
+
+
+def ledger_path(key: str) -> str:
+    return f"{LEDGER}/{key}.json"
+
+
+def read_ledger(storage: Storage, key: str) -> dict[str, Any] | None:
+    rel = ledger_path(key)
+    return json.loads(storage.read_text(rel)) if storage.exists(rel) else None
+
+
+def write_ledger(storage: Storage, key: str, record: dict[str, Any]) -> None:
+    storage.write_text(ledger_path(key), json.dumps(record, indent=2, default=str))
+
+
+def scored_keys(storage: Storage) -> set[str]:
+    return {posixpath.basename(p)[: -len(".json")] for p in storage.glob(f"{LEDGER}/*.json")}
+
+
+@task(name="find-batches", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def find_batches(storage: Storage, input_uri: str | None, rescore: bool) -> list[BatchFile]:
+    """New batches to score: files not yet in the ledger (all of them with ``rescore``), one per content."""
+    logger = get_run_logger()
+    source = input_uri or storage.uri(INCOMING)
+    fs, paths = list_input_files(source, storage.endpoint_url)
+    done = set() if rescore else scored_keys(storage)
+    batches: dict[str, BatchFile] = {}
+    for path in paths:
+        key = content_key(fs, path)
+        uri = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+        if key in done:
+            logger.info("Skipping %s: already scored (content %s)", uri, key[:12])
+        elif key in batches:
+            logger.warning("Skipping %s: same content as %s", uri, batches[key].uri)
+        else:
+            batches[key] = BatchFile(uri, posixpath.basename(path), key, fs.size(path), storage.endpoint_url)
+    logger.info("%d file(s) under %s, %d batch(es) to score", len(paths), source, len(batches))
+    return list(batches.values())
+
+
+def record(batch: BatchFile, **fields: Any) -> dict[str, Any]:
+    return {**asdict(batch), **fields}

@@ -1,0 +1,233 @@
+"""Scoring one batch file end to end, in bounded memory, exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from lstm_model.batching import encode_ids
+from lstm_model.predict import Classifier
+from lstm_model.tokenizer import tokenize_arrow
+from lstm_model.vocab import UNK_ID
+from tasks.batches import BatchFile, read_ledger, record, write_ledger
+from tasks.outputs import (
+    MISCLASSIFIED, MISCLASSIFIED_SCHEMA, PREDICTIONS, REJECTED, REJECTED_SCHEMA, SUMMARIES, SUMMARY_SCHEMA,
+    UNREADABLE, UNREADABLE_SCHEMA, parts_of, predictions_schema, write_part,
+)
+from tasks.registry import load_bundle
+from tasks.scoring_rows import REQUIRED, prepare_chunk
+from tasks.storage import Storage
+from tasks.validation import ROW, Check, Rule, failing_rows
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    max_comment_chars: int = 5_000
+    chunk_rows: int = 131_072
+    precision: str = "fp32"
+    device: str = "cpu"
+    inference_batch: int = 4_096
+
+
+@dataclass
+class BatchResult:
+    batch: str
+    key: str
+    status: str  # scored | unreadable
+    rows_in: int = 0
+    rows_predicted: int = 0
+    rows_rejected: int = 0
+    reason: str | None = None
+    summary: dict = field(default_factory=dict)
+
+
+class UnreadableBatch(Exception):
+    pass
+
+
+_CLASSIFIER_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _classifier(storage: Storage, version: str, precision: str, device: str, batch_size: int) -> Classifier:
+    return Classifier(load_bundle(storage, version), device=device, precision=precision, batch_size=batch_size)
+
+
+def load_classifier(storage: Storage, version: str, settings: ScoringSettings) -> Classifier:
+    """The model, loaded once per process (per worker) and reused for every batch it scores."""
+    with _CLASSIFIER_LOCK:
+        return _classifier(storage, version, settings.precision, settings.device, settings.inference_batch)
+
+
+def open_parquet(batch: BatchFile) -> pq.ParquetFile:
+    """The batch as a Parquet file with the required columns, or :class:`UnreadableBatch` saying why."""
+    try:
+        parquet = pq.ParquetFile(batch.open())
+    except Exception as exc:  # Arrow says "Parquet magic bytes not found", "file size is 0 bytes"...
+        raise UnreadableBatch(f"not a readable Parquet file: {exc}") from None
+    missing = [c for c in REQUIRED if c not in parquet.schema_arrow.names]
+    if missing:
+        raise UnreadableBatch(f"required column(s) missing: {', '.join(missing)} (found: {', '.join(parquet.schema_arrow.names)})")
+    return parquet
+
+
+def duplicate_rows(parquet: pq.ParquetFile) -> set[int]:
+    """Positions of rows whose id appears more than once anywhere in the file (GX uniqueness check).
+
+    Reads only the ``id`` column, so it costs a fraction of the batch's size in memory.
+    """
+    ids = parquet.read(columns=["id"])["id"]
+    try:
+        ids = pc.cast(ids, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        ids = pa.chunked_array([pa.array([None if v is None else str(v) for v in ids.to_pylist()], pa.string())])
+    view = pd.DataFrame({"id": ids.to_pandas().astype(object), ROW: np.arange(len(ids))})
+    rule = Rule("id_duplicate", "id", (Check("ExpectColumnValuesToBeUnique"),), str)
+    return failing_rows(view, [rule])["id_duplicate"]
+
+
+def _predictions(valid: pa.Table, probs: np.ndarray, labels: tuple[str, ...], version: str, batch: BatchFile, when: datetime) -> pa.Table:
+    best = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
+    n = valid.num_rows
+    columns = {name: valid[name] for name in valid.column_names if name != "row_number"}
+    columns["categoria_pred"] = pa.array(np.asarray(labels, dtype=object)[best], pa.string()) if n else pa.array([], pa.string())
+    columns["confianza"] = pa.array(probs.max(axis=1) if n else np.zeros(0, np.float32), pa.float32())
+    for i, label in enumerate(labels):
+        columns[f"prob_{label}"] = pa.array(probs[:, i] if n else np.zeros(0, np.float32), pa.float32())
+    columns["model_version"] = pa.array([version] * n, pa.string())
+    columns["batch"] = pa.array([batch.name] * n, pa.string())
+    columns["batch_key"] = pa.array([batch.key] * n, pa.string())
+    columns["row_number"] = valid["row_number"]
+    columns["scored_at"] = pa.array([when] * n, pa.timestamp("us", tz="UTC"))
+    return pa.table(columns, schema=predictions_schema(labels))
+
+
+def _misclassified(valid: pa.Table, preds: pa.Table, tokens: pa.ListArray, classifier: Classifier, batch: BatchFile, when: datetime) -> pa.Table:
+    truth = valid["categoria"]
+    wrong = pc.and_(pc.is_valid(truth), pc.not_equal(truth, preds["categoria_pred"]))
+    wrong = pc.fill_null(wrong, False)
+    picked = np.flatnonzero(wrong.to_numpy(zero_copy_only=False))
+    vocab, max_len = classifier.bundle.vocab, classifier.bundle.max_len
+    seen = [vocab.decode(ids[:max_len]) or ["[UNK]"] for ids in vocab.encode_arrow(tokens.take(pa.array(picked))).to_pylist()] if len(picked) else []
+    take = pa.array(picked, pa.int64())
+    return pa.table({
+        "id": valid["id"].take(take),
+        "comentario": valid["comentario"].take(take),
+        "tokens": pa.array(seen, pa.list_(pa.string())),
+        "categoria": truth.take(take),
+        "categoria_pred": preds["categoria_pred"].take(take),
+        "confianza": preds["confianza"].take(take),
+        "model_version": preds["model_version"].take(take),
+        "batch": preds["batch"].take(take),
+        "batch_key": preds["batch_key"].take(take),
+        "row_number": valid["row_number"].take(take),
+        "scored_at": preds["scored_at"].take(take),
+    }, schema=MISCLASSIFIED_SCHEMA)
+
+
+def _with_batch_fields(rejected: pa.Table, batch: BatchFile, when: datetime) -> pa.Table:
+    n = rejected.num_rows
+    columns = {name: rejected[name] for name in rejected.column_names}
+    columns["batch"] = pa.array([batch.name] * n, pa.string())
+    columns["batch_key"] = pa.array([batch.key] * n, pa.string())
+    columns["rejected_at"] = pa.array([when] * n, pa.timestamp("us", tz="UTC"))
+    return pa.table({name: columns[name] for name in REJECTED_SCHEMA.names}, schema=REJECTED_SCHEMA)
+
+
+def score_file(storage: Storage, batch: BatchFile, version: str, settings: ScoringSettings, log=None) -> BatchResult:
+    """Score one batch: clear leftovers, stream chunks through rules and model, write parts, then the ledger."""
+    log = log or (lambda *a: None)
+    started = time.perf_counter()
+    when = datetime.now(timezone.utc)
+    for leftover in parts_of(storage, batch.key):
+        storage.delete(leftover)
+    try:
+        parquet = open_parquet(batch)
+        duplicates = duplicate_rows(parquet)
+    except UnreadableBatch as exc:
+        reason = str(exc)
+        write_part(storage, UNREADABLE, when, batch.key, 0, pa.table({
+            "path": [batch.uri], "batch": [batch.name], "batch_key": [batch.key], "size_bytes": [batch.size],
+            "reason": [reason], "detected_at": [when],
+        }, schema=UNREADABLE_SCHEMA))
+        write_ledger(storage, batch.key, record(batch, status="unreadable", reason=reason, finished_at=when.isoformat()))
+        return BatchResult(batch.name, batch.key, "unreadable", reason=reason)
+
+    classifier = load_classifier(storage, version, settings)
+    labels = classifier.labels
+    counts: Counter[str] = Counter()
+    rows_in = predicted = rejected_n = labelled = correct = wrong_n = unknown = tokens_total = 0
+    confidence_sum = 0.0
+    part = 0
+    for part, chunk in enumerate(parquet.iter_batches(batch_size=settings.chunk_rows)):
+        table = pa.Table.from_batches([chunk])
+        prepared = prepare_chunk(table, rows_in, duplicates, settings.max_comment_chars)
+        rows_in += table.num_rows
+        valid = prepared.valid
+        tokens = tokenize_arrow(valid["comentario"])
+        id_lists = classifier.bundle.vocab.encode_arrow(tokens)
+        ids = id_lists.values.to_numpy(zero_copy_only=False)
+        unknown += int((ids == UNK_ID).sum())
+        tokens_total += len(ids)
+        probs = classifier.predict_proba_encoded(encode_ids(id_lists, classifier.bundle.max_len)) if valid.num_rows else np.zeros((0, len(labels)), np.float32)
+        preds = _predictions(valid, probs, labels, version, batch, when)
+        write_part(storage, PREDICTIONS, when, batch.key, part, preds)
+        if prepared.rejected.num_rows:
+            write_part(storage, REJECTED, when, batch.key, part, _with_batch_fields(prepared.rejected, batch, when))
+        if "categoria" in parquet.schema_arrow.names and valid.num_rows:
+            wrong = _misclassified(valid, preds, tokens, classifier, batch, when)
+            labelled += int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0)
+            wrong_n += wrong.num_rows
+            if wrong.num_rows:
+                write_part(storage, MISCLASSIFIED, when, batch.key, part, wrong)
+        predicted += valid.num_rows
+        rejected_n += prepared.rejected.num_rows
+        counts.update(dict(zip(*np.unique(preds["categoria_pred"].to_numpy(zero_copy_only=False), return_counts=True))) if valid.num_rows else {})
+        confidence_sum += float(probs.max(axis=1).sum()) if len(probs) else 0.0
+        log(f"{batch.name}: part {part}: {rows_in:,} rows read, {predicted:,} predicted, {rejected_n:,} rejected")
+    correct = labelled - wrong_n
+    seconds = time.perf_counter() - started
+    summary = {
+        "batch": batch.name, "batch_key": batch.key, "model_version": version,
+        "rows_in": rows_in, "rows_predicted": predicted, "rows_rejected": rejected_n,
+        "class_counts": [(label, int(counts.get(label, 0))) for label in labels],
+        "mean_confianza": confidence_sum / predicted if predicted else None,
+        "unknown_token_share": unknown / tokens_total if tokens_total else None,
+        "training_unknown_token_share": classifier.bundle.training.get("val_unknown_share"),
+        "labelled_rows": labelled, "accuracy": correct / labelled if labelled else None,
+        "misclassified_rows": wrong_n, "seconds": seconds, "scored_at": when,
+    }
+    write_part(storage, SUMMARIES, when, batch.key, 0, pa.Table.from_pylist([summary], schema=SUMMARY_SCHEMA))
+    if rows_in != predicted + rejected_n:  # the exactly-once invariant; never expected to trip
+        raise RuntimeError(f"{batch.name}: {rows_in} rows in but {predicted} predicted + {rejected_n} rejected")
+    write_ledger(storage, batch.key, record(batch, status="scored", model_version=version, rows_in=rows_in,
+                                            rows_predicted=predicted, rows_rejected=rejected_n, finished_at=when.isoformat()))
+    return BatchResult(batch.name, batch.key, "scored", rows_in, predicted, rejected_n, summary=summary)
+
+
+@task(name="score-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], task_run_name="score-{batch.name}")
+def score_batch(storage: Storage, batch: BatchFile, version: str, settings: ScoringSettings) -> BatchResult:
+    """Prefect task around :func:`score_file`; a retry starts the batch over (leftovers are removed first)."""
+    logger = get_run_logger()
+    result = score_file(storage, batch, version, settings, log=logger.info)
+    if result.status == "unreadable":
+        logger.error("Unreadable batch %s: %s (file left in place)", batch.uri, result.reason)
+    else:
+        logger.info("Scored %s: %d rows in, %d predicted, %d rejected", batch.name, result.rows_in, result.rows_predicted, result.rows_rejected)
+    return result
+
+
+def already_recorded(storage: Storage, batch: BatchFile) -> bool:
+    return read_ledger(storage, batch.key) is not None

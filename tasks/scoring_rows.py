@@ -1,0 +1,155 @@
+"""Turning one chunk of an incoming batch into typed rows to score and a report of rows to reject.
+
+Only ``id`` and ``comentario`` are required; the dataset's other columns are optional and passed
+through with the types of :data:`tasks.outputs.PASSTHROUGH`, and any unknown column is kept in
+``extra_columns`` (JSON). A value that cannot take its column's type (a ``sentimiento`` of "abc")
+rejects the row rather than being silently nulled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.outputs import PASSTHROUGH, REJECTED_SCHEMA
+from tasks.validation import ROW, Check, Rule, failing_rows, short
+
+REQUIRED = ("id", "comentario")
+KNOWN = [f.name for f in PASSTHROUGH if f.name != "extra_columns"]
+NOT_NULL = Check("ExpectColumnValuesToNotBeNull")
+IS_FALSE = Check("ExpectColumnValuesToBeInSet", {"value_set": [False]})
+
+
+def scoring_rules(max_chars: int) -> list[Rule]:
+    return [
+        Rule("id_missing", "id", (NOT_NULL,), lambda v: "id is missing"),
+        Rule("comentario_missing", "comentario", (NOT_NULL,), lambda v: f"comentario is missing or not text ({short(v)})"),
+        Rule("comentario_blank", "comentario", (Check("ExpectColumnValuesToMatchRegex", {"regex": r"\S"}),),
+             lambda v: "comentario is empty or only whitespace"),
+        Rule("comentario_too_long", "comentario", (Check("ExpectColumnValueLengthsToBeBetween", {"max_value": max_chars}),),
+             lambda v: f"comentario has {len(v) if isinstance(v, str) else '?'} characters, over the limit of {max_chars}"),
+        Rule("timestamp_invalid", "timestamp_invalid", (IS_FALSE,), lambda v: f"timestamp {short(v)} is not a date/time"),
+        Rule("sentimiento_invalid", "sentimiento_invalid", (IS_FALSE,), lambda v: f"sentimiento {short(v)} is not a number"),
+    ]
+
+
+DUPLICATE_RULE = "id_duplicate"
+
+
+@dataclass
+class PreparedChunk:
+    valid: pa.Table  # PASSTHROUGH columns + row_number, only rows that passed every rule
+    rejected: pa.Table  # REJECTED_SCHEMA minus batch fields and rejected_at
+    failures: dict[str, int]
+
+
+def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
+
+
+def _timestamps(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """UTC timestamps and a mask of values that were present but could not be read as one."""
+    if pa.types.is_timestamp(column.type):
+        unit = column.cast(pa.timestamp("us", tz=column.type.tz)) if column.type.tz else pc.assume_timezone(column.cast(pa.timestamp("us")), "UTC")
+        return unit.cast(pa.timestamp("us", tz="UTC")).combine_chunks(), np.zeros(len(column), bool)
+    text = _as_text(column)
+    parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), errors="coerce", utc=True, format="ISO8601")
+    invalid = parsed.isna().to_numpy() & ~np.asarray(text.is_null().to_numpy(zero_copy_only=False))
+    return pa.array(parsed, type=pa.timestamp("us", tz="UTC"), from_pandas=True), invalid
+
+
+def _numbers(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
+        return column.cast(pa.float64()).combine_chunks(), np.zeros(len(column), bool)
+    text = _as_text(column)
+    parsed = pd.to_numeric(pd.Series(text.to_pylist(), dtype=object), errors="coerce")
+    invalid = parsed.isna().to_numpy() & ~np.asarray(text.is_null().to_numpy(zero_copy_only=False))
+    return pa.array(parsed.to_numpy(dtype=float), pa.float64(), mask=parsed.isna().to_numpy()), invalid
+
+
+def _extra_json(table: pa.Table, extra: list[str]) -> pa.Array:
+    if not extra:
+        return pa.nulls(table.num_rows, pa.string())
+    lines = table.select(extra).to_pandas().to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
+    return pa.array(lines.splitlines(), pa.string())
+
+
+def prepare_chunk(
+    chunk: pa.Table, first_row: int, duplicate_rows: set[int], max_chars: int
+) -> PreparedChunk:
+    """Type the known columns, run the rules with GX, and split the chunk into valid and rejected rows."""
+    n = chunk.num_rows
+    present = set(chunk.column_names)
+    typed: dict[str, pa.Array] = {}
+    invalid = {"timestamp_invalid": np.zeros(n, bool), "sentimiento_invalid": np.zeros(n, bool)}
+    for name in KNOWN:
+        if name not in present:
+            typed[name] = pa.nulls(n, PASSTHROUGH.field(name).type)
+        elif name == "timestamp":
+            typed[name], invalid["timestamp_invalid"] = _timestamps(chunk[name])
+        elif name == "sentimiento":
+            typed[name], invalid["sentimiento_invalid"] = _numbers(chunk[name])
+        elif name == "comentario":
+            # Only real text is a comment: a number or a list in this column breaks comentario_missing.
+            column = chunk[name]
+            typed[name] = column.combine_chunks() if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) else pa.nulls(n, pa.string())
+            typed[name] = typed[name].cast(pa.string())
+        else:
+            typed[name] = _as_text(chunk[name].combine_chunks())
+    typed["extra_columns"] = _extra_json(chunk, [c for c in chunk.column_names if c not in KNOWN])
+    rows = pa.table(typed, schema=PASSTHROUGH)
+
+    rules = scoring_rules(max_chars)
+    view = pd.DataFrame({
+        "id": rows["id"].to_pandas().astype(object),
+        "comentario": rows["comentario"].to_pandas().astype(object),
+        **invalid,
+        ROW: np.arange(n),
+    })
+    broken = failing_rows(view, rules)
+    broken[DUPLICATE_RULE] = {r - first_row for r in duplicate_rows if first_row <= r < first_row + n}
+    by_row: dict[int, list[str]] = {}
+    for name in [DUPLICATE_RULE, *(r.name for r in rules)]:
+        for row in broken.get(name, ()):
+            by_row.setdefault(row, []).append(name)
+    reject_mask = np.zeros(n, bool)
+    reject_mask[list(by_row)] = True
+    row_number = pa.array(np.arange(first_row, first_row + n), pa.int64())
+    valid = rows.append_column("row_number", row_number).filter(pa.array(~reject_mask))
+    rejected = _rejected_rows(chunk, rows, by_row, rules, row_number)
+    return PreparedChunk(valid, rejected, {name: len(v) for name, v in broken.items()})
+
+
+def _rejected_rows(chunk: pa.Table, rows: pa.Table, by_row: dict[int, list[str]], rules: list[Rule], row_number: pa.Array) -> pa.Table:
+    positions = sorted(by_row)
+    reasons = {r.name: r for r in rules}
+    originals = {name: (chunk[name] if name in chunk.column_names else None) for name in KNOWN}
+    out: dict[str, list] = {name: [] for name in REJECTED_SCHEMA.names if name not in ("batch", "batch_key", "rejected_at")}
+    for p in positions:
+        for name in KNOWN:
+            value = originals[name][p].as_py() if originals[name] is not None else None
+            out[name].append(None if value is None else (value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)))
+        out["extra_columns"].append(rows["extra_columns"][p].as_py())
+        out["row_number"].append(row_number[p].as_py())
+        names = by_row[p]
+        out["rule"].append(",".join(names))
+        texts = []
+        for name in names:
+            if name == DUPLICATE_RULE:
+                texts.append(f"id {short(out['id'][-1])} appears more than once in the batch")
+            else:
+                rule = reasons[name]
+                column = name.removesuffix("_invalid") if rule.column.endswith("_invalid") else rule.column
+                value = originals[column][p].as_py() if originals.get(column) is not None else None
+                texts.append(rule.reason(value))
+        out["reason"].append("; ".join(texts))
+    fields = [REJECTED_SCHEMA.field(name) for name in out]
+    return pa.table({name: pa.array(values, f.type) for (name, values), f in zip(out.items(), fields)})
