@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
-from lstm_model.batching import EncodedTexts, encode_tokens, length_sorted_batches, pad_rows
+from lstm_model.batching import EncodedTexts, encode_ids, encode_tokens, length_sorted_batches, pad_rows, unique_rows
 from lstm_model.bundle import ModelBundle
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import autocast_for, resolve_device
+from lstm_model.vocab import UNK_ID
+
+
+@dataclass(frozen=True)
+class TextScores:
+    probs: np.ndarray  # [rows, classes], input order
+    token_count: int  # tokens in all rows (before truncation to max_len)
+    unknown_count: int  # of which the vocabulary does not know
 
 
 class Classifier:
@@ -38,7 +49,15 @@ class Classifier:
         return self.predict_proba_encoded(encode_tokens(tokens, self.bundle.vocab, self.bundle.max_len))
 
     def predict_proba_encoded(self, encoded: EncodedTexts) -> np.ndarray:
-        """Class probabilities per row, in input order; rows run in length-sorted batches."""
+        """Class probabilities per row, in input order.
+
+        Each distinct id sequence is run once (see :func:`unique_rows`), in length-sorted batches
+        so that little compute goes to padding.
+        """
+        distinct, inverse = unique_rows(encoded)
+        return self._run(distinct)[inverse]
+
+    def _run(self, encoded: EncodedTexts) -> np.ndarray:
         probs = np.empty((len(encoded), len(self.labels)), dtype=np.float32)
         cast, _ = autocast_for(self.device)
         with torch.inference_mode(), cast:
@@ -48,10 +67,29 @@ class Classifier:
                 probs[rows] = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return probs
 
-    def predict_proba(self, texts: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
+    def score(self, texts: pa.Array | pa.ChunkedArray | list[str]) -> TextScores:
+        """Probabilities for every text, plus token statistics, doing the work once per distinct text.
+
+        Tokenising is the costliest step after the LSTM, so texts are dictionary-encoded first and
+        only the distinct ones are tokenised, encoded and scored; results are spread back by index.
+        A null text scores like an empty one.
+        """
         if isinstance(texts, list):
             texts = pa.array(texts, pa.string())
-        return self.predict_proba_tokens(tokenize_arrow(texts))
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
+        encoded = pc.dictionary_encode(pc.fill_null(texts.cast(pa.string()), ""))
+        distinct, index = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+        id_lists = self.bundle.vocab.encode_arrow(tokenize_arrow(distinct))
+        occurrences = np.bincount(index, minlength=len(distinct))
+        lengths = pc.list_value_length(id_lists).to_numpy(zero_copy_only=False)
+        parents = pc.list_parent_indices(id_lists).to_numpy()
+        unknown = np.bincount(parents[id_lists.flatten().to_numpy(zero_copy_only=False) == UNK_ID], minlength=len(distinct))
+        probs = self.predict_proba_encoded(encode_ids(id_lists, self.bundle.max_len))
+        return TextScores(probs[index], int(lengths @ occurrences), int(unknown @ occurrences))
+
+    def predict_proba(self, texts: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
+        return self.score(texts).probs
 
     def predict(self, texts: pa.Array | pa.ChunkedArray | list[str]) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]

@@ -17,7 +17,7 @@ from lstm_model.frames import find_frame_tokens, frame_id_mask
 from lstm_model.model import LSTMClassifier, ModelConfig
 from lstm_model.predict import Classifier
 from lstm_model.tokenizer import tokenize_arrow
-from lstm_model.training import EpochMetrics, TrainingConfig, train_classifier
+from lstm_model.training import EpochMetrics, TrainingConfig, seed_everything, train_classifier
 from lstm_model.vocab import Vocabulary
 
 
@@ -72,6 +72,7 @@ def train_model(
     )
     logger.info("Vocabulary: %d entries; %d template tokens masked during training: %s", len(vocab), len(frames), frames)
     index = {label: i for i, label in enumerate(labels)}
+    seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
     model = LSTMClassifier(ModelConfig(vocab_size=len(vocab), num_classes=len(labels), **model_config))
 
     def progress(m: EpochMetrics) -> None:

@@ -17,10 +17,8 @@ import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from lstm_model.batching import encode_ids
 from lstm_model.predict import Classifier
 from lstm_model.tokenizer import tokenize_arrow
-from lstm_model.vocab import UNK_ID
 from tasks.batches import BatchFile, read_ledger, record, write_ledger
 from tasks.outputs import (
     MISCLASSIFIED, MISCLASSIFIED_SCHEMA, PREDICTIONS, REJECTED, REJECTED_SCHEMA, SUMMARIES, SUMMARY_SCHEMA,
@@ -114,14 +112,15 @@ def _predictions(valid: pa.Table, probs: np.ndarray, labels: tuple[str, ...], ve
     return pa.table(columns, schema=predictions_schema(labels))
 
 
-def _misclassified(valid: pa.Table, preds: pa.Table, tokens: pa.ListArray, classifier: Classifier, batch: BatchFile, when: datetime) -> pa.Table:
+def _misclassified(valid: pa.Table, preds: pa.Table, classifier: Classifier, batch: BatchFile, when: datetime) -> pa.Table:
     truth = valid["categoria"]
     wrong = pc.and_(pc.is_valid(truth), pc.not_equal(truth, preds["categoria_pred"]))
     wrong = pc.fill_null(wrong, False)
     picked = np.flatnonzero(wrong.to_numpy(zero_copy_only=False))
     vocab, max_len = classifier.bundle.vocab, classifier.bundle.max_len
-    seen = [vocab.decode(ids[:max_len]) or ["[UNK]"] for ids in vocab.encode_arrow(tokens.take(pa.array(picked))).to_pylist()] if len(picked) else []
     take = pa.array(picked, pa.int64())
+    tokens = tokenize_arrow(valid["comentario"].take(take))
+    seen = [vocab.decode(ids[:max_len]) or ["[UNK]"] for ids in vocab.encode_arrow(tokens).to_pylist()] if len(picked) else []
     return pa.table({
         "id": valid["id"].take(take),
         "comentario": valid["comentario"].take(take),
@@ -176,18 +175,16 @@ def score_file(storage: Storage, batch: BatchFile, version: str, settings: Scori
         prepared = prepare_chunk(table, rows_in, duplicates, settings.max_comment_chars)
         rows_in += table.num_rows
         valid = prepared.valid
-        tokens = tokenize_arrow(valid["comentario"])
-        id_lists = classifier.bundle.vocab.encode_arrow(tokens)
-        ids = id_lists.values.to_numpy(zero_copy_only=False)
-        unknown += int((ids == UNK_ID).sum())
-        tokens_total += len(ids)
-        probs = classifier.predict_proba_encoded(encode_ids(id_lists, classifier.bundle.max_len)) if valid.num_rows else np.zeros((0, len(labels)), np.float32)
+        scores = classifier.score(valid["comentario"])
+        probs = scores.probs
+        unknown += scores.unknown_count
+        tokens_total += scores.token_count
         preds = _predictions(valid, probs, labels, version, batch, when)
         write_part(storage, PREDICTIONS, when, batch.key, part, preds)
         if prepared.rejected.num_rows:
             write_part(storage, REJECTED, when, batch.key, part, _with_batch_fields(prepared.rejected, batch, when))
         if "categoria" in parquet.schema_arrow.names and valid.num_rows:
-            wrong = _misclassified(valid, preds, tokens, classifier, batch, when)
+            wrong = _misclassified(valid, preds, classifier, batch, when)
             labelled += int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0)
             wrong_n += wrong.num_rows
             if wrong.num_rows:
