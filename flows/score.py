@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.configs import ScoreConfig
@@ -54,6 +57,22 @@ def publish_batch_summaries(results: list[BatchResult]) -> None:
                           description="One row per batch scored (or found unreadable) by this run")
 
 
+def build_task_runner(config: ScoreConfig) -> TaskRunner:
+    """The task runner this run asked for. Chosen per run (a parameter), not fixed in the decorator,
+    so the same deployment can score on one machine tonight and on a Dask cluster tomorrow."""
+    if config.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=config.workers)
+    from prefect_dask import DaskTaskRunner
+
+    if config.dask_address:
+        return DaskTaskRunner(address=config.dask_address)
+    return DaskTaskRunner(cluster_kwargs={
+        "n_workers": config.workers, "threads_per_worker": 1, "processes": True,
+        "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0",
+        "local_directory": tempfile.mkdtemp(prefix="comentarios-dask-"),
+    })
+
+
 @flow(name="score-batches", log_prints=True)
 def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
     logger = get_run_logger()
@@ -61,14 +80,19 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
     version = resolve_model(storage, config.model)
     batches = find_batches(storage, config.input, config.rescore)
     settings = config.scoring_settings()
-    futures = [score_batch.submit(storage, batch, version, settings) for batch in batches]
     results: list[BatchResult] = []
     failed: dict[str, str] = {}
-    for batch, future in zip(batches, futures):
-        try:
-            results.append(future.result())
-        except Exception as exc:  # one bad batch never stops the others; the run fails at the end
-            failed[batch.name] = f"{type(exc).__name__}: {exc}"
+    if batches:
+        with build_task_runner(config) as runner:
+            futures = [
+                runner.submit(score_batch, {"storage": storage, "batch": batch, "version": version, "settings": settings})
+                for batch in batches
+            ]
+            for batch, future in zip(batches, futures):
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # one bad batch never stops the others; the run fails at the end
+                    failed[batch.name] = f"{type(exc).__name__}: {exc}"
     publish_batch_summaries(results)
     summary = ScoreSummary(
         model_version=version,

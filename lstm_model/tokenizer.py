@@ -22,8 +22,10 @@ def tokenize_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedAr
     if pa.types.is_large_string(texts.type):
         texts = texts.cast(pa.string())
     normalised = pc.utf8_lower(pc.utf8_normalize(texts, form="NFKC"))
-    spaced = pc.replace_substring_regex(normalised, pattern=_SEPARATORS, replacement=" ")
-    return pc.utf8_split_whitespace(pc.utf8_trim_whitespace(spaced))
+    spaced = pc.utf8_trim_whitespace(pc.replace_substring_regex(normalised, pattern=_SEPARATORS, replacement=" "))
+    tokens = pc.utf8_split_whitespace(spaced)
+    # Arrow splits "" into [""]; a text with no letters or digits has no tokens.
+    return pc.if_else(pc.equal(spaced, ""), pa.scalar([], tokens.type), tokens)
 
 
 def tokenize_many(texts: Iterable[str | None]) -> list[list[str]]:

@@ -153,7 +153,7 @@ def train_classifier(
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     train_labels_t = torch.from_numpy(np.array(train_labels, dtype=np.int64))
-    val_labels = np.asarray(val_labels, dtype=np.int64)
+    val_labels = np.array(val_labels, dtype=np.int64)
     num_classes = model.config.num_classes
 
     result = TrainingResult(model=model, device=str(device), precision=precision)

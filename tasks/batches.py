@@ -98,7 +98,12 @@ def find_batches(storage: Storage, input_uri: str | None, rescore: bool) -> list
         key = content_key(fs, path)
         uri = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
         if key in done:
-            logger.info("Skipping %s: already scored (content %s)", uri, key[:12])
+            previous = read_ledger(storage, key) or {}
+            if previous.get("status") == "unreadable":
+                logger.warning("Skipping %s: reported unreadable on %s (%s); fix or remove it, or pass --rescore",
+                               uri, previous.get("finished_at"), previous.get("reason"))
+            else:
+                logger.info("Skipping %s: already scored (content %s)", uri, key[:12])
         elif key in batches:
             logger.warning("Skipping %s: same content as %s", uri, batches[key].uri)
         else:

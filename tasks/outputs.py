@@ -133,8 +133,10 @@ def write_part(storage: Storage, table: str, when: datetime, batch_key: str, par
 
 
 def parts_of(storage: Storage, batch_key: str) -> list[str]:
-    """Every part file any run wrote for this batch, in every table and partition."""
+    """Every part file any run wrote for this batch, in every table and partition, and the
+    temporary files of writes that a killed run never finished."""
     found: list[str] = []
     for table in TABLES:
         found += storage.glob(f"{table}/scored_date=*/{batch_key}-*.parquet")
+        found += storage.temp_files(f"{table}/scored_date=*", batch_key)
     return found

@@ -79,7 +79,8 @@ def _extra_json(table: pa.Table, extra: list[str]) -> pa.Array:
     if not extra:
         return pa.nulls(table.num_rows, pa.string())
     lines = table.select(extra).to_pandas().to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
-    return pa.array(lines.splitlines(), pa.string())
+    # split on "\n" only: str.splitlines() would also split inside values on U+2028, U+0085...
+    return pa.array(lines.rstrip("\n").split("\n") if lines else [], pa.string())
 
 
 def prepare_chunk(

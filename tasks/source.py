@@ -23,17 +23,26 @@ def fetch_source(source: str, endpoint_url: str | None = None) -> bytes:
 
 def parse_records(data: bytes, name: str) -> pd.DataFrame:
     """A JSON array of objects or JSON Lines -> DataFrame (values as given; validation types them)."""
-    text = data.decode("utf-8-sig", errors="strict") if data else ""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{name} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     stripped = text.lstrip()
     if not stripped:
         raise DatasetError(f"{name} is empty")
-    try:
-        if stripped.startswith("["):
+    if stripped.startswith("["):
+        try:
             records = json.loads(stripped)
-        else:
-            records = [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{name} is not JSON or JSON Lines: {exc.msg} at line {exc.lineno}") from None
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{name} is not JSON or JSON Lines: {exc.msg} at line {exc.lineno}") from None
+    else:
+        records = []
+        for number, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{name} is not JSON or JSON Lines: {exc.msg} at line {number}") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise DatasetError(f"{name} must hold a list of JSON objects (one per comment)")
     if not records:

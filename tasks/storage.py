@@ -92,7 +92,9 @@ class Storage:
                 yield handle
             return
         self.fs.makedirs(parent, exist_ok=True)
-        temp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(target)}")
+        # Hidden, and not ending in the target's extension: readers that glob "*.parquet" (DuckDB
+        # does not skip hidden files) never pick up a half-written file.
+        temp = posixpath.join(parent, f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp")
         try:
             with self.fs.open(temp, "wb") as handle:
                 yield handle
@@ -100,6 +102,10 @@ class Storage:
         finally:
             if self.fs.exists(temp):
                 self.fs.rm(temp)
+
+    def temp_files(self, folder_pattern: str, name_prefix: str) -> list[str]:
+        """Temporary files that a killed :meth:`open_write` left for targets starting ``name_prefix``."""
+        return self.glob(f"{folder_pattern}/.{name_prefix}*.tmp")
 
     def glob(self, pattern: str) -> list[str]:
         """Paths (relative to the root) matching ``pattern``, sorted."""

@@ -1,0 +1,348 @@
+"""The LSTM, the training loop, metrics, the split and template-token detection, on tiny inputs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from prefect.logging import disable_run_logger
+
+from _torch_threads import one_torch_thread  # noqa: F401  (autouse fixture)
+from conftest import comment_rows
+from lstm_model.batching import EncodedTexts, encode_tokens, pad_rows
+from lstm_model.evaluation import Metrics, evaluate
+from lstm_model.frames import find_frame_tokens, frame_id_mask, mask_tokens
+from lstm_model.model import LSTMClassifier, ModelConfig
+from lstm_model.splits import stratified_split
+from lstm_model.training import TrainingConfig, predict_logits, resolve_device, train_classifier
+from lstm_model.vocab import PAD_ID, UNK_ID, Vocabulary
+
+TINY = dict(embedding_dim=8, hidden_size=8, num_layers=1, lstm_dropout=0.0, head_sizes=(8,), head_dropout=0.0)
+
+
+def tiny_model(vocab_size: int = 10, num_classes: int = 3, seed: int = 0, **overrides) -> LSTMClassifier:
+    torch.manual_seed(seed)
+    return LSTMClassifier(ModelConfig(vocab_size=vocab_size, num_classes=num_classes, **{**TINY, **overrides}))
+
+
+# -------------------------------------------------------------------------------------------------- model
+
+
+class TestModelOutputShape:
+    def test_one_logit_per_class_per_row(self):
+        model = tiny_model(num_classes=3).eval()
+        ids = torch.tensor([[2, 3, 4], [5, 0, 0]])
+        out = model(ids, torch.tensor([3, 1]))
+        assert out.shape == (2, 3)
+        assert out.dtype == torch.float32
+
+    def test_default_sizes_are_the_notebook_sizes(self):
+        config = ModelConfig(vocab_size=50, num_classes=4)
+        model = LSTMClassifier(config)
+        assert model.lstm.num_layers == 2 and model.lstm.hidden_size == 128
+        assert model.embedding.embedding_dim == 256
+        assert model.embedding.padding_idx == PAD_ID
+        assert model(torch.tensor([[2, 3]]), torch.tensor([2])).shape == (1, 4)
+
+    def test_config_dict_round_trip(self):
+        config = ModelConfig(vocab_size=7, num_classes=2, head_sizes=(4, 3))
+        assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+class TestModelIgnoresRightPadding:
+    def test_extra_pad_tokens_do_not_change_logits(self):
+        model = tiny_model(num_layers=2, lstm_dropout=0.2, head_dropout=0.2).eval()
+        row = [2, 7, 3, 9]
+        short = model(torch.tensor([row]), torch.tensor([4]))
+        padded = model(torch.tensor([row + [PAD_ID] * 20]), torch.tensor([4]))
+        assert torch.allclose(short, padded, atol=1e-6)
+
+    def test_row_gives_same_logits_alone_and_next_to_a_longer_row(self):
+        model = tiny_model().eval()
+        alone = model(torch.tensor([[4, 5]]), torch.tensor([2]))
+        batch = model(torch.tensor([[4, 5, PAD_ID, PAD_ID, PAD_ID], [2, 3, 4, 5, 6]]), torch.tensor([2, 5]))
+        assert torch.allclose(alone[0], batch[0], atol=1e-6)
+
+    def test_logits_do_depend_on_the_real_tokens(self):
+        # Guards the two tests above against a model that ignores its input altogether.
+        model = tiny_model().eval()
+        a = model(torch.tensor([[2, 3, 4]]), torch.tensor([3]))
+        b = model(torch.tensor([[2, 3, 5]]), torch.tensor([3]))
+        assert not torch.allclose(a, b)
+
+
+# ------------------------------------------------------------------------------------------------ device
+
+
+class TestResolveDevice:
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; the error path needs one without")
+    def test_cuda_without_gpu_is_a_clear_error(self):
+        with pytest.raises(RuntimeError, match="'cuda' was requested but torch sees no CUDA GPU") as info:
+            resolve_device("cuda")
+        assert "auto or cpu" in str(info.value)
+        assert "\n" not in str(info.value)
+
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; auto would pick it")
+    def test_auto_falls_back_to_cpu(self):
+        assert resolve_device("auto") == torch.device("cpu")
+
+    def test_cpu(self):
+        assert resolve_device("cpu") == torch.device("cpu")
+
+    def test_unknown_name_is_rejected(self):
+        with pytest.raises(ValueError, match="auto, cpu or cuda"):
+            resolve_device("tpu")
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+# Two classes told apart by one word; the other words are shared noise.
+_WORDS = ("rojo", "azul", "x", "y", "z")
+_VOCAB = Vocabulary(("[PAD]", "[UNK]", *_WORDS))
+
+
+def separable(n_per_class: int, seed: int) -> tuple[EncodedTexts, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for label, key in enumerate(("rojo", "azul")):
+        for _ in range(n_per_class):
+            noise = rng.choice(["x", "y", "z"], size=rng.integers(1, 4)).tolist()
+            where = rng.integers(0, len(noise) + 1)
+            rows.append(noise[:where] + [key] + noise[where:])
+            labels.append(label)
+    return encode_tokens(pa.array(rows, pa.list_(pa.string())), _VOCAB, max_len=8), np.array(labels)
+
+
+FAST = TrainingConfig(
+    epochs=40, batch_size=8, learning_rate=0.02, weight_decay=0.0, patience=3, min_delta=1.0, seed=7,
+    device="cpu", frame_mask_prob=0.0, token_mask_prob=0.0,
+)
+
+
+@pytest.fixture(scope="module")
+def trained_separable():
+    train, train_y = separable(24, seed=1)
+    val, val_y = separable(8, seed=2)
+    model = tiny_model(vocab_size=len(_VOCAB), num_classes=2)
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    seen: list[int] = []
+
+    def on_epoch(m):
+        seen.append(m.epoch)
+        snapshots[m.epoch] = copy.deepcopy(model.state_dict())
+
+    result = train_classifier(model, train, train_y, val, val_y, FAST, on_epoch=on_epoch)
+    return result, snapshots, seen, (val, val_y)
+
+
+class TestTrainClassifierLearns:
+    def test_reaches_perfect_validation_macro_f1(self, trained_separable):
+        result, _, _, (val, val_y) = trained_separable
+        assert max(h.val_macro_f1 for h in result.history) == 1.0
+        predicted = predict_logits(result.model, val).argmax(axis=1)
+        assert evaluate(val_y, predicted, ["rojo", "azul"]).macro_f1 == 1.0
+
+    def test_on_epoch_is_called_for_every_epoch(self, trained_separable):
+        result, _, seen, _ = trained_separable
+        assert seen == [h.epoch for h in result.history] == list(range(1, len(result.history) + 1))
+
+    def test_reports_cpu_fp32(self, trained_separable):
+        result, *_ = trained_separable
+        assert (result.device, result.precision) == ("cpu", "fp32")
+        assert not result.model.training
+
+
+class TestTrainClassifierRestoresBestEpoch:
+    def test_stops_early_after_patience_epochs_without_improvement(self, trained_separable):
+        result, *_ = trained_separable
+        assert len(result.history) < FAST.epochs
+        assert len(result.history) == result.best_epoch + FAST.patience
+
+    def test_best_epoch_has_the_highest_validation_f1(self, trained_separable):
+        result, *_ = trained_separable
+        best = result.history[result.best_epoch - 1]
+        assert best.val_macro_f1 == max(h.val_macro_f1 for h in result.history)
+
+    def test_final_weights_are_the_best_epochs_not_the_last(self, trained_separable):
+        result, snapshots, _, _ = trained_separable
+        final = result.model.state_dict()
+        last = snapshots[len(result.history)]
+        best = snapshots[result.best_epoch]
+        assert all(torch.equal(final[k], best[k]) for k in final)
+        assert not all(torch.equal(final[k], last[k]) for k in final)
+
+
+class TestTrainClassifierReproducible:
+    def _train(self, seed: int) -> dict[str, torch.Tensor]:
+        train, train_y = separable(12, seed=1)
+        val, val_y = separable(4, seed=2)
+        model = tiny_model(vocab_size=len(_VOCAB), num_classes=2, seed=0)
+        config = TrainingConfig(**{**FAST.to_dict(), "epochs": 3, "seed": seed, "token_mask_prob": 0.2})
+        train_classifier(model, train, train_y, val, val_y, config)
+        return model.state_dict()
+
+    def test_same_seed_gives_identical_weights(self):
+        a, b = self._train(seed=11), self._train(seed=11)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def test_different_seed_gives_different_weights(self):
+        a, b = self._train(seed=11), self._train(seed=12)
+        assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+class TestTrainModelTaskReproducible:
+    """``TrainConfig.seed`` is documented as the seed of "the weights" (CPU runs reproducible).
+
+    So the task must seed torch before it builds the LSTM: otherwise the initial weights come from
+    whatever state the global torch RNG is in, and two runs in one process differ.
+    """
+
+    def test_same_seed_gives_identical_weights_within_one_process(self):
+        from tasks.modeling import TextSettings, train_model
+
+        frame = comment_rows(16)
+        splits = {"train": frame.iloc[:8], "val": frame.iloc[8:12], "test": frame.iloc[12:]}
+        labels = tuple(sorted(frame["categoria"].unique()))
+        config = TrainingConfig(epochs=1, batch_size=4, seed=5, device="cpu")
+        with disable_run_logger():
+            a = train_model.fn(splits, labels, TextSettings(), dict(TINY), config, "0" * 64)
+            torch.rand(3)  # any other use of torch's global generator in between
+            b = train_model.fn(splits, labels, TextSettings(), dict(TINY), config, "0" * 64)
+        sa, sb = a.bundle.state_dict, b.bundle.state_dict
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+class TestEvaluate:
+    # true:  a a b b c        confusion (rows true, cols predicted)
+    # pred:  a b b b a        a: [1 1 0]  b: [0 2 0]  c: [1 0 0]
+    Y_TRUE = np.array([0, 0, 1, 1, 2])
+    Y_PRED = np.array([0, 1, 1, 1, 0])
+
+    def test_hand_computed_metrics(self):
+        m = evaluate(self.Y_TRUE, self.Y_PRED, ["a", "b", "c"])
+        assert m.confusion == ((1, 1, 0), (0, 2, 0), (1, 0, 0))
+        assert m.accuracy == pytest.approx(3 / 5)
+        got = {c.label: (c.precision, c.recall, c.f1, c.support) for c in m.per_class}
+        assert got["a"] == pytest.approx((1 / 2, 1 / 2, 1 / 2, 2))
+        assert got["b"] == pytest.approx((2 / 3, 1.0, 0.8, 2))
+        assert got["c"] == pytest.approx((0.0, 0.0, 0.0, 1))  # never predicted: precision 0, not NaN
+        assert m.macro_f1 == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+    def test_label_without_support_counts_in_macro_average(self):
+        m = evaluate(np.array([0, 1]), np.array([0, 1]), ["a", "b", "c"])
+        assert [c.f1 for c in m.per_class] == [1.0, 1.0, 0.0]
+        assert m.macro_f1 == pytest.approx(2 / 3)
+        assert m.accuracy == 1.0
+
+    def test_perfect_predictions(self):
+        m = evaluate(self.Y_TRUE, self.Y_TRUE, ["a", "b", "c"])
+        assert m.accuracy == m.macro_f1 == 1.0
+        assert m.confusion == ((2, 0, 0), (0, 2, 0), (0, 0, 1))
+
+    def test_dict_round_trip(self):
+        m = evaluate(self.Y_TRUE, self.Y_PRED, ["a", "b", "c"])
+        assert Metrics.from_dict(m.to_dict()) == m
+
+    def test_empty_input(self):
+        m = evaluate(np.array([], int), np.array([], int), ["a"])
+        assert m.accuracy == 0.0 and m.macro_f1 == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ splits
+
+LABELS = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
+
+
+class TestStratifiedSplit:
+    def test_same_seed_same_split(self):
+        one = stratified_split(LABELS, val_fraction=0.1, test_fraction=0.2, seed=3)
+        two = stratified_split(LABELS, val_fraction=0.1, test_fraction=0.2, seed=3)
+        assert all(np.array_equal(one[k], two[k]) for k in ("train", "val", "test"))
+
+    def test_different_seed_different_split(self):
+        one = stratified_split(LABELS, seed=3)
+        two = stratified_split(LABELS, seed=4)
+        assert not np.array_equal(one["test"], two["test"])
+
+    def test_parts_are_disjoint_and_cover_every_row(self):
+        parts = stratified_split(LABELS, val_fraction=0.1, test_fraction=0.2, seed=3)
+        sets = [set(parts[k].tolist()) for k in ("train", "val", "test")]
+        assert sum(len(s) for s in sets) == len(LABELS)
+        assert set.union(*sets) == set(range(len(LABELS)))
+
+    def test_class_proportions_are_kept(self):
+        parts = stratified_split(LABELS, val_fraction=0.1, test_fraction=0.2, seed=3)
+        labels = np.array(LABELS)
+
+        def counts(name):
+            values, n = np.unique(labels[parts[name]], return_counts=True)
+            return dict(zip(values.tolist(), n.tolist()))
+
+        assert counts("test") == {"a": 10, "b": 6, "c": 4}
+        assert counts("val") == {"a": 5, "b": 3, "c": 2}
+        assert counts("train") == {"a": 35, "b": 21, "c": 14}
+
+    def test_small_class_appears_in_every_part(self):
+        parts = stratified_split(["a"] * 20 + ["tiny"] * 3, seed=0)
+        labels = np.array(["a"] * 20 + ["tiny"] * 3)
+        assert all("tiny" in labels[parts[k]] for k in ("train", "val", "test"))
+
+    @pytest.mark.parametrize("val, test", [(0.5, 0.5), (-0.1, 0.1), (0.1, 1.0)])
+    def test_bad_fractions_are_rejected(self, val, test):
+        with pytest.raises(ValueError, match="bad split fractions"):
+            stratified_split(LABELS, val_fraction=val, test_fraction=test)
+
+
+# ------------------------------------------------------------------------------------------------ frames
+
+
+class TestFindFrameTokens:
+    # Class "logistica": template "el pedido ... con ..."; topic words vary between texts.
+    # Class "servicio": template "el agente ... caso"; topic words vary between texts.
+    TEXTS = [
+        ["el", "pedido", "llegó", "roto", "con", "ups"],
+        ["el", "pedido", "se", "perdió", "con", "dhl"],
+        ["el", "pedido", "llegó", "tarde", "con", "ups"],
+        ["el", "pedido", "no", "apareció", "con", "fedex"],
+        ["el", "pedido", "vino", "abierto", "con", "dhl"],
+        ["el", "agente", "no", "respondió", "caso"],
+        ["el", "agente", "fue", "grosero", "caso"],
+        ["el", "agente", "no", "contestó", "caso"],
+        ["el", "agente", "colgó", "rápido", "caso"],
+        ["el", "agente", "tardó", "mucho", "caso"],
+    ]
+    LABELS = ["logistica"] * 5 + ["servicio"] * 5
+
+    def test_template_words_are_found_and_topic_words_are_not(self):
+        frame = find_frame_tokens(self.TEXTS, self.LABELS, min_class_coverage=0.8)
+        assert frame == ["agente", "caso", "con", "el", "pedido"]
+        for topic in ("llegó", "ups", "dhl", "no", "roto", "respondió"):
+            assert topic not in frame
+
+    def test_lower_coverage_lets_frequent_topic_words_in(self):
+        # "llegó" is in 2 of 5 logistica texts, "no" in 2 of 5 servicio texts
+        frame = find_frame_tokens(self.TEXTS, self.LABELS, min_class_coverage=0.4)
+        assert {"llegó", "no", "ups", "dhl"} <= set(frame)
+
+    def test_token_repeated_within_one_text_counts_once(self):
+        assert find_frame_tokens([["a", "a", "a"], ["b"]], ["x", "x"], min_class_coverage=0.8) == []
+
+
+class TestFrameMasking:
+    def test_frame_id_mask_marks_known_frame_tokens_only(self):
+        vocab = Vocabulary.build([["el", "pedido", "roto"]])
+        mask = frame_id_mask(vocab, ["el", "pedido", "ausente"])
+        assert mask.tolist() == [vocab.id_of(t) in (vocab.id_of("el"), vocab.id_of("pedido")) for t in vocab.itos]
+
+    def test_mask_tokens_never_touches_padding(self):
+        ids, _ = pad_rows(encode_tokens(pa.array([["a", "b"], ["a"]]), Vocabulary.build([["a", "b"]]), 5), np.arange(2))
+        ids = ids.numpy()
+        real = np.array([[True, True], [True, False]])
+        out = mask_tokens(ids, real, None, frame_prob=0.0, token_prob=1.0, rng=np.random.default_rng(0))
+        assert out.tolist() == [[UNK_ID, UNK_ID], [UNK_ID, PAD_ID]]
