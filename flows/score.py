@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 
 from prefect import flow, get_run_logger, task
@@ -70,6 +71,8 @@ def build_task_runner(config: ScoreConfig) -> TaskRunner:
         "n_workers": config.workers, "threads_per_worker": 1, "processes": True,
         "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0",
         "local_directory": tempfile.mkdtemp(prefix="comentarios-dask-"),
+        # Share the cores between the worker processes instead of each torch using all of them.
+        "env": {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // config.workers))},
     })
 
 
