@@ -149,13 +149,6 @@ def tfidf_rows_per_s(rows: list[dict], batch: Path) -> tuple[float, float]:
     return n / (time.perf_counter() - started), peak_rss_mb()
 
 
-
-    frame = pd.read_parquet(storage, columns=["batch_key", "row_number", "categoria_pred"])
-    a = frame[frame.batch_key == key_a].set_index("row_number")["categoria_pred"]
-    b = frame[frame.batch_key == key_b].set_index("row_number")["categoria_pred"]
-    return float((a.sort_index() == b.sort_index()).mean())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000])
@@ -195,9 +188,13 @@ def main() -> None:
         # The two runs wrote to separate storages: read both and compare row by row.
         import pandas as pd
 
-        a = pd.read_parquet(by[(big, "fp32")]["storage"] / "predictions", columns=["row_number", "categoria_pred"]).set_index("row_number").sort_index()
-        b = pd.read_parquet(by[(big, "bf16")]["storage"] / "predictions", columns=["row_number", "categoria_pred"]).set_index("row_number").sort_index()
-        print(f"  bf16 agrees with fp32 on {float((a['categoria_pred'] == b['categoria_pred']).mean()):.5%} of {len(a):,} rows")
+        def predictions(run: dict) -> pd.Series:
+            frame = pd.read_parquet(run["storage"] / "predictions", columns=["batch_key", "row_number", "categoria_pred"],
+                                    filters=[("batch_key", "==", run["key"])])
+            return frame.set_index("row_number")["categoria_pred"].sort_index()
+
+        a, b = predictions(by[(big, "fp32")]), predictions(by[(big, "bf16")])
+        print(f"  bf16 agrees with fp32 on {float((a == b).mean()):.5%} of {len(a):,} rows")
     batch = make_batch(args.workdir, rows, big, args.distinct)
     ref = reference_rows_per_s(bundle, batch, args.reference_rows)
     tfidf, tfidf_rss = tfidf_rows_per_s(rows, batch)

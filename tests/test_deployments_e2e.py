@@ -1,0 +1,352 @@
+"""End to end: a real Prefect server, ``deployments/prefect.yaml`` deployed by ``deployments/stand_up.sh``,
+one process worker per pool, and runs started with ``prefect deployment run`` as an operator would.
+
+Checks, in order: the stand-up script creates the pools and both deployments (parameters, pull step,
+the score-nightly cron schedule with its time zone, its concurrency limit of one with ENQUEUE); the
+server's scheduler creates the nightly runs at 02:00 in that time zone; train-gpu (small model, two
+epochs) ends Completed and promotes a model (models/LATEST); score-nightly, with the deployment's own
+parameters, scores a 200-row batch into predictions/; two score-nightly runs started back to back
+never overlap: the second waits (AwaitingConcurrencySlot) and starts after the first ended, and the
+batch they both see is scored once.
+
+Everything the test starts (server, workers) runs in its own process group and is stopped in the
+fixture teardown, on success or failure. It takes a few minutes on a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "comentarios_train.json"
+PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
+STAND_UP = REPO / "deployments" / "stand_up.sh"
+TZ = "America/Bogota"  # not the default (UTC), to show the time zone comes from COMENTARIOS_TZ
+SERVER_START_TIMEOUT = 120
+RUN_TIMEOUT = 300
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+TRAIN_OVERRIDES = {
+    "device": "auto", "epochs": 2, "embedding_dim": 32, "hidden_size": 32, "num_layers": 1,
+    "head_sizes": [32], "learning_rate": 0.005, "promote_threshold": 0.0,
+}
+
+
+def _prefect_bin() -> list[str]:
+    """The venv's ``prefect`` (the one next to the interpreter running the tests)."""
+    script = Path(sys.executable).parent / "prefect"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "prefect"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+class Processes:
+    """Background processes, each in its own session (process group), stopped in reverse order."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+        log = self.logs / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.started.append((name, proc, log))
+        return proc
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def stop_all(self) -> None:
+        for name, proc, _ in reversed(self.started):
+            self._stop(name, proc)
+
+    @staticmethod
+    def _stop(name: str, proc: subprocess.Popen, grace: float = 20.0) -> None:
+        def signal_group(sig: int) -> None:
+            try:
+                os.killpg(proc.pid, sig)  # start_new_session: the group id is the child's pid
+            except ProcessLookupError:
+                pass
+
+        if proc.poll() is None:
+            signal_group(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                print(f"[e2e] {name} ignored SIGTERM for {grace:.0f} s: SIGKILL", flush=True)
+        signal_group(signal.SIGKILL)  # whatever is left in the group (flow-run subprocesses)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            print(f"[e2e] {name} (pid {proc.pid}) did not exit", flush=True)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = Processes(logs)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = RUN_TIMEOUT) -> str:
+    """Run a command to completion; fail with its output if it exits non-zero."""
+    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{output[-6000:]}"
+    return output
+
+
+def _flow_run_id(output: str) -> UUID:
+    match = re.search(r"UUID:\s*([0-9a-f-]{36})", output)
+    assert match, f"no flow run id in:\n{output[-3000:]}"
+    return UUID(match.group(1))
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            pytest.fail(f"prefect server exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"prefect server not healthy after {timeout} s:\n{_tail(log)}")
+
+
+def _wait_terminal(client, run_id: UUID, timeout: float, logs: list[Path]):
+    start = time.monotonic()
+    while True:
+        run = client.read_flow_run(run_id)
+        if run.state is not None and run.state.type.value in TERMINAL:
+            return run
+        if time.monotonic() - start > timeout:
+            tails = "\n".join(f"--- {p.name}\n{_tail(p)}" for p in logs)
+            pytest.fail(f"flow run {run_id} still {run.state.name if run.state else None} after {timeout} s\n{tails}")
+        time.sleep(1)
+
+
+def _batch(dataset: pd.DataFrame, n: int, prefix: str) -> pd.DataFrame:
+    rows = pd.concat([dataset] * (n // len(dataset) + 1), ignore_index=True).iloc[:n].copy()
+    rows["id"] = [f"{prefix}-{i}" for i in range(n)]
+    return rows
+
+
+def _predictions(storage: Path, batch: str) -> pd.DataFrame:
+    folder = storage / "predictions"
+    if not folder.exists() or not any(folder.rglob("*.parquet")):
+        return pd.DataFrame(columns=["batch", "id"])
+    frame = pd.read_parquet(folder)
+    return frame[frame["batch"] == batch]
+
+
+def test_deploy_defaults_fill_only_unset_variables(tmp_path):
+    """stand_up's defaults (no server needed): unset or empty variables get one, set ones are kept."""
+    from flows.configs import DEFAULT_SOURCE
+    from flows.ops import deploy_environment, find_project_dir
+
+    assert find_project_dir(REPO / "flows") == REPO
+    env = deploy_environment(REPO, {"COMENTARIOS_TZ": "Europe/Madrid", "COMENTARIOS_STORAGE": ""})
+    assert env["COMENTARIOS_TZ"] == "Europe/Madrid"
+    assert env["COMENTARIOS_STORAGE"] == str(REPO / "storage")
+    assert env["COMENTARIOS_SOURCE"] == DEFAULT_SOURCE
+    assert env["COMENTARIOS_SCORE_CRON"] == "0 2 * * *"
+    assert env["COMENTARIOS_PROJECT_DIR"] == str(REPO)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)
+def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset):
+    from prefect.client.orchestration import SyncPrefectClient
+
+    t0 = time.monotonic()
+    marks: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        marks[step] = time.monotonic() - t0
+        print(f"[e2e] {marks[step]:7.1f} s  {step}", flush=True)
+
+    assert PREFECT_FILE.is_file() and os.access(STAND_UP, os.X_OK)
+    storage = tmp_path / "storage"
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    workdir = tmp_path / "elsewhere"  # workers run from here: the pull step must chdir to the checkout
+    workdir.mkdir()
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    prefect = _prefect_bin()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "COMENTARIOS_"))}
+    env.update({
+        "PREFECT_HOME": str(home),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": api_url,
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        # server: create the nightly runs soon after deploying; let an enqueued run retry after 2 s
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        # workers: poll every second, and never pick up the 02:00 runs early
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        # flow runs: one torch/BLAS thread each (2 busy cores; spinning threads are much slower)
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        # what deployments/prefect.yaml reads (stand_up.sh would default the unset ones)
+        "COMENTARIOS_STORAGE": str(storage),
+        "COMENTARIOS_SOURCE": str(SHARED_DATA),
+        "COMENTARIOS_TZ": TZ,
+        "PYTHON": sys.executable,
+    })
+    env.pop("COMENTARIOS_PROJECT_DIR", None)  # stand_up defaults it to the checkout
+
+    try:
+        # 1. server
+        server = processes.start("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                 env, tmp_path)
+        took = _wait_healthy(f"{api_url}/health", server, processes.log("server"), SERVER_START_TIMEOUT)
+        mark(f"server healthy after {took:.1f} s")
+
+        # 2. pools + deployments, exactly as documented
+        output = _cli([str(STAND_UP)], env, cwd=workdir)
+        assert "prefect worker start --pool gpu" in output and "prefect worker start --pool cpu" in output, output
+        mark("stand_up.sh: pools created, both deployments deployed")
+
+        with SyncPrefectClient(api_url) as client:
+            pools = {pool.name: pool.type for pool in client.read_work_pools()}
+            assert pools.get("gpu") == "process" and pools.get("cpu") == "process", pools
+
+            train = client.read_deployment_by_name("train-lstm/train-gpu")
+            assert train.work_pool_name == "gpu"
+            assert train.entrypoint == "flows/train.py:train_lstm"
+            assert train.parameters == {"config": {"storage": str(storage), "source": str(SHARED_DATA), "device": "auto"}}
+            assert not train.schedules
+            assert train.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+
+            score = client.read_deployment_by_name("score-batches/score-nightly")
+            assert score.work_pool_name == "cpu"
+            assert score.entrypoint == "flows/score.py:score_batches"
+            assert score.parameters == {"config": {"storage": str(storage), "model": "latest"}}
+            assert len(score.schedules) == 1 and score.schedules[0].active
+            schedule = score.schedules[0].schedule
+            assert (schedule.cron, schedule.timezone) == ("0 2 * * *", TZ), schedule
+            assert score.global_concurrency_limit is not None and score.global_concurrency_limit.limit == 1
+            assert score.concurrency_options is not None
+            assert score.concurrency_options.collision_strategy.value == "ENQUEUE"
+            print(f"[e2e] score-nightly schedule: cron {schedule.cron!r} in {schedule.timezone}; "
+                  f"concurrency limit {score.global_concurrency_limit.limit}, "
+                  f"{score.concurrency_options.collision_strategy.value}", flush=True)
+
+            # 3. one worker per pool, started away from the checkout
+            for pool in ("gpu", "cpu"):
+                processes.start(f"worker-{pool}", [*prefect, "worker", "start", "--pool", pool], env, workdir)
+            worker_logs = [processes.log("worker-gpu"), processes.log("worker-cpu")]
+
+            # 4. train-gpu, small model, as an operator would (--watch waits for the end)
+            train_params = {"config": {"storage": str(storage), "source": str(SHARED_DATA), **TRAIN_OVERRIDES}}
+            output = _cli([*prefect, "deployment", "run", "train-lstm/train-gpu", "--params", json.dumps(train_params),
+                           "--watch", "--watch-timeout", str(RUN_TIMEOUT)],
+                          env, timeout=RUN_TIMEOUT + 60)
+            run = _wait_terminal(client, _flow_run_id(output), 30, worker_logs)
+            assert run.state.type.value == "COMPLETED", f"train-gpu ended {run.state.name}:\n{_tail(worker_logs[0])}"
+            assert (storage / "models" / "LATEST").is_file(), sorted(p.name for p in storage.rglob("*"))
+            device_lines = [line for line in processes.log("worker-gpu").read_text(errors="replace").splitlines()
+                            if re.search(r"\b(cpu|cuda)\b", line) and "rain" in line]
+            assert device_lines, f"the train run logged no device:\n{_tail(worker_logs[0])}"
+            mark(f"train-gpu Completed, model {(storage / 'models' / 'LATEST').read_text().strip()}; "
+                 f"{device_lines[-1].split(' - ', 1)[-1]}")
+
+            # 5. score-nightly with the deployment's own parameters: a 200-row batch
+            small = _batch(shared_dataset, 200, "e2e-small")
+            (storage / "incoming").mkdir(parents=True, exist_ok=True)
+            small.to_parquet(storage / "incoming" / "small.parquet", index=False)
+            output = _cli([*prefect, "deployment", "run", "score-batches/score-nightly", "--watch",
+                           "--watch-timeout", str(RUN_TIMEOUT)], env, timeout=RUN_TIMEOUT + 60)
+            run = _wait_terminal(client, _flow_run_id(output), 30, worker_logs)
+            assert run.state.type.value == "COMPLETED", f"score-nightly ended {run.state.name}:\n{_tail(worker_logs[1])}"
+            predicted = _predictions(storage, "small.parquet")
+            assert sorted(predicted["id"]) == sorted(small["id"]), f"{len(predicted)} of 200 rows in predictions/"
+            mark("score-nightly Completed: 200 rows in predictions/")
+
+            # 6. two score-nightly runs back to back never overlap
+            big = _batch(shared_dataset, 20_000, "e2e-big")
+            big.to_parquet(storage / "incoming" / "big.parquet", index=False)
+            slow = json.dumps({"storage": str(storage), "model": "latest", "chunk_rows": 500, "inference_batch": 256})
+            ids = [
+                _flow_run_id(_cli([*prefect, "deployment", "run", "score-batches/score-nightly",
+                                   "--param", f"config={slow}"], env))
+                for _ in range(2)
+            ]
+            runs = [_wait_terminal(client, run_id, RUN_TIMEOUT, worker_logs) for run_id in ids]
+            for r in runs:
+                assert r.state.type.value == "COMPLETED", f"{r.name} ended {r.state.name}:\n{_tail(worker_logs[1])}"
+            first, second = sorted(runs, key=lambda r: r.start_time)
+            history = {r.id: [s.name for s in client.read_flow_run_states(r.id)] for r in runs}
+            print(f"[e2e] run {first.name}: {first.start_time:%H:%M:%S.%f} -> {first.end_time:%H:%M:%S.%f} "
+                  f"({first.total_run_time}), states {history[first.id]}", flush=True)
+            print(f"[e2e] run {second.name}: {second.start_time:%H:%M:%S.%f} -> {second.end_time:%H:%M:%S.%f} "
+                  f"({second.total_run_time}), states {history[second.id]}", flush=True)
+            assert second.start_time >= first.end_time, "the two score-nightly runs overlapped"
+            assert "AwaitingConcurrencySlot" in history[second.id], history
+            assert len(_predictions(storage, "big.parquet")) == 20_000  # scored once, by the first run
+            mark("two score-nightly runs: the second waited (AwaitingConcurrencySlot) and started after the first ended")
+
+            # 7. the scheduler made the nightly runs: 02:00 in COMENTARIOS_TZ
+            deadline = time.monotonic() + 90
+            while True:
+                upcoming = [r for r in client.read_flow_runs(limit=200)
+                            if r.deployment_id == score.id and r.auto_scheduled and r.state and r.state.name == "Scheduled"]
+                if upcoming or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+            assert upcoming, "the scheduler created no score-nightly runs"
+            local = sorted(r.expected_start_time.astimezone(ZoneInfo(TZ)) for r in upcoming)
+            assert all((t.hour, t.minute) == (2, 0) for t in local), local[:3]
+            assert local[0] > datetime.now(ZoneInfo(TZ))
+            mark(f"scheduler: {len(upcoming)} nightly runs, next at {local[0].isoformat()}")
+    except BaseException:
+        for name in ("server", "worker-gpu", "worker-cpu"):
+            print(f"--- {name} log (tail)\n{_tail(processes.log(name), 3000)}", flush=True)
+        raise
+    finally:
+        stop_start = time.monotonic()
+        processes.stop_all()
+        print(f"[e2e] stopped server and workers in {time.monotonic() - stop_start:.1f} s; "
+              f"test took {time.monotonic() - t0:.1f} s", flush=True)
