@@ -64,7 +64,7 @@ def make_batch(folder: Path, rows: list[dict], n: int, distinct: bool) -> Path:
 
 
 # --------------------------------------------------------------------------- worker (subprocess)
-def worker(storage_root: str, batch_path: str, precision: str) -> dict:
+def worker(storage_root: str, batch_path: str, precision: str, device: str = "cpu") -> dict:
     import fsspec
 
     from tasks.batches import BatchFile, content_key
@@ -73,7 +73,7 @@ def worker(storage_root: str, batch_path: str, precision: str) -> dict:
 
     storage = Storage(storage_root)
     fs = fsspec.filesystem("file")
-    settings = ScoringSettings(precision=precision)
+    settings = ScoringSettings(precision=precision, device=device)
     # Warm-up on a small batch: imports (GX takes seconds), GX context, model load. A nightly run
     # pays this once per process, not per batch.
     started = time.perf_counter()
@@ -91,9 +91,9 @@ def worker(storage_root: str, batch_path: str, precision: str) -> dict:
             "rss_after_warmup_mb": rss_after_warmup, "peak_rss_mb": peak_rss_mb(), "key": key}
 
 
-def run_worker(storage_root: Path, batch: Path, precision: str) -> dict:
+def run_worker(storage_root: Path, batch: Path, precision: str, device: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(storage_root), str(batch), precision],
+        [sys.executable, __file__, "--worker", str(storage_root), str(batch), precision, device],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -154,7 +154,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000])
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--distinct", action="store_true", help="drop two random words per comment so most rows differ")
+    parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
     parser.add_argument("--reference-rows", type=int, default=1_000)
+    parser.add_argument("--skip-baselines", action="store_true", help="skip the reference-notebook and TF-IDF figures")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "comentarios-bench")
     args = parser.parse_args()
 
@@ -171,18 +173,18 @@ def main() -> None:
     results = []
     for n in args.rows:
         batch = make_batch(args.workdir, rows, n, args.distinct)
-        for precision in args.precision:
-            storage_root = Path(tempfile.mkdtemp(prefix=f"score-{n}-{precision}-", dir=args.workdir))
+        for device, precision in [(d, p) for d in args.device for p in args.precision]:
+            storage_root = Path(tempfile.mkdtemp(prefix=f"score-{n}-{device}-{precision}-", dir=args.workdir))
             storage = Storage(str(storage_root))
             write_version(storage, "bench", bundle.to_files())
             set_latest(storage, "bench")
-            r = run_worker(storage_root, batch, precision)
-            r.update(n=n, precision=precision, storage=storage_root)
+            r = run_worker(storage_root, batch, precision, device)
+            r.update(n=n, precision=precision, device=device, storage=storage_root)
             results.append(r)
-            print(f"  ours {precision} {n:>9,} rows: {r['rows'] / r['seconds']:>9,.0f} rows/s  ({r['seconds']:.1f} s; "
+            print(f"  ours {device} {precision} {n:>9,} rows: {r['rows'] / r['seconds']:>9,.0f} rows/s  ({r['seconds']:.1f} s; "
                   f"start-up {r['warmup_s']:.1f} s once per process)  peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"(after start-up {r['rss_after_warmup_mb']:.0f} MB)", flush=True)
-    by = {(r["n"], r["precision"]): r for r in results}
+    by = {(r["n"], r["precision"]): r for r in results if r["device"] == args.device[0]}
     big = max(args.rows)
     if (big, "fp32") in by and (big, "bf16") in by:
         # The two runs wrote to separate storages: read both and compare row by row.
@@ -195,13 +197,15 @@ def main() -> None:
 
         a, b = predictions(by[(big, "fp32")]), predictions(by[(big, "bf16")])
         print(f"  bf16 agrees with fp32 on {float((a == b).mean()):.5%} of {len(a):,} rows")
-    batch = make_batch(args.workdir, rows, big, args.distinct)
-    ref = reference_rows_per_s(bundle, batch, args.reference_rows)
-    tfidf, tfidf_rss = tfidf_rows_per_s(rows, batch)
     print()
     print(f"{'scorer':58s} {'rows/s':>10s}")
     for r in results:
-        print(f"{'ours, ' + r['precision'] + ', ' + format(r['n'], ',') + ' rows, GX + Parquet out':58s} {r['rows'] / r['seconds']:>10,.0f}")
+        print(f"{'ours, ' + r['device'] + ' ' + r['precision'] + ', ' + format(r['n'], ',') + ' rows, GX + Parquet out':58s} {r['rows'] / r['seconds']:>10,.0f}")
+    if args.skip_baselines:
+        return
+    batch = make_batch(args.workdir, rows, big, args.distinct)
+    ref = reference_rows_per_s(bundle, batch, args.reference_rows)
+    tfidf, tfidf_rss = tfidf_rows_per_s(rows, batch)
     print(f"{'reference notebook way (regex per row, pad 512), ' + format(args.reference_rows, ',') + ' rows':58s} {ref:>10,.0f}")
     print(f"{'scikit-learn TF-IDF word + LR, ' + format(big, ',') + ' rows, Parquet out':58s} {tfidf:>10,.0f}")
     print("targets: >= 40,000 rows/s end to end; peak RSS < 1 GB and flat from 250k to 1M rows")
@@ -209,6 +213,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(*sys.argv[2:5])))
+        print(json.dumps(worker(*sys.argv[2:6])))
     else:
         main()
