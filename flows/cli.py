@@ -87,6 +87,19 @@ def _run_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_deploy(args: argparse.Namespace) -> int:
+    from flows import ops
+
+    argv = ["stand-up"] + (["--project-dir", args.project_dir] if args.project_dir else [])
+    return ops.main(argv + (["--runtime-project-dir"] if args.runtime_project_dir else []))
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from flows import ops
+
+    return ops.main(["worker", "--pool", args.pool])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from flows.configs import ScoreConfig, TrainConfig
 
@@ -98,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="Run the score-batches flow.", description="Score new Parquet batches (flow score-batches).")
     add_config_flags(score, ScoreConfig)
     score.set_defaults(run=_run_score)
+    deploy = commands.add_parser(
+        "deploy", help="Create the gpu and cpu work pools and deploy deployments/prefect.yaml to PREFECT_API_URL.",
+        description="Create the work pools and the train-gpu and score-nightly deployments (see deployments/README.md).",
+    )
+    deploy.add_argument("--project-dir", default=None, help="Project checkout the workers run (default: this one).")
+    deploy.add_argument("--runtime-project-dir", action="store_true",
+                        help="Let each worker read COMENTARIOS_PROJECT_DIR from its own environment at run time.")
+    deploy.set_defaults(run=_run_deploy)
+    worker = commands.add_parser("worker", help="Start a Prefect worker for the gpu or cpu pool (foreground).")
+    worker.add_argument("--pool", required=True, choices=["gpu", "cpu"])
+    worker.set_defaults(run=_run_worker)
     return parser
 
 

@@ -23,8 +23,8 @@ DEFAULT_SOURCE = "https://raw.githubusercontent.com/mauriciogupi/nlp-master/main
 class TrainConfig(BaseModel):
     """Parameters of ``train-lstm``; each is also a ``comentarios train`` flag."""
 
-    source: str = Field(DEFAULT_SOURCE, description="Training data: http(s) URL, local path or fsspec URI (s3://...); JSON array or JSON Lines.")
-    storage: str = Field("./storage", description="Storage root (local folder or s3://bucket/prefix); models go under <storage>/models/.")
+    source: str = Field(DEFAULT_SOURCE, min_length=1, description="Training data: http(s) URL, local path or fsspec URI (s3://...); JSON array or JSON Lines.")
+    storage: str = Field("./storage", min_length=1, description="Storage root (local folder or s3://bucket/prefix); models go under <storage>/models/.")
     s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store (MinIO, Ceph, moto); credentials come from the usual AWS sources.")
     categories: list[str] = Field(list(CATEGORIES), description="Allowed categoria values (the classes).")
     severities: list[str] = Field(list(SEVERITIES), description="Allowed severidad values.")
@@ -81,7 +81,7 @@ class TrainConfig(BaseModel):
 class ScoreConfig(BaseModel):
     """Parameters of ``score-batches``; each is also a ``comentarios score`` flag."""
 
-    storage: str = Field("./storage", description="Storage root (local folder or s3://bucket/prefix): model, ledger and output tables live here.")
+    storage: str = Field("./storage", min_length=1, description="Storage root (local folder or s3://bucket/prefix): model, ledger and output tables live here.")
     s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store (MinIO, Ceph, moto); credentials come from the usual AWS sources.")
     model: str = Field("latest", description="Model version to use: 'latest' (the promoted one) or a version name.")
     input: str | None = Field(None, description="Folder or glob of Parquet batches (default: <storage>/incoming/).")

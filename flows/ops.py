@@ -41,12 +41,20 @@ def find_project_dir(start: Path | None = None) -> Path:
     )
 
 
-def deploy_environment(project_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def deploy_environment(project_dir: Path, environ: Mapping[str, str] | None = None,
+                       runtime_project_dir: bool = False) -> dict[str, str]:
     """The environment for ``prefect deploy``: ``environ`` plus a default for each unset (or empty)
-    ``COMENTARIOS_*`` variable that ``deployments/prefect.yaml`` reads."""
+    ``COMENTARIOS_*`` variable that ``deployments/prefect.yaml`` reads.
+
+    With ``runtime_project_dir``, ``COMENTARIOS_PROJECT_DIR`` is removed instead: the deployments then
+    keep the ``{{ $COMENTARIOS_PROJECT_DIR }}`` placeholder in their pull step, and each worker's
+    environment says where its checkout is (workers on machines with different paths).
+    """
     from flows.configs import DEFAULT_SOURCE
 
     env = dict(os.environ if environ is None else environ)
+    if runtime_project_dir:
+        env.pop("COMENTARIOS_PROJECT_DIR", None)
     defaults = {
         "COMENTARIOS_PROJECT_DIR": str(project_dir),
         "COMENTARIOS_STORAGE": str(project_dir / "storage"),
@@ -54,6 +62,8 @@ def deploy_environment(project_dir: Path, environ: Mapping[str, str] | None = No
         "COMENTARIOS_SCORE_CRON": "0 2 * * *",
         "COMENTARIOS_TZ": "UTC",
     }
+    if runtime_project_dir:
+        del defaults["COMENTARIOS_PROJECT_DIR"]
     for name, value in defaults.items():
         if not env.get(name):
             env[name] = value
@@ -87,23 +97,23 @@ def worker_command(pool: str, project_dir: Path | None = None) -> str:
 
 
 def stand_up(project_dir: Path | None = None, environ: Mapping[str, str] | None = None,
-             pools: Sequence[str] = POOLS) -> dict[str, str]:
+             pools: Sequence[str] = POOLS, runtime_project_dir: bool = False) -> dict[str, str]:
     """Create the pools and deploy both deployments; returns the environment used to deploy."""
     project_dir = find_project_dir(project_dir)
-    env = deploy_environment(project_dir, environ)
+    env = deploy_environment(project_dir, environ, runtime_project_dir)
     if not env.get("PREFECT_API_URL"):
         print("note: PREFECT_API_URL is not set; using the active Prefect profile's API "
               "(`prefect config view`). Start a server with `prefect server start` and "
               "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api` first.", flush=True)
     for name in ("COMENTARIOS_STORAGE", "COMENTARIOS_SOURCE", "COMENTARIOS_SCORE_CRON", "COMENTARIOS_TZ",
                  "COMENTARIOS_PROJECT_DIR"):
-        print(f"{name}={env[name]}", flush=True)
+        print(f"{name}={env.get(name, '(unset: read by each worker at run time)')}", flush=True)
     create_pools(env, project_dir, pools)
     deploy_all(env, project_dir)
     print("\nDeployed " + " and ".join(DEPLOYMENTS) + ". Start one worker per pool (each in its own terminal, "
           "with the project's virtualenv active and the same PREFECT_API_URL):", flush=True)
     for pool in pools:
-        print("    " + worker_command(pool), flush=True)
+        print("    " + worker_command(pool, Path("/path/to/checkout") if runtime_project_dir else None), flush=True)
     print("Then: prefect deployment run 'train-lstm/train-gpu' --watch", flush=True)
     return env
 
@@ -122,12 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("stand-up", help="Create the gpu and cpu work pools and deploy deployments/prefect.yaml.")
     up.add_argument("--project-dir", type=Path, default=None, help="Project checkout (default: found from the current folder).")
+    up.add_argument("--runtime-project-dir", action="store_true",
+                    help="Do not store the checkout path in the deployments: each worker reads COMENTARIOS_PROJECT_DIR "
+                         "from its own environment at run time (checkouts at different paths on different machines).")
     worker = commands.add_parser("worker", help="Start a worker for one pool (prefect worker start --pool POOL).")
     worker.add_argument("--pool", required=True, choices=POOLS)
     args = parser.parse_args(argv)
     if args.command == "stand-up":
         try:
-            stand_up(args.project_dir)
+            stand_up(args.project_dir, runtime_project_dir=args.runtime_project_dir)
         except subprocess.CalledProcessError as exc:
             print(f"stand-up failed: {shlex.join(exc.cmd)} exited with {exc.returncode}", file=sys.stderr)
             return exc.returncode or 1

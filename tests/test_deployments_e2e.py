@@ -188,6 +188,9 @@ def test_deploy_defaults_fill_only_unset_variables(tmp_path):
     assert env["COMENTARIOS_SOURCE"] == DEFAULT_SOURCE
     assert env["COMENTARIOS_SCORE_CRON"] == "0 2 * * *"
     assert env["COMENTARIOS_PROJECT_DIR"] == str(REPO)
+    # --runtime-project-dir: the pull step keeps its placeholder, for each worker to resolve
+    env = deploy_environment(REPO, {"COMENTARIOS_PROJECT_DIR": "/elsewhere"}, runtime_project_dir=True)
+    assert "COMENTARIOS_PROJECT_DIR" not in env and env["COMENTARIOS_TZ"] == "UTC"
 
 
 @pytest.mark.e2e
