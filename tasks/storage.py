@@ -25,10 +25,18 @@ from fsspec.implementations.local import LocalFileSystem
 
 
 def storage_options_for(uri: str, endpoint_url: str | None = None) -> dict[str, Any]:
-    """fsspec options for ``uri``: only the S3 endpoint is configurable; keys come from AWS's chain."""
-    if endpoint_url and uri.startswith(("s3://", "s3a://")):
-        return {"endpoint_url": endpoint_url}
-    return {}
+    """fsspec options for ``uri``: only the S3 endpoint is configurable; keys come from AWS's chain.
+
+    Listings are never cached: other processes (Dask workers, the next run, whoever drops batches)
+    write under the same prefixes, and s3fs's listings cache would hide their objects from
+    ``glob``/``exists`` (a ledger entry not seen means a batch scored twice).
+    """
+    if not uri.startswith(("s3://", "s3a://")):
+        return {}
+    options: dict[str, Any] = {"use_listings_cache": False}
+    if endpoint_url:
+        options["endpoint_url"] = endpoint_url
+    return options
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,16 @@ class Storage:
         target = self.path(rel)
         parent = posixpath.dirname(target)
         if not self.is_local:
-            with self.fs.open(target, "wb") as handle:
+            # fsspec's file object commits (PUTs) on __exit__ even when the block raised, so it is
+            # closed here only on success; on failure the buffer (and any multipart upload) is dropped.
+            handle = self.fs.open(target, "wb")
+            try:
                 yield handle
+            except BaseException:
+                handle.discard()
+                handle.closed = True  # nothing left to commit, not even from __del__
+                raise
+            handle.close()
             return
         self.fs.makedirs(parent, exist_ok=True)
         # Hidden, and not ending in the target's extension: readers that glob "*.parquet" (DuckDB

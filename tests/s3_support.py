@@ -1,8 +1,9 @@
 """S3 on loopback for the tests: a moto server, credentials in the environment, a flaky TCP proxy.
 
-Imported by ``test_s3_storage.py`` and ``test_s3_flows.py`` (which re-export the fixtures). Every
-request goes through the real S3 REST API (boto3/s3fs -> HTTP -> moto) on 127.0.0.1; nothing leaves
-the machine, and botocore never asks the EC2 metadata address for credentials.
+Loaded by ``test_s3_storage.py`` and ``test_s3_flows.py`` as a plugin (``pytest_plugins``), so a
+session has one server. Every request goes through the real S3 REST API (boto3/s3fs -> HTTP -> moto)
+on 127.0.0.1; nothing leaves the machine, and botocore never asks the EC2 metadata address for
+credentials.
 
 The project only ever passes an endpoint URL; credentials come from the environment, exactly as in
 production. The key id and secret used here are long, unique strings so that a test can search every
@@ -12,6 +13,7 @@ object written under its prefix for them.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import socket
 import threading
@@ -126,6 +128,9 @@ def s3_server() -> Iterator[S3Server]:
     """One moto S3 server on a free loopback port for the session, with the test bucket and AWS env set."""
     from moto.server import ThreadedMotoServer
 
+    werkzeug = logging.getLogger("werkzeug")  # one INFO line per request otherwise
+    werkzeug_level = werkzeug.level
+    werkzeug.setLevel(logging.WARNING)
     saved = {name: os.environ.get(name) for name in (*_ENV, *_UNSET)}
     for name in _UNSET:
         os.environ.pop(name, None)
@@ -139,12 +144,10 @@ def s3_server() -> Iterator[S3Server]:
         yield s3
     finally:
         server.stop()
-        try:
-            import s3fs
+        import s3fs
 
-            s3fs.S3FileSystem.clear_instance_cache()  # instances bound to this endpoint are now useless
-        except Exception:  # pragma: no cover
-            pass
+        s3fs.S3FileSystem.clear_instance_cache()  # instances bound to this endpoint are now useless
+        werkzeug.setLevel(werkzeug_level)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

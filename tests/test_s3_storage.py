@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 pytest.register_assert_rewrite("s3_support")
-from s3_support import ACCESS_KEY, SECRET_KEY, assert_no_credentials  # noqa: E402
+from s3_support import ACCESS_KEY, SECRET_KEY, assert_no_credentials
 
 pytest_plugins = ("s3_support",)  # its fixtures (one moto server per session, a prefix per test)
 
@@ -106,14 +106,12 @@ def test_open_write_that_fails_leaves_no_object(s3_server, s3_prefix):
     storage = s3_storage(s3_prefix, s3_server)
     storage.write_text("keep.txt", "old")
 
-    with pytest.raises(RuntimeError, match="boom"):
-        with storage.open_write("predictions/part-00000.parquet") as handle:
-            handle.write(b"PAR1 half of a parquet file")
-            raise RuntimeError("boom")
-    with pytest.raises(RuntimeError, match="boom"):
-        with storage.open_write("keep.txt") as handle:
-            handle.write(b"new but unfinished")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), storage.open_write("predictions/part-00000.parquet") as handle:
+        handle.write(b"PAR1 half of a parquet file")
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), storage.open_write("keep.txt") as handle:
+        handle.write(b"new but unfinished")
+        raise RuntimeError("boom")
 
     assert s3_prefix.keys() == ["store/keep.txt"]
     assert storage.read_text("keep.txt") == "old"
@@ -145,10 +143,16 @@ def test_listings_see_objects_written_by_other_programs(s3_server, s3_prefix):
 
 
 def test_output_part_is_read_by_pandas_from_s3(s3_server, s3_prefix):
-    from tasks.outputs import PREDICTIONS, REJECTED, REJECTED_SCHEMA, predictions_schema, write_part
+    from tasks.outputs import (
+        PREDICTIONS,
+        REJECTED,
+        REJECTED_SCHEMA,
+        predictions_schema,
+        write_part,
+    )
 
     storage = s3_storage(s3_prefix, s3_server)
-    when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
     schema = predictions_schema(LABELS)
     rows = [
         {"id": f"r{i}", "comentario": f"comentario {i}", "categoria_pred": LABELS[i % 4], "confianza": 0.5,
@@ -191,7 +195,15 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
     import torch
 
     from lstm_model.bundle import BUNDLE_FILES
-    from tasks.registry import LATEST, ModelNotFound, is_complete, load_bundle, resolve_version, set_latest, write_version
+    from tasks.registry import (
+        LATEST,
+        ModelNotFound,
+        is_complete,
+        load_bundle,
+        resolve_version,
+        set_latest,
+        write_version,
+    )
 
     storage = s3_storage(s3_prefix, s3_server)
     with pytest.raises(ModelNotFound, match="no promoted model"):
