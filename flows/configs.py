@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tasks.schema import CATEGORIES, SEVERITIES
 
@@ -52,6 +52,11 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present; cuda without a GPU is an error.")
     promote_threshold: float = Field(0.95, ge=0, le=1, description="Test macro-F1 needed to make the new model 'latest'.")
 
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
+        return value or None  # deployments template an unset variable as ""
+
     def storage_root(self) -> Storage:
         from tasks.storage import Storage
 
@@ -94,6 +99,11 @@ class ScoreConfig(BaseModel):
     task_runner: Literal["threads", "dask"] = Field("threads", description="Where batches run: a thread pool in the flow's process, or Dask (a local cluster, or --dask-address).")
     workers: int = Field(1, ge=1, description="Batches scored at once: threads, or processes of the local Dask cluster. Each holds one chunk and one model in memory.")
     dask_address: str | None = Field(None, description="Address of an existing Dask scheduler (tcp://host:8786); with task_runner=dask, used instead of a local cluster.")
+
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
+        return value or None  # deployments template an unset variable as ""
 
     def storage_root(self) -> Storage:
         from tasks.storage import Storage

@@ -62,6 +62,7 @@ def deploy_environment(project_dir: Path, environ: Mapping[str, str] | None = No
         "COMENTARIOS_SCORE_CRON": "0 2 * * *",
         "COMENTARIOS_TZ": "UTC",
     }
+    env.setdefault("COMENTARIOS_S3_ENDPOINT_URL", "")  # none: AWS S3, or a local folder
     if runtime_project_dir:
         del defaults["COMENTARIOS_PROJECT_DIR"]
     for name, value in defaults.items():
@@ -105,8 +106,8 @@ def stand_up(project_dir: Path | None = None, environ: Mapping[str, str] | None 
         print("note: PREFECT_API_URL is not set; using the active Prefect profile's API "
               "(`prefect config view`). Start a server with `prefect server start` and "
               "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api` first.", flush=True)
-    for name in ("COMENTARIOS_STORAGE", "COMENTARIOS_SOURCE", "COMENTARIOS_SCORE_CRON", "COMENTARIOS_TZ",
-                 "COMENTARIOS_PROJECT_DIR"):
+    for name in ("COMENTARIOS_STORAGE", "COMENTARIOS_S3_ENDPOINT_URL", "COMENTARIOS_SOURCE", "COMENTARIOS_SCORE_CRON",
+                 "COMENTARIOS_TZ", "COMENTARIOS_PROJECT_DIR"):
         print(f"{name}={env.get(name, '(unset: read by each worker at run time)')}", flush=True)
     create_pools(env, project_dir, pools)
     deploy_all(env, project_dir)

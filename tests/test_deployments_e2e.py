@@ -33,6 +33,10 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
+from tasks.storage import Storage
+
+pytest_plugins = ("s3_support",)  # the moto S3 server, for the S3 variant
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "comentarios_train.json"
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
@@ -168,12 +172,16 @@ def _batch(dataset: pd.DataFrame, n: int, prefix: str) -> pd.DataFrame:
     return rows
 
 
-def _predictions(storage: Path, batch: str) -> pd.DataFrame:
-    folder = storage / "predictions"
-    if not folder.exists() or not any(folder.rglob("*.parquet")):
+def _predictions(store: Storage, batch: str) -> pd.DataFrame:
+    if not store.glob("predictions/*/*.parquet"):
         return pd.DataFrame(columns=["batch", "id"])
-    frame = pd.read_parquet(folder)
+    frame = pd.read_parquet(store.uri("predictions"), storage_options=store.options or None)
     return frame[frame["batch"] == batch]
+
+
+def _put_parquet(store: Storage, rel: str, frame: pd.DataFrame) -> None:
+    with store.open_write(rel) as handle:
+        frame.to_parquet(handle, index=False)
 
 
 def test_deploy_defaults_fill_only_unset_variables(tmp_path):
@@ -195,7 +203,9 @@ def test_deploy_defaults_fill_only_unset_variables(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1800)
-def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset):
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset, backend, request):
+    """The whole operator story; ``s3`` runs it again with the storage root on a moto S3 server."""
     from prefect.client.orchestration import SyncPrefectClient
 
     t0 = time.monotonic()
@@ -206,7 +216,12 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset):
         print(f"[e2e] {marks[step]:7.1f} s  {step}", flush=True)
 
     assert PREFECT_FILE.is_file() and os.access(STAND_UP, os.X_OK)
-    storage = tmp_path / "storage"
+    if backend == "s3":
+        prefix = request.getfixturevalue("s3_prefix")  # sets the AWS_* variables the workers inherit
+        storage, endpoint = f"{prefix.uri}/storage", prefix.server.endpoint
+    else:
+        storage, endpoint = str(tmp_path / "storage"), ""
+    store = Storage(storage, endpoint or None)
     home = tmp_path / "prefect-home"
     home.mkdir()
     workdir = tmp_path / "elsewhere"  # workers run from here: the pull step must chdir to the checkout
@@ -233,7 +248,8 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset):
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         # what deployments/prefect.yaml reads (stand_up.sh would default the unset ones)
-        "COMENTARIOS_STORAGE": str(storage),
+        "COMENTARIOS_STORAGE": storage,
+        "COMENTARIOS_S3_ENDPOINT_URL": endpoint,
         "COMENTARIOS_SOURCE": str(SHARED_DATA),
         "COMENTARIOS_TZ": TZ,
         "PYTHON": sys.executable,
@@ -259,14 +275,15 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset):
             train = client.read_deployment_by_name("train-lstm/train-gpu")
             assert train.work_pool_name == "gpu"
             assert train.entrypoint == "flows/train.py:train_lstm"
-            assert train.parameters == {"config": {"storage": str(storage), "source": str(SHARED_DATA), "device": "auto"}}
+            assert train.parameters == {"config": {"storage": storage, "s3_endpoint_url": endpoint,
+                                                   "source": str(SHARED_DATA), "device": "auto"}}
             assert not train.schedules
             assert train.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
 
             score = client.read_deployment_by_name("score-batches/score-nightly")
             assert score.work_pool_name == "cpu"
             assert score.entrypoint == "flows/score.py:score_batches"
-            assert score.parameters == {"config": {"storage": str(storage), "model": "latest"}}
+            assert score.parameters == {"config": {"storage": storage, "s3_endpoint_url": endpoint, "model": "latest"}}
             assert len(score.schedules) == 1 and score.schedules[0].active
             schedule = score.schedules[0].schedule
             assert (schedule.cron, schedule.timezone) == ("0 2 * * *", TZ), schedule
@@ -283,35 +300,36 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset):
             worker_logs = [processes.log("worker-gpu"), processes.log("worker-cpu")]
 
             # 4. train-gpu, small model, as an operator would (--watch waits for the end)
-            train_params = {"config": {"storage": str(storage), "source": str(SHARED_DATA), **TRAIN_OVERRIDES}}
+            train_params = {"config": {"storage": storage, "s3_endpoint_url": endpoint, "source": str(SHARED_DATA),
+                                       **TRAIN_OVERRIDES}}
             output = _cli([*prefect, "deployment", "run", "train-lstm/train-gpu", "--params", json.dumps(train_params),
                            "--watch", "--watch-timeout", str(RUN_TIMEOUT)],
                           env, timeout=RUN_TIMEOUT + 60)
             run = _wait_terminal(client, _flow_run_id(output), 30, worker_logs)
             assert run.state.type.value == "COMPLETED", f"train-gpu ended {run.state.name}:\n{_tail(worker_logs[0])}"
-            assert (storage / "models" / "LATEST").is_file(), sorted(p.name for p in storage.rglob("*"))
+            assert store.exists("models/LATEST"), store.glob("**")
             device_lines = [line for line in processes.log("worker-gpu").read_text(errors="replace").splitlines()
                             if re.search(r"\b(cpu|cuda)\b", line) and "rain" in line]
             assert device_lines, f"the train run logged no device:\n{_tail(worker_logs[0])}"
-            mark(f"train-gpu Completed, model {(storage / 'models' / 'LATEST').read_text().strip()}; "
+            mark(f"train-gpu Completed, model {store.read_text('models/LATEST').strip()} in {storage}; "
                  f"{device_lines[-1].split(' - ', 1)[-1]}")
 
             # 5. score-nightly with the deployment's own parameters: a 200-row batch
             small = _batch(shared_dataset, 200, "e2e-small")
-            (storage / "incoming").mkdir(parents=True, exist_ok=True)
-            small.to_parquet(storage / "incoming" / "small.parquet", index=False)
+            _put_parquet(store, "incoming/small.parquet", small)
             output = _cli([*prefect, "deployment", "run", "score-batches/score-nightly", "--watch",
                            "--watch-timeout", str(RUN_TIMEOUT)], env, timeout=RUN_TIMEOUT + 60)
             run = _wait_terminal(client, _flow_run_id(output), 30, worker_logs)
             assert run.state.type.value == "COMPLETED", f"score-nightly ended {run.state.name}:\n{_tail(worker_logs[1])}"
-            predicted = _predictions(storage, "small.parquet")
+            predicted = _predictions(store, "small.parquet")
             assert sorted(predicted["id"]) == sorted(small["id"]), f"{len(predicted)} of 200 rows in predictions/"
             mark("score-nightly Completed: 200 rows in predictions/")
 
             # 6. two score-nightly runs back to back never overlap
             big = _batch(shared_dataset, 20_000, "e2e-big")
-            big.to_parquet(storage / "incoming" / "big.parquet", index=False)
-            slow = json.dumps({"storage": str(storage), "model": "latest", "chunk_rows": 500, "inference_batch": 256})
+            _put_parquet(store, "incoming/big.parquet", big)
+            slow = json.dumps({"storage": storage, "s3_endpoint_url": endpoint, "model": "latest",
+                               "chunk_rows": 500 if backend == "local" else 2000, "inference_batch": 256})
             ids = [
                 _flow_run_id(_cli([*prefect, "deployment", "run", "score-batches/score-nightly",
                                    "--param", f"config={slow}"], env))
@@ -328,7 +346,7 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset):
                   f"({second.total_run_time}), states {history[second.id]}", flush=True)
             assert second.start_time >= first.end_time, "the two score-nightly runs overlapped"
             assert "AwaitingConcurrencySlot" in history[second.id], history
-            assert len(_predictions(storage, "big.parquet")) == 20_000  # scored once, by the first run
+            assert len(_predictions(store, "big.parquet")) == 20_000  # scored once, by the first run
             mark("two score-nightly runs: the second waited (AwaitingConcurrencySlot) and started after the first ended")
 
             # 7. the scheduler made the nightly runs: 02:00 in COMENTARIOS_TZ
