@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import math
 import threading
 import time
 from collections import Counter
@@ -33,7 +36,7 @@ from tasks.validation import ROW, Check, Rule, failing_rows
 @dataclass(frozen=True)
 class ScoringSettings:
     max_comment_chars: int = 5_000
-    chunk_rows: int = 131_072
+    chunk_rows: int = 65_536
     precision: str = "fp32"
     device: str = "cpu"
     inference_batch: int = 4_096
@@ -53,6 +56,25 @@ class BatchResult:
 
 class UnreadableBatch(Exception):
     pass
+
+
+@lru_cache(maxsize=1)
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``) between chunks.
+
+    Without it, glibc's per-thread arenas (torch, Arrow and GX allocate from several threads) keep
+    fragments of every chunk and RSS creeps up with the number of chunks, i.e. with the file size.
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 _CLASSIFIER_LOCK = threading.Lock()
@@ -81,19 +103,52 @@ def open_parquet(batch: BatchFile) -> pq.ParquetFile:
     return parquet
 
 
-def duplicate_rows(parquet: pq.ParquetFile) -> set[int]:
-    """Positions of rows whose id appears more than once anywhere in the file (GX uniqueness check).
-
-    Reads only the ``id`` column, so it costs a fraction of the batch's size in memory.
-    """
-    ids = parquet.read(columns=["id"])["id"]
+def _id_text(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
     try:
-        ids = pc.cast(ids, pa.string())
+        return pc.cast(ids, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        ids = pa.chunked_array([pa.array([None if v is None else str(v) for v in ids.to_pylist()], pa.string())])
-    view = pd.DataFrame({"id": ids.to_pandas().astype(object), ROW: np.arange(len(ids))})
-    rule = Rule("id_duplicate", "id", (Check("ExpectColumnValuesToBeUnique"),), str)
-    return failing_rows(view, [rule])["id_duplicate"]
+        return pa.array([None if v is None else str(v) for v in ids.to_pylist()], pa.string())
+
+
+def _id_chunks(parquet: pq.ParquetFile, chunk_rows: int):
+    first = 0
+    for chunk in parquet.iter_batches(batch_size=chunk_rows, columns=["id"]):
+        yield first, _id_text(chunk.column(0))
+        first += chunk.num_rows
+
+
+def duplicate_rows(parquet: pq.ParquetFile, chunk_rows: int = 65_536) -> set[int]:
+    """Positions of rows whose id appears more than once anywhere in the file.
+
+    Memory does not grow with the file: the ``id`` column is streamed, each id is reduced to a
+    64-bit hash, and the hashes are checked for uniqueness by GX one hash bucket at a time, with as
+    many buckets (passes over the id column) as it takes to keep each near ``4 * chunk_rows`` rows.
+    Equal ids always share a bucket. A hash collision could only add candidates, so candidates are
+    then checked against their real ids in one more streamed pass: the result is exact.
+    """
+    buckets = max(1, math.ceil(parquet.metadata.num_rows / (4 * chunk_rows)))
+    rule = Rule("id_duplicate", "id_hash", (Check("ExpectColumnValuesToBeUnique"),), str)
+    candidates: set[int] = set()
+    for bucket in range(buckets):
+        hashes, rows = [], []
+        for first, ids in _id_chunks(parquet, chunk_rows):
+            present = np.flatnonzero(ids.is_valid().to_numpy(zero_copy_only=False))  # null ids are id_missing
+            hashed = pd.util.hash_array(ids.take(pa.array(present)).to_numpy(zero_copy_only=False), categorize=False)
+            mine = hashed % np.uint64(buckets) == bucket
+            hashes.append(hashed[mine])
+            rows.append(present[mine] + first)
+        view = pd.DataFrame({"id_hash": np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),
+                             ROW: np.concatenate(rows) if rows else np.zeros(0, np.int64)})
+        candidates |= failing_rows(view, [rule])["id_duplicate"]
+    if not candidates:
+        return set()
+    wanted = np.array(sorted(candidates), dtype=np.int64)
+    seen: dict[str, list[int]] = {}
+    for first, ids in _id_chunks(parquet, chunk_rows):
+        local = wanted[(wanted >= first) & (wanted < first + len(ids))] - first
+        for row, value in zip(local.tolist(), ids.take(pa.array(local)).to_pylist()):
+            seen.setdefault(value, []).append(first + row)
+    return {row for positions in seen.values() if len(positions) > 1 for row in positions}
 
 
 def _predictions(valid: pa.Table, probs: np.ndarray, labels: tuple[str, ...], version: str, batch: BatchFile, when: datetime) -> pa.Table:
@@ -154,7 +209,7 @@ def score_file(storage: Storage, batch: BatchFile, version: str, settings: Scori
         storage.delete(leftover)
     try:
         parquet = open_parquet(batch)
-        duplicates = duplicate_rows(parquet)
+        duplicates = duplicate_rows(parquet, settings.chunk_rows)
     except UnreadableBatch as exc:
         reason = str(exc)
         write_part(storage, UNREADABLE, when, batch.key, 0, pa.table({
@@ -193,6 +248,7 @@ def score_file(storage: Storage, batch: BatchFile, version: str, settings: Scori
         rejected_n += prepared.rejected.num_rows
         counts.update(dict(zip(*np.unique(preds["categoria_pred"].to_numpy(zero_copy_only=False), return_counts=True))) if valid.num_rows else {})
         confidence_sum += float(probs.max(axis=1).sum()) if len(probs) else 0.0
+        release_freed_memory()
         log(f"{batch.name}: part {part}: {rows_in:,} rows read, {predicted:,} predicted, {rejected_n:,} rejected")
     correct = labelled - wrong_n
     seconds = time.perf_counter() - started
