@@ -64,7 +64,7 @@ def make_batch(folder: Path, rows: list[dict], n: int, distinct: bool) -> Path:
 
 
 # --------------------------------------------------------------------------- worker (subprocess)
-def worker(storage_root: str, batch_path: str, precision: str, device: str = "cpu") -> dict:
+def worker(storage_root: str, batch_path: str, precision: str, device: str = "cpu", inference_batch: str = "0") -> dict:
     import fsspec
 
     from tasks.batches import BatchFile, content_key
@@ -74,6 +74,8 @@ def worker(storage_root: str, batch_path: str, precision: str, device: str = "cp
     storage = Storage(storage_root)
     fs = fsspec.filesystem("file")
     settings = ScoringSettings(precision=precision, device=device)
+    if int(inference_batch):
+        settings = ScoringSettings(precision=precision, device=device, inference_batch=int(inference_batch))
     # Warm-up on a small batch: imports (GX takes seconds), GX context, model load. A nightly run
     # pays this once per process, not per batch.
     started = time.perf_counter()
@@ -91,9 +93,9 @@ def worker(storage_root: str, batch_path: str, precision: str, device: str = "cp
             "rss_after_warmup_mb": rss_after_warmup, "peak_rss_mb": peak_rss_mb(), "key": key}
 
 
-def run_worker(storage_root: Path, batch: Path, precision: str, device: str) -> dict:
+def run_worker(storage_root: Path, batch: Path, precision: str, device: str, inference_batch: int) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(storage_root), str(batch), precision, device],
+        [sys.executable, __file__, "--worker", str(storage_root), str(batch), precision, device, str(inference_batch)],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -156,6 +158,7 @@ def main() -> None:
     parser.add_argument("--distinct", action="store_true", help="drop two random words per comment so most rows differ")
     parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
     parser.add_argument("--reference-rows", type=int, default=1_000)
+    parser.add_argument("--inference-batch", type=int, default=0, help="rows per forward pass (default: the project's)")
     parser.add_argument("--skip-baselines", action="store_true", help="skip the reference-notebook and TF-IDF figures")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "comentarios-bench")
     args = parser.parse_args()
@@ -178,7 +181,7 @@ def main() -> None:
             storage = Storage(str(storage_root))
             write_version(storage, "bench", bundle.to_files())
             set_latest(storage, "bench")
-            r = run_worker(storage_root, batch, precision, device)
+            r = run_worker(storage_root, batch, precision, device, args.inference_batch)
             r.update(n=n, precision=precision, device=device, storage=storage_root)
             results.append(r)
             print(f"  ours {device} {precision} {n:>9,} rows: {r['rows'] / r['seconds']:>9,.0f} rows/s  ({r['seconds']:.1f} s; "
@@ -213,6 +216,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(*sys.argv[2:6])))
+        print(json.dumps(worker(*sys.argv[2:7])))
     else:
         main()

@@ -95,7 +95,7 @@ class ScoreConfig(BaseModel):
     chunk_rows: int = Field(65_536, ge=1, description="Rows read, validated and scored at a time; bounds memory whatever the file size.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="Inference precision; bf16 is faster on CPU (see bench/score_throughput.py for agreement).")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Device for inference.")
-    inference_batch: int = Field(4_096, ge=1, description="Rows per forward pass (length-sorted within each chunk).")
+    inference_batch: int = Field(1_024, ge=1, description="Rows per forward pass (length-sorted within each chunk).")
     task_runner: Literal["threads", "dask"] = Field("threads", description="Where batches run: a thread pool in the flow's process, or Dask (a local cluster, or --dask-address).")
     workers: int = Field(1, ge=1, description="Batches scored at once: threads, or processes of the local Dask cluster. Each holds one chunk and one model in memory.")
     dask_address: str | None = Field(None, description="Address of an existing Dask scheduler (tcp://host:8786); with task_runner=dask, used instead of a local cluster.")

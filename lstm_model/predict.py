@@ -27,7 +27,7 @@ class Classifier:
     """A loaded model ready to score; build once per process and reuse for every batch."""
 
     def __init__(
-        self, bundle: ModelBundle, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 2048
+        self, bundle: ModelBundle, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 1024
     ) -> None:
         if precision not in {"fp32", "bf16"}:
             raise ValueError(f"precision must be fp32 or bf16, not {precision!r}")

@@ -39,7 +39,7 @@ class ScoringSettings:
     chunk_rows: int = 65_536
     precision: str = "fp32"
     device: str = "cpu"
-    inference_batch: int = 4_096
+    inference_batch: int = 1_024
 
 
 @dataclass
