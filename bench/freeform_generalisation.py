@@ -20,39 +20,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from bench._common import load_rows  # noqa: E402
+from bench._common import load_rows, train_project_way  # noqa: E402
 
 
 def run(rows: list[dict], freeform, overrides: dict, seed: int) -> tuple[float, float, int, float]:
+    """(test macro-F1, free-form macro-F1, epochs, training seconds) of one training."""
     from flows.configs import TrainConfig
     from lstm_model.batching import encode_tokens
     from lstm_model.evaluation import evaluate
-    from lstm_model.frames import find_frame_tokens, frame_id_mask
-    from lstm_model.model import LSTMClassifier, ModelConfig
-    from lstm_model.splits import stratified_split
     from lstm_model.tokenizer import tokenize_arrow
-    from lstm_model.training import predict_logits, seed_everything, train_classifier
-    from lstm_model.vocab import Vocabulary
+    from lstm_model.training import predict_logits
 
     cfg = TrainConfig(seed=seed, **overrides)
-    labels = tuple(sorted({r["categoria"] for r in rows}))
-    y = np.array([labels.index(r["categoria"]) for r in rows])
-    parts = stratified_split([r["categoria"] for r in rows], seed=seed)
-    tokens = tokenize_arrow(pa.array([r["comentario"] for r in rows], pa.string()))
-    train_tokens = tokens.take(pa.array(parts["train"])).to_pylist()
-    vocab = Vocabulary.build(train_tokens, prefix_chars=cfg.prefix_chars)
-    frames = find_frame_tokens([vocab.normalise(t) for t in train_tokens], [labels[i] for i in y[parts["train"]]],
-                               min_class_coverage=cfg.frame_coverage)
-    enc = encode_tokens(tokens, vocab, cfg.max_len)
-    seed_everything(seed)
-    model = LSTMClassifier(ModelConfig(len(vocab), len(labels), **cfg.model_settings()))
-    result = train_classifier(model, enc.take(parts["train"]), y[parts["train"]], enc.take(parts["val"]), y[parts["val"]],
-                              cfg.training_settings(), frame_mask=frame_id_mask(vocab, frames))
-    test = evaluate(y[parts["test"]], predict_logits(model, enc.take(parts["test"])).argmax(1), labels)
-    ff_enc = encode_tokens(tokenize_arrow(pa.array(freeform["comentario"].tolist(), pa.string())), vocab, cfg.max_len)
-    ff_y = np.array([labels.index(c) for c in freeform["categoria"]])
-    ff = evaluate(ff_y, predict_logits(model, ff_enc).argmax(1), labels)
-    return test.macro_f1, ff.macro_f1, len(result.history), sum(h.seconds for h in result.history)
+    t = train_project_way(rows, cfg)
+    test_rows = t.parts["test"]
+    test = evaluate(t.y[test_rows], predict_logits(t.model, t.encoded.take(test_rows)).argmax(1), t.labels)
+    ff_enc = encode_tokens(tokenize_arrow(pa.array(freeform["comentario"].tolist(), pa.string())), t.vocab, cfg.max_len)
+    ff_y = np.array([t.labels.index(c) for c in freeform["categoria"]])
+    ff = evaluate(ff_y, predict_logits(t.model, ff_enc).argmax(1), t.labels)
+    return test.macro_f1, ff.macro_f1, len(t.history), sum(h.seconds for h in t.history)
 
 
 def main() -> None:

@@ -20,12 +20,27 @@ if TYPE_CHECKING:
 DEFAULT_SOURCE = "https://raw.githubusercontent.com/mauriciogupi/nlp-master/main/Sesion2/comentarios_train.json"
 
 
-class TrainConfig(BaseModel):
+class StorageParams(BaseModel):
+    """Where a flow keeps its data: the one place a run's storage root and S3 endpoint are set."""
+
+    storage: str = Field("./storage", min_length=1, description="Storage root (local folder or s3://bucket/prefix): models/, incoming/, the ledger and the output tables live under it.")
+    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store (MinIO, Ceph, moto); credentials come from the usual AWS sources.")
+
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
+        return value or None  # deployments template an unset variable as ""
+
+    def storage_root(self) -> Storage:
+        from tasks.storage import Storage
+
+        return Storage(self.storage, self.s3_endpoint_url)
+
+
+class TrainConfig(StorageParams):
     """Parameters of ``train-lstm``; each is also a ``comentarios train`` flag."""
 
     source: str = Field(DEFAULT_SOURCE, min_length=1, description="Training data: http(s) URL, local path or fsspec URI (s3://...); JSON array or JSON Lines.")
-    storage: str = Field("./storage", min_length=1, description="Storage root (local folder or s3://bucket/prefix); models go under <storage>/models/.")
-    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store (MinIO, Ceph, moto); credentials come from the usual AWS sources.")
     categories: list[str] = Field(list(CATEGORIES), description="Allowed categoria values (the classes).")
     severities: list[str] = Field(list(SEVERITIES), description="Allowed severidad values.")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of valid rows held out for early stopping.")
@@ -52,16 +67,6 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present; cuda without a GPU is an error.")
     promote_threshold: float = Field(0.95, ge=0, le=1, description="Test macro-F1 needed to make the new model 'latest'.")
 
-    @field_validator("s3_endpoint_url", mode="before")
-    @classmethod
-    def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
-        return value or None  # deployments template an unset variable as ""
-
-    def storage_root(self) -> Storage:
-        from tasks.storage import Storage
-
-        return Storage(self.storage, self.s3_endpoint_url)
-
     def text_settings(self) -> TextSettings:
         from tasks.modeling import TextSettings
 
@@ -83,32 +88,20 @@ class TrainConfig(BaseModel):
         )
 
 
-class ScoreConfig(BaseModel):
+class ScoreConfig(StorageParams):
     """Parameters of ``score-batches``; each is also a ``comentarios score`` flag."""
 
-    storage: str = Field("./storage", min_length=1, description="Storage root (local folder or s3://bucket/prefix): model, ledger and output tables live here.")
-    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store (MinIO, Ceph, moto); credentials come from the usual AWS sources.")
     model: str = Field("latest", description="Model version to use: 'latest' (the promoted one) or a version name.")
     input: str | None = Field(None, description="Folder or glob of Parquet batches (default: <storage>/incoming/).")
     rescore: bool = Field(False, description="Score batches again even if already scored, replacing their previous output.")
     max_comment_chars: int = Field(5_000, ge=1, description="Longer comentarios are rejected (rule comentario_too_long).")
     chunk_rows: int = Field(65_536, ge=1, description="Rows read, validated and scored at a time; bounds memory whatever the file size.")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="Inference precision; bf16 is faster on CPU (see bench/score_throughput.py for agreement).")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="Inference precision. bf16 pays off only on CPUs with bf16 instructions; check speed and agreement with bench/score_throughput.py.")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Device for inference.")
     inference_batch: int = Field(1_024, ge=1, description="Rows per forward pass (length-sorted within each chunk).")
     task_runner: Literal["threads", "dask"] = Field("threads", description="Where batches run: a thread pool in the flow's process, or Dask (a local cluster, or --dask-address).")
     workers: int = Field(1, ge=1, description="Batches scored at once: threads, or processes of the local Dask cluster. Each holds one chunk and one model in memory.")
     dask_address: str | None = Field(None, description="Address of an existing Dask scheduler (tcp://host:8786); with task_runner=dask, used instead of a local cluster.")
-
-    @field_validator("s3_endpoint_url", mode="before")
-    @classmethod
-    def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
-        return value or None  # deployments template an unset variable as ""
-
-    def storage_root(self) -> Storage:
-        from tasks.storage import Storage
-
-        return Storage(self.storage, self.s3_endpoint_url)
 
     def scoring_settings(self):
         from tasks.scoring import ScoringSettings

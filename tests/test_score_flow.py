@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
+from _torch_threads import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 try:  # helpers shared with the unit tests (tests/ is on sys.path under pytest's default import mode)
     import test_scoring as sc
@@ -27,14 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 BAD_TEXT = b"id,comentario\n1,esto es un CSV y no un Parquet\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

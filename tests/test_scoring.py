@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _torch_threads import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 LABELS = ("ecommerce", "logistica", "precios", "servicio_cliente")
 MODEL_VERSION = "20250101T000000Z-testlstm"
@@ -150,15 +151,6 @@ def ledger_entry(root: Path, key: str) -> dict | None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Inference on one thread: on a shared 2-core machine two OpenMP threads spin against other jobs."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
