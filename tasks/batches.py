@@ -51,7 +51,8 @@ def content_key(fs: fsspec.AbstractFileSystem, path: str, block: int = 8 << 20) 
 
 
 def list_input_files(input_uri: str, endpoint_url: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[str]]:
-    """Files under a folder (recursively) or matching a glob; hidden (``.``/``_``) names are skipped.
+    """Files under a folder (recursively) or matching a glob; hidden names (a file or folder below the
+    root starting with ``.`` or ``_``, like Spark's ``_temporary/``) are skipped.
 
     Every other file is returned, ``.parquet`` or not: a stray CSV is reported as unreadable rather
     than ignored without a word.
@@ -65,7 +66,12 @@ def list_input_files(input_uri: str, endpoint_url: str | None = None) -> tuple[f
         paths = [path]
     else:
         paths = []
-    files = [p for p in paths if not posixpath.basename(p).startswith((".", "_")) and fs.isfile(p)]
+    root = path if not (_GLOB_CHARS & set(path)) and fs.isdir(path) else posixpath.dirname(path.split("*")[0])
+
+    def hidden(p: str) -> bool:  # any part below the root: ".tmp", "_temporary/0/part-0" (Spark mid-write)
+        return any(part.startswith((".", "_")) for part in posixpath.relpath(p, root).split("/"))
+
+    files = [p for p in paths if not hidden(p) and fs.isfile(p)]
     return fs, sorted(files)
 
 

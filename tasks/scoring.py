@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lstm_model.predict import Classifier
 from lstm_model.tokenizer import tokenize_arrow
-from tasks.batches import BatchFile, read_ledger, record, write_ledger
+from tasks.batches import BatchFile, ledger_path, read_ledger, record, write_ledger
 from tasks.outputs import (
     MISCLASSIFIED, MISCLASSIFIED_SCHEMA, PREDICTIONS, REJECTED, REJECTED_SCHEMA, SUMMARIES, SUMMARY_SCHEMA,
     UNREADABLE, UNREADABLE_SCHEMA, parts_of, predictions_schema, write_part,
@@ -93,9 +93,10 @@ def load_classifier(storage: Storage, version: str, settings: ScoringSettings) -
 
 def open_parquet(batch: BatchFile) -> pq.ParquetFile:
     """The batch as a Parquet file with the required columns, or :class:`UnreadableBatch` saying why."""
+    handle = batch.open()  # I/O errors (missing file, S3 outage) propagate: Prefect retries, no verdict
     try:
-        parquet = pq.ParquetFile(batch.open())
-    except Exception as exc:  # Arrow says "Parquet magic bytes not found", "file size is 0 bytes"...
+        parquet = pq.ParquetFile(handle)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # "magic bytes not found", "size is 0 bytes"
         raise UnreadableBatch(f"not a readable Parquet file: {exc}") from None
     missing = [c for c in REQUIRED if c not in parquet.schema_arrow.names]
     if missing:
@@ -205,6 +206,9 @@ def score_file(storage: Storage, batch: BatchFile, version: str, settings: Scori
     log = log or (lambda *a: None)
     started = time.perf_counter()
     when = datetime.now(timezone.utc)
+    # Un-commit first (the ledger entry is the commit point; it exists here only with --rescore), then
+    # remove whatever an earlier or interrupted run wrote for this batch.
+    storage.delete(ledger_path(batch.key))
     for leftover in parts_of(storage, batch.key):
         storage.delete(leftover)
     try:
@@ -225,31 +229,39 @@ def score_file(storage: Storage, batch: BatchFile, version: str, settings: Scori
     rows_in = predicted = rejected_n = labelled = correct = wrong_n = unknown = tokens_total = 0
     confidence_sum = 0.0
     part = 0
-    for part, chunk in enumerate(parquet.iter_batches(batch_size=settings.chunk_rows)):
-        table = pa.Table.from_batches([chunk])
-        prepared = prepare_chunk(table, rows_in, duplicates, settings.max_comment_chars)
-        rows_in += table.num_rows
-        valid = prepared.valid
-        scores = classifier.score(valid["comentario"])
-        probs = scores.probs
-        unknown += scores.unknown_count
-        tokens_total += scores.token_count
-        preds = _predictions(valid, probs, labels, version, batch, when)
-        write_part(storage, PREDICTIONS, when, batch.key, part, preds)
-        if prepared.rejected.num_rows:
-            write_part(storage, REJECTED, when, batch.key, part, _with_batch_fields(prepared.rejected, batch, when))
-        if "categoria" in parquet.schema_arrow.names and valid.num_rows:
-            wrong = _misclassified(valid, preds, classifier, batch, when)
-            labelled += int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0)
-            wrong_n += wrong.num_rows
-            if wrong.num_rows:
-                write_part(storage, MISCLASSIFIED, when, batch.key, part, wrong)
-        predicted += valid.num_rows
-        rejected_n += prepared.rejected.num_rows
-        counts.update(dict(zip(*np.unique(preds["categoria_pred"].to_numpy(zero_copy_only=False), return_counts=True))) if valid.num_rows else {})
-        confidence_sum += float(probs.max(axis=1).sum()) if len(probs) else 0.0
-        release_freed_memory()
-        log(f"{batch.name}: part {part}: {rows_in:,} rows read, {predicted:,} predicted, {rejected_n:,} rejected")
+    try:
+        chunks = enumerate(parquet.iter_batches(batch_size=settings.chunk_rows))
+        for part, chunk in chunks:
+            table = pa.Table.from_batches([chunk])
+            prepared = prepare_chunk(table, rows_in, duplicates, settings.max_comment_chars)
+            rows_in += table.num_rows
+            valid = prepared.valid
+            scores = classifier.score(valid["comentario"])
+            probs = scores.probs
+            unknown += scores.unknown_count
+            tokens_total += scores.token_count
+            preds = _predictions(valid, probs, labels, version, batch, when)
+            write_part(storage, PREDICTIONS, when, batch.key, part, preds)
+            if prepared.rejected.num_rows:
+                write_part(storage, REJECTED, when, batch.key, part, _with_batch_fields(prepared.rejected, batch, when))
+            if "categoria" in parquet.schema_arrow.names and valid.num_rows:
+                wrong = _misclassified(valid, preds, classifier, batch, when)
+                labelled += int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0)
+                wrong_n += wrong.num_rows
+                if wrong.num_rows:
+                    write_part(storage, MISCLASSIFIED, when, batch.key, part, wrong)
+            predicted += valid.num_rows
+            rejected_n += prepared.rejected.num_rows
+            counts.update(dict(zip(*np.unique(preds["categoria_pred"].to_numpy(zero_copy_only=False), return_counts=True))) if valid.num_rows else {})
+            confidence_sum += float(probs.max(axis=1).sum()) if len(probs) else 0.0
+            release_freed_memory()
+            log(f"{batch.name}: part {part}: {rows_in:,} rows read, {predicted:,} predicted, {rejected_n:,} rejected")
+    except BaseException:
+        # A batch that fails half-way must not leave rows in the tables (analysts read them without
+        # looking at the ledger): remove its parts, then let Prefect retry or report the failure.
+        for leftover in parts_of(storage, batch.key):
+            storage.delete(leftover)
+        raise
     correct = labelled - wrong_n
     seconds = time.perf_counter() - started
     summary = {

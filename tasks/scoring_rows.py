@@ -8,6 +8,7 @@ rejects the row rather than being silently nulled.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 
@@ -58,10 +59,13 @@ def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 def _timestamps(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """UTC timestamps and a mask of values that were present but could not be read as one."""
     if pa.types.is_timestamp(column.type):
-        unit = column.cast(pa.timestamp("us", tz=column.type.tz)) if column.type.tz else pc.assume_timezone(column.cast(pa.timestamp("us")), "UTC")
-        return unit.cast(pa.timestamp("us", tz="UTC")).combine_chunks(), np.zeros(len(column), bool)
+        # safe=False: nanosecond timestamps are truncated to the microseconds the schema keeps.
+        micros = column.cast(pa.timestamp("us", tz=column.type.tz), safe=False)
+        if not column.type.tz:
+            micros = pc.assume_timezone(micros, "UTC")
+        return micros.cast(pa.timestamp("us", tz="UTC")).combine_chunks(), np.zeros(len(column), bool)
     text = _as_text(column)
-    parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), errors="coerce", utc=True, format="ISO8601")
+    parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), errors="coerce", utc=True, format="ISO8601").dt.floor("us")
     invalid = parsed.isna().to_numpy() & ~np.asarray(text.is_null().to_numpy(zero_copy_only=False))
     return pa.array(parsed, type=pa.timestamp("us", tz="UTC"), from_pandas=True), invalid
 
@@ -78,9 +82,23 @@ def _numbers(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
 def _extra_json(table: pa.Table, extra: list[str]) -> pa.Array:
     if not extra:
         return pa.nulls(table.num_rows, pa.string())
-    lines = table.select(extra).to_pandas().to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
+    selected = table.select(extra)
+    for i, field in enumerate(selected.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type) or pa.types.is_fixed_size_binary(field.type):
+            # bytes are not JSON: keep them as base64 text
+            values = [None if v is None else base64.b64encode(v).decode("ascii") for v in selected.column(i).to_pylist()]
+            selected = selected.set_column(i, field.name, pa.array(values, pa.string()))
+    lines = selected.to_pandas().to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
     # split on "\n" only: str.splitlines() would also split inside values on U+2028, U+0085...
     return pa.array(lines.rstrip("\n").split("\n") if lines else [], pa.string())
+
+
+def _decode_dictionaries(chunk: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns (pandas categoricals written to Parquet) as plain values."""
+    for i, field in enumerate(chunk.schema):
+        if pa.types.is_dictionary(field.type):
+            chunk = chunk.set_column(i, field.name, chunk.column(i).cast(field.type.value_type))
+    return chunk
 
 
 def prepare_chunk(
@@ -88,6 +106,7 @@ def prepare_chunk(
 ) -> PreparedChunk:
     """Type the known columns, run the rules with GX, and split the chunk into valid and rejected rows."""
     n = chunk.num_rows
+    chunk = _decode_dictionaries(chunk)
     present = set(chunk.column_names)
     typed: dict[str, pa.Array] = {}
     invalid = {"timestamp_invalid": np.zeros(n, bool), "sentimiento_invalid": np.zeros(n, bool)}

@@ -461,7 +461,10 @@ def test_crash_then_rerun_scores_every_row_exactly_once(root, storage, shared_da
             score(storage, batch, chunk_rows=5)
 
     assert batch.key not in scored_keys(storage), "a batch without its ledger entry must be scored again"
-    assert part_files(root, "predictions"), "the crashed run should have left partial output behind"
+    if crash_at == "ledger":  # killed after its last part: the parts stay until the rerun removes them
+        assert part_files(root, "predictions"), "the crashed run should have left its output behind"
+    else:  # an exception half-way: the batch takes its partial output away with it
+        assert not part_files(root, "predictions") and not part_files(root, "errors/rejected")
 
     result = score(storage, batch, chunk_rows=7)  # the rerun, even with other chunking
 
@@ -594,3 +597,64 @@ def test_extra_column_text_with_unicode_line_separators(root, storage, shared_da
     assert result.rows_predicted == 4
     preds = read_table(root, "predictions").set_index("id")
     assert [json.loads(preds.loc[i, "extra_columns"])["nota"] for i in frame["id"]] == list(frame["nota"])
+
+
+def test_a_failed_rescore_uncommits_the_batch(root, storage, shared_dataset, monkeypatch):
+    """--rescore removes the ledger entry before the old output: if the rescore dies, the next run
+    scores the batch again instead of skipping it with its output gone."""
+    import tasks.scoring
+    from tasks.batches import scored_keys
+
+    batch = write_batch(root, "again.parquet", dataset_rows(shared_dataset, 12, "r"))
+    score(storage, batch)
+    assert batch.key in scored_keys(storage)
+
+    def boom(*args, **kwargs):
+        raise Killed("the model broke")
+
+    monkeypatch.setattr(tasks.scoring, "prepare_chunk", boom)
+    with pytest.raises(Killed):
+        score(storage, batch)
+    assert batch.key not in scored_keys(storage)
+    assert not part_files(root, "predictions")
+
+
+def test_prepare_chunk_takes_parquet_types_analysts_produce():
+    """Categorical comments (dictionary-encoded), nanosecond timestamps and binary extra columns are
+    scored, not rejected or crashed on."""
+    from tasks.scoring_rows import prepare_chunk
+
+    chunk = pa.table({
+        "id": ["a", "b"],
+        "comentario": pa.array(["el paquete llegó roto", "me cobraron de más"]).dictionary_encode(),
+        "timestamp": pa.array([1_704_067_200_000_000_001, None], pa.timestamp("ns")),
+        "blob": pa.array([b"\xff\x00", None], pa.binary()),
+    })
+    prepared = prepare_chunk(chunk, 0, set(), 5_000)
+    assert prepared.valid.num_rows == 2 and prepared.rejected.num_rows == 0
+    assert prepared.valid["comentario"].to_pylist() == ["el paquete llegó roto", "me cobraron de más"]
+    assert str(prepared.valid["timestamp"][0].as_py()) == "2024-01-01 00:00:00+00:00"
+    assert json.loads(prepared.valid["extra_columns"][0].as_py()) == {"blob": "/wA="}
+    text = pa.table({"id": ["a"], "comentario": ["hola"], "timestamp": ["2024-01-01T00:00:00.123456789Z"]})
+    assert prepare_chunk(text, 0, set(), 5_000).valid["timestamp"][0].as_py().microsecond == 123456
+
+
+def test_hidden_files_and_folders_below_the_input_are_skipped(tmp_path):
+    from tasks.batches import list_input_files
+
+    for rel in ["a.parquet", "_temporary/0/part-0.parquet", ".half.tmp", "day=1/b.parquet"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    _, found = list_input_files(str(tmp_path))
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in found) == ["a.parquet", "day=1/b.parquet"]
+
+
+def test_a_storage_error_while_opening_is_not_unreadable(root, storage, shared_dataset):
+    """A file that vanished (or an S3 outage) raises, so Prefect retries; it is not recorded as unreadable."""
+    from tasks.batches import scored_keys
+
+    batch = write_batch(root, "gone.parquet", dataset_rows(shared_dataset, 4, "g"))
+    Path(batch.uri).unlink()
+    with pytest.raises(FileNotFoundError):
+        score(storage, batch)
+    assert batch.key not in scored_keys(storage) and not part_files(root, "errors/unreadable")
