@@ -62,7 +62,7 @@ def learning_curve_png(history: list[EpochMetrics], best_epoch: int) -> bytes:
     for ax in (left, right):
         ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Learning curve (best epoch {best_epoch}, restored)")
+    fig.suptitle(f"Learning curve (best epoch {best_epoch}, restored; validation texts have their template words masked)")
     fig.tight_layout()
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=100)
