@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lstm_model.predict import Classifier
 from lstm_model.tokenizer import tokenize_arrow
-from tasks.batches import BatchFile, ledger_path, read_ledger, record, write_ledger
+from tasks.batches import BatchFile, ledger_path, record, write_ledger
 from tasks.outputs import (
     MISCLASSIFIED, MISCLASSIFIED_SCHEMA, PREDICTIONS, REJECTED, REJECTED_SCHEMA, SUMMARIES, SUMMARY_SCHEMA,
     UNREADABLE, UNREADABLE_SCHEMA, parts_of, predictions_schema, write_part,
@@ -292,7 +292,3 @@ def score_batch(storage: Storage, batch: BatchFile, version: str, settings: Scor
     else:
         logger.info("Scored %s: %d rows in, %d predicted, %d rejected", batch.name, result.rows_in, result.rows_predicted, result.rows_rejected)
     return result
-
-
-def already_recorded(storage: Storage, batch: BatchFile) -> bool:
-    return read_ledger(storage, batch.key) is not None
