@@ -62,12 +62,13 @@ def train_model(
     """Build the vocabulary on the training split only, find template tokens, train, bundle."""
     logger = get_run_logger()
     train, val = splits["train"], splits["val"]
-    train_tokens = _tokens(train)
+    train_tokens, val_tokens = _tokens(train), _tokens(val)
+    train_lists = train_tokens.to_pylist()
     vocab = Vocabulary.build(
-        train_tokens.to_pylist(), min_freq=text.min_freq, max_size=text.max_vocab, prefix_chars=text.prefix_chars
+        train_lists, min_freq=text.min_freq, max_size=text.max_vocab, prefix_chars=text.prefix_chars
     )
     frames = find_frame_tokens(
-        [vocab.normalise(t) for t in train_tokens.to_pylist()], train["categoria"].tolist(),
+        [vocab.normalise(t) for t in train_lists], train["categoria"].tolist(),
         min_class_coverage=text.frame_coverage,
     )
     logger.info("Vocabulary: %d entries; %d template tokens masked during training: %s", len(vocab), len(frames), frames)
@@ -84,7 +85,7 @@ def train_model(
     result = train_classifier(
         model,
         encode_tokens(train_tokens, vocab, text.max_len), train["categoria"].map(index).to_numpy(),
-        encode_tokens(_tokens(val), vocab, text.max_len), val["categoria"].map(index).to_numpy(),
+        encode_tokens(val_tokens, vocab, text.max_len), val["categoria"].map(index).to_numpy(),
         training, frame_mask=frame_id_mask(vocab, frames), on_epoch=progress,
     )
     logger.info(
@@ -104,8 +105,8 @@ def train_model(
             "precision": result.precision,
             "best_epoch": result.best_epoch,
             "history": [vars(h) for h in result.history],
-            "train_unknown_share": 0.0,
-            "val_unknown_share": vocab.unknown_share(_tokens(val)),
+            "train_unknown_share": vocab.unknown_share(train_tokens),  # > 0 only with min_freq/max_vocab cuts
+            "val_unknown_share": vocab.unknown_share(val_tokens),
         },
         splits={name: part["id"].astype(str).tolist() for name, part in splits.items()},
         frame_tokens=frames,
