@@ -32,41 +32,34 @@ def write_batch(path: Path, rows: list[dict], n: int, *, seed: int = 0, row_grou
     return path
 
 
-@dataclass
+@dataclass(frozen=True)
 class Trained:
-    model: object
-    vocab: object
-    labels: tuple[str, ...]
-    parts: dict
-    encoded: object
-    y: np.ndarray
-    history: list
+    fitted: object  # lstm_model.fit.FittedModel
+    parts: dict[str, np.ndarray]  # row positions of train/val/test in ``rows``
 
 
-def train_project_way(rows: list[dict], cfg) -> Trained:
-    """Train as ``tasks/modeling.py`` does (training-split vocabulary, template masking), in memory."""
-    from lstm_model.batching import encode_tokens
-    from lstm_model.frames import find_frame_tokens, frame_id_mask
-    from lstm_model.model import LSTMClassifier, ModelConfig
+def fit_on_rows(rows: list[dict], cfg) -> Trained:
+    """Split ``rows`` as the training flow does and train with :func:`lstm_model.fit.fit_classifier`."""
+    from lstm_model.fit import fit_classifier
     from lstm_model.splits import stratified_split
-    from lstm_model.tokenizer import tokenize_arrow
-    from lstm_model.training import seed_everything, train_classifier
-    from lstm_model.vocab import Vocabulary
 
-    labels = tuple(sorted({r["categoria"] for r in rows}))
-    y = np.array([labels.index(r["categoria"]) for r in rows])
-    parts = stratified_split([r["categoria"] for r in rows], seed=cfg.seed)
-    tokens = tokenize_arrow(pa.array([r["comentario"] for r in rows], pa.string()))
-    train_tokens = tokens.take(pa.array(parts["train"])).to_pylist()
-    vocab = Vocabulary.build(train_tokens, prefix_chars=cfg.prefix_chars)
-    frames = find_frame_tokens([vocab.normalise(t) for t in train_tokens], [labels[i] for i in y[parts["train"]]],
-                               min_class_coverage=cfg.frame_coverage)
-    encoded = encode_tokens(tokens, vocab, cfg.max_len)
-    seed_everything(cfg.seed)
-    model = LSTMClassifier(ModelConfig(len(vocab), len(labels), **cfg.model_settings()))
-    result = train_classifier(model, encoded.take(parts["train"]), y[parts["train"]], encoded.take(parts["val"]),
-                              y[parts["val"]], cfg.training_settings(), frame_mask=frame_id_mask(vocab, frames))
-    return Trained(model, vocab, labels, parts, encoded, y, result.history)
+    categories = [r["categoria"] for r in rows]
+    parts = stratified_split(
+        categories, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed
+    )
+    texts = [r["comentario"] for r in rows]
+    train, val = parts["train"], parts["val"]
+    fitted = fit_classifier(
+        [texts[i] for i in train],
+        [categories[i] for i in train],
+        [texts[i] for i in val],
+        [categories[i] for i in val],
+        sorted(set(categories)),
+        text=cfg.text_settings(),
+        architecture=cfg.architecture(),
+        training=cfg.training_settings(),
+    )
+    return Trained(fitted, parts)
 
 
 def quick_bundle(rows: list[dict], epochs: int = 4, seed: int = 42):
@@ -74,7 +67,5 @@ def quick_bundle(rows: list[dict], epochs: int = 4, seed: int = 42):
     from flows.configs import TrainConfig
     from lstm_model.bundle import ModelBundle
 
-    cfg = TrainConfig(epochs=epochs, seed=seed)
-    trained = train_project_way(rows, cfg)
-    return ModelBundle.from_model(trained.model, version="bench", vocab=trained.vocab, labels=trained.labels,
-                                  max_len=cfg.max_len, data_fingerprint="bench", training={"val_unknown_share": 0.0})
+    trained = fit_on_rows(rows, TrainConfig(epochs=epochs, seed=seed))
+    return ModelBundle.from_fitted(trained.fitted, version="bench", data_fingerprint="bench")

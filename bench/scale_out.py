@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -34,10 +36,13 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-    from bench._common import load_rows, quick_bundle, write_batch
+    from bench._common import load_rows
+    from bench._common import quick_bundle
+    from bench._common import write_batch
     from flows.configs import ScoreConfig
     from flows.score import score_batches
-    from tasks.registry import set_latest, write_version
+    from tasks.registry import set_latest
+    from tasks.registry import write_version
     from tasks.storage import Storage
 
     rows = load_rows()
@@ -55,10 +60,15 @@ def main() -> None:
         write_version(storage, "bench", bundle.to_files())
         set_latest(storage, "bench")
         started = time.perf_counter()
-        summary = score_batches(ScoreConfig(storage=str(root), input=str(incoming), task_runner="dask", workers=workers))
+        summary = score_batches(
+            ScoreConfig(storage=str(root), input=str(incoming), task_runner="dask", workers=workers)
+        )
         timings[workers] = time.perf_counter() - started
-        print(f"{workers} worker(s): {timings[workers]:7.1f} s for {len(summary.scored)} batches, "
-              f"{summary.rows_in:,} rows ({summary.rows_in / timings[workers]:,.0f} rows/s, Dask start-up included)", flush=True)
+        print(
+            f"{workers} worker(s): {timings[workers]:7.1f} s for {len(summary.scored)} batches, "
+            f"{summary.rows_in:,} rows ({summary.rows_in / timings[workers]:,.0f} rows/s, Dask start-up included)",
+            flush=True,
+        )
     base = timings.get(min(timings))
     for workers, seconds in timings.items():
         print(f"speed-up with {workers} worker(s): {base / seconds:.2f}x")

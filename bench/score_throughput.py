@@ -32,16 +32,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from bench._common import load_rows, quick_bundle, write_batch  # noqa: E402
+from bench._common import load_rows
+from bench._common import quick_bundle
+from bench._common import write_batch
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 
 def make_batch(folder: Path, rows: list[dict], n: int, distinct: bool) -> Path:
@@ -58,17 +59,23 @@ def make_batch(folder: Path, rows: list[dict], n: int, distinct: bool) -> Path:
             words = text.split()
             drop = set(rng.choice(len(words), size=min(2, len(words) - 1), replace=False).tolist())
             out.append(" ".join(w for i, w in enumerate(words) if i not in drop))
-        table = table.set_column(table.schema.get_field_index("comentario"), "comentario", pa.array(out, pa.string()))
+        table = table.set_column(
+            table.schema.get_field_index("comentario"), "comentario", pa.array(out, pa.string())
+        )
         pq.write_table(table, path, row_group_size=131_072)
     return path
 
 
 # --------------------------------------------------------------------------- worker (subprocess)
-def worker(storage_root: str, batch_path: str, precision: str, device: str = "cpu", inference_batch: str = "0") -> dict:
+def worker(
+    storage_root: str, batch_path: str, precision: str, device: str = "cpu", inference_batch: str = "0"
+) -> dict:
     import fsspec
 
-    from tasks.batches import BatchFile, content_key
-    from tasks.scoring import ScoringSettings, score_file
+    from tasks.batches import BatchFile
+    from tasks.batches import content_key
+    from tasks.scoring import ScoringSettings
+    from tasks.scoring import score_file
     from tasks.storage import Storage
 
     storage = Storage(storage_root)
@@ -81,7 +88,12 @@ def worker(storage_root: str, batch_path: str, precision: str, device: str = "cp
     started = time.perf_counter()
     warm = Path(storage_root) / "warmup.parquet"
     write_batch(warm, load_rows(), 2_000, seed=99)
-    score_file(storage, BatchFile(str(warm), "warmup.parquet", content_key(fs, str(warm)), warm.stat().st_size), "bench", settings)
+    score_file(
+        storage,
+        BatchFile(str(warm), "warmup.parquet", content_key(fs, str(warm)), warm.stat().st_size),
+        "bench",
+        settings,
+    )
     warmup_s = time.perf_counter() - started
     rss_after_warmup = peak_rss_mb()
     key = content_key(fs, batch_path)
@@ -89,14 +101,32 @@ def worker(storage_root: str, batch_path: str, precision: str, device: str = "cp
     started = time.perf_counter()
     result = score_file(storage, batch, "bench", settings)
     seconds = time.perf_counter() - started
-    return {"rows": result.rows_in, "predicted": result.rows_predicted, "seconds": seconds, "warmup_s": warmup_s,
-            "rss_after_warmup_mb": rss_after_warmup, "peak_rss_mb": peak_rss_mb(), "key": key}
+    return {
+        "rows": result.rows_in,
+        "predicted": result.rows_predicted,
+        "seconds": seconds,
+        "warmup_s": warmup_s,
+        "rss_after_warmup_mb": rss_after_warmup,
+        "peak_rss_mb": peak_rss_mb(),
+        "key": key,
+    }
 
 
 def run_worker(storage_root: Path, batch: Path, precision: str, device: str, inference_batch: int) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(storage_root), str(batch), precision, device, str(inference_batch)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(storage_root),
+            str(batch),
+            precision,
+            device,
+            str(inference_batch),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -122,7 +152,10 @@ def reference_rows_per_s(bundle, batch: Path, sample: int) -> float:
             logits = model(x, torch.full((len(ids),), 512))
             preds += logits.argmax(1).tolist()
     labels = np.asarray(bundle.labels, dtype=object)[preds]
-    pq.write_table(pa.table({"categoria_pred": pa.array(labels.tolist(), pa.string())}), tempfile.mktemp(suffix=".parquet"))
+    pq.write_table(
+        pa.table({"categoria_pred": pa.array(labels.tolist(), pa.string())}),
+        tempfile.mktemp(suffix=".parquet"),
+    )
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -141,9 +174,13 @@ def tfidf_rows_per_s(rows: list[dict], batch: Path) -> tuple[float, float]:
     for chunk in parquet.iter_batches(batch_size=131_072, columns=["id", "comentario"]):
         texts = chunk.column("comentario").to_pylist()
         probs = pipeline.predict_proba(texts)
-        table = pa.table({"id": chunk.column("id"),
-                          "categoria_pred": pa.array(pipeline.classes_[probs.argmax(1)].tolist(), pa.string()),
-                          "confianza": pa.array(probs.max(1), pa.float32())})
+        table = pa.table(
+            {
+                "id": chunk.column("id"),
+                "categoria_pred": pa.array(pipeline.classes_[probs.argmax(1)].tolist(), pa.string()),
+                "confianza": pa.array(probs.max(1), pa.float32()),
+            }
+        )
         writer = writer or pq.ParquetWriter(out, table.schema)
         writer.write_table(table)
         n += chunk.num_rows
@@ -152,24 +189,36 @@ def tfidf_rows_per_s(rows: list[dict], batch: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000])
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--distinct", action="store_true", help="drop two random words per comment so most rows differ")
+    parser.add_argument(
+        "--distinct", action="store_true", help="drop two random words per comment so most rows differ"
+    )
     parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
     parser.add_argument("--reference-rows", type=int, default=1_000)
-    parser.add_argument("--inference-batch", type=int, default=0, help="rows per forward pass (default: the project's)")
-    parser.add_argument("--skip-baselines", action="store_true", help="skip the reference-notebook and TF-IDF figures")
+    parser.add_argument(
+        "--inference-batch", type=int, default=0, help="rows per forward pass (default: the project's)"
+    )
+    parser.add_argument(
+        "--skip-baselines", action="store_true", help="skip the reference-notebook and TF-IDF figures"
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "comentarios-bench")
     args = parser.parse_args()
 
     import torch
 
-    from tasks.registry import set_latest, write_version
+    from tasks.registry import set_latest
+    from tasks.registry import write_version
     from tasks.storage import Storage
 
     rows = load_rows()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        "?",
+    )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {cpu}, {os.cpu_count()} cores")
     args.workdir.mkdir(parents=True, exist_ok=True)
     bundle = quick_bundle(rows)
@@ -184,9 +233,12 @@ def main() -> None:
             r = run_worker(storage_root, batch, precision, device, args.inference_batch)
             r.update(n=n, precision=precision, device=device, storage=storage_root)
             results.append(r)
-            print(f"  ours {device} {precision} {n:>9,} rows: {r['rows'] / r['seconds']:>9,.0f} rows/s  ({r['seconds']:.1f} s; "
-                  f"start-up {r['warmup_s']:.1f} s once per process)  peak RSS {r['peak_rss_mb']:.0f} MB "
-                  f"(after start-up {r['rss_after_warmup_mb']:.0f} MB)", flush=True)
+            print(
+                f"  ours {device} {precision} {n:>9,} rows: {r['rows'] / r['seconds']:>9,.0f} rows/s  ({r['seconds']:.1f} s; "
+                f"start-up {r['warmup_s']:.1f} s once per process)  peak RSS {r['peak_rss_mb']:.0f} MB "
+                f"(after start-up {r['rss_after_warmup_mb']:.0f} MB)",
+                flush=True,
+            )
     by = {(r["n"], r["precision"]): r for r in results if r["device"] == args.device[0]}
     big = max(args.rows)
     if (big, "fp32") in by and (big, "bf16") in by:
@@ -194,8 +246,11 @@ def main() -> None:
         import pandas as pd
 
         def predictions(run: dict) -> pd.Series:
-            frame = pd.read_parquet(run["storage"] / "predictions", columns=["batch_key", "row_number", "categoria_pred"],
-                                    filters=[("batch_key", "==", run["key"])])
+            frame = pd.read_parquet(
+                run["storage"] / "predictions",
+                columns=["batch_key", "row_number", "categoria_pred"],
+                filters=[("batch_key", "==", run["key"])],
+            )
             return frame.set_index("row_number")["categoria_pred"].sort_index()
 
         a, b = predictions(by[(big, "fp32")]), predictions(by[(big, "bf16")])
@@ -203,14 +258,21 @@ def main() -> None:
     print()
     print(f"{'scorer':58s} {'rows/s':>10s}")
     for r in results:
-        print(f"{'ours, ' + r['device'] + ' ' + r['precision'] + ', ' + format(r['n'], ',') + ' rows, GX + Parquet out':58s} {r['rows'] / r['seconds']:>10,.0f}")
+        print(
+            f"{'ours, {} {}, {:,} rows, GX + Parquet out'.format(r['device'], r['precision'], r['n']):58s} "
+            f"{r['rows'] / r['seconds']:>10,.0f}"
+        )
     if args.skip_baselines:
         return
     batch = make_batch(args.workdir, rows, big, args.distinct)
     ref = reference_rows_per_s(bundle, batch, args.reference_rows)
     tfidf, tfidf_rss = tfidf_rows_per_s(rows, batch)
-    print(f"{'reference notebook way (regex per row, pad 512), ' + format(args.reference_rows, ',') + ' rows':58s} {ref:>10,.0f}")
-    print(f"{'scikit-learn TF-IDF word + LR, ' + format(big, ',') + ' rows, Parquet out':58s} {tfidf:>10,.0f}")
+    print(
+        f"{'reference notebook way (regex per row, pad 512), ' + format(args.reference_rows, ',') + ' rows':58s} {ref:>10,.0f}"
+    )
+    print(
+        f"{'scikit-learn TF-IDF word + LR, ' + format(big, ',') + ' rows, Parquet out':58s} {tfidf:>10,.0f}"
+    )
     print("targets: >= 40,000 rows/s end to end; peak RSS < 1 GB and flat from 250k to 1M rows")
 
 

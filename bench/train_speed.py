@@ -33,11 +33,14 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import nn
 
@@ -45,16 +48,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow running the script without installing the project
     sys.path.insert(0, str(ROOT))
 
-from flows.configs import TrainConfig  # noqa: E402  (the project's default hyper-parameters)
-from lstm_model.batching import EncodedTexts, encode_tokens  # noqa: E402
-from lstm_model.evaluation import evaluate  # noqa: E402
-from lstm_model.frames import find_frame_tokens, frame_id_mask  # noqa: E402
-from lstm_model.model import LSTMClassifier, ModelConfig  # noqa: E402
-from lstm_model.splits import stratified_split  # noqa: E402
-from lstm_model.tokenizer import tokenize_arrow  # noqa: E402
-from lstm_model.training import TrainingResult, predict_logits, seed_everything, train_classifier  # noqa: E402
-from lstm_model.vocab import PAD_ID, Vocabulary  # noqa: E402
-from tasks.schema import CATEGORIES  # noqa: E402
+from flows.configs import TrainConfig
+from lstm_model.batching import EncodedTexts
+from lstm_model.batching import encode_tokens
+from lstm_model.fit import FittedModel
+from lstm_model.fit import fit_classifier
+from lstm_model.model import LSTMClassifier
+from lstm_model.model import ModelConfig
+from lstm_model.predict import Classifier
+from lstm_model.splits import stratified_split
+from lstm_model.tokenizer import tokenize_arrow
+from lstm_model.vocab import PAD_ID
+from lstm_model.vocab import Vocabulary
+from tasks.modeling import evaluate_classifier
+from tasks.schema import CATEGORIES
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "comentarios_train.json"
 
@@ -67,12 +74,8 @@ TARGET_TOTAL_S = 10.0  # our full training run, compute seconds
 
 @dataclass(frozen=True)
 class Prepared:
-    vocab: Vocabulary
-    frame_mask: np.ndarray
-    frame_tokens: list[str]
-    encoded: dict[str, EncodedTexts]  # train/val/test, cut to the project's max_len
-    reference_train: EncodedTexts  # train, cut to 512 tokens like the notebook
-    labels: dict[str, np.ndarray]
+    texts: dict[str, list[str]]  # train/val/test comment texts
+    categories: dict[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -110,48 +113,51 @@ def load_rows(path: Path) -> tuple[list[str], list[str]]:
 
 
 def prepare(texts: list[str], categories: list[str], settings: TrainConfig) -> Prepared:
-    """Split, build the vocabulary and template-token mask on train (as tasks/modeling.py does), encode."""
+    """The flow's stratified split."""
     parts = stratified_split(
-        categories, val_fraction=settings.val_fraction, test_fraction=settings.test_fraction, seed=settings.seed
+        categories,
+        val_fraction=settings.val_fraction,
+        test_fraction=settings.test_fraction,
+        seed=settings.seed,
     )
-    index = {label: i for i, label in enumerate(CATEGORIES)}
-    tokens = {name: tokenize_arrow(pa.array([texts[i] for i in rows], pa.string())) for name, rows in parts.items()}
-    labels = {name: np.array([index[categories[i]] for i in rows], dtype=np.int64) for name, rows in parts.items()}
-    train_lists = tokens["train"].to_pylist()
-    vocab = Vocabulary.build(
-        train_lists, min_freq=settings.min_freq, max_size=settings.max_vocab, prefix_chars=settings.prefix_chars
+    return Prepared(
+        {name: [texts[i] for i in rows] for name, rows in parts.items()},
+        {name: [categories[i] for i in rows] for name, rows in parts.items()},
     )
-    frames = find_frame_tokens(
-        [vocab.normalise(t) for t in train_lists],
-        [categories[i] for i in parts["train"]],
-        min_class_coverage=settings.frame_coverage,
-    )
-    encoded = {name: encode_tokens(tok, vocab, settings.max_len) for name, tok in tokens.items()}
-    reference_train = encode_tokens(tokens["train"], vocab, REF_WIDTH)
-    return Prepared(vocab, frame_id_mask(vocab, frames), frames, encoded, reference_train, labels)
 
 
 # --------------------------------------------------------------------------------------------- ours
 
 
-def run_ours(data: Prepared, settings: TrainConfig, epochs: int) -> OursResult:
+def run_ours(data: Prepared, settings: TrainConfig, epochs: int) -> tuple[OursResult, FittedModel]:
     """Full project training run (early stopping included), then test macro-F1."""
-    config = replace(settings.training_settings(), epochs=epochs, device="cpu")
-    seed_everything(config.seed)
-    model = LSTMClassifier(ModelConfig(len(data.vocab), len(CATEGORIES), **settings.model_settings()))
+    training = replace(settings.training_settings(), epochs=epochs, device="cpu")
 
     def progress(m) -> None:
-        print(f"  ours epoch {m.epoch:2d}: {m.seconds:6.2f} s  val_macro_f1 {m.val_macro_f1:.4f}  val_loss {m.val_loss:.4f}")
+        print(
+            f"  ours epoch {m.epoch:2d}: {m.seconds:6.2f} s  val_macro_f1 {m.val_macro_f1:.4f}  val_loss {m.val_loss:.4f}"
+        )
 
-    result: TrainingResult = train_classifier(
-        model,
-        data.encoded["train"], data.labels["train"],
-        data.encoded["val"], data.labels["val"],
-        config, frame_mask=data.frame_mask, on_epoch=progress,
+    fitted = fit_classifier(
+        data.texts["train"],
+        data.categories["train"],
+        data.texts["val"],
+        data.categories["val"],
+        CATEGORIES,
+        text=settings.text_settings(),
+        architecture=settings.architecture(),
+        training=training,
+        on_epoch=progress,
     )
-    logits = predict_logits(result.model, data.encoded["test"], device=torch.device("cpu"))
-    metrics = evaluate(data.labels["test"], logits.argmax(axis=1), list(CATEGORIES))
-    return OursResult([h.seconds for h in result.history], result.best_epoch, metrics.macro_f1, metrics.accuracy, epochs)
+    metrics = evaluate_classifier(
+        Classifier.from_fitted(fitted),
+        pd.DataFrame({"comentario": data.texts["test"], "categoria": data.categories["test"]}),
+    )
+    history = fitted.report.history
+    result = OursResult(
+        [h.seconds for h in history], fitted.report.best_epoch, metrics.macro_f1, metrics.accuracy, epochs
+    )
+    return result, fitted
 
 
 # ---------------------------------------------------------------------------------------- reference
@@ -166,7 +172,9 @@ def pad_fixed(encoded: EncodedTexts, rows: np.ndarray, width: int) -> torch.Tens
     return torch.from_numpy(np.where(real, encoded.ids[positions], PAD_ID))
 
 
-def reference_step(model: LSTMClassifier, optimiser: torch.optim.Optimizer, ids: torch.Tensor, labels: torch.Tensor) -> None:
+def reference_step(
+    model: LSTMClassifier, optimiser: torch.optim.Optimizer, ids: torch.Tensor, labels: torch.Tensor
+) -> None:
     """One notebook training step: the forward reads outputs[:, -1] (lengths = full width)."""
     last_position = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.int64)
     optimiser.zero_grad(set_to_none=True)
@@ -175,14 +183,19 @@ def reference_step(model: LSTMClassifier, optimiser: torch.optim.Optimizer, ids:
     optimiser.step()
 
 
-def run_reference(data: Prepared, settings: TrainConfig, steps: int) -> ReferenceResult:
+def run_reference(data: Prepared, vocab: Vocabulary, settings: TrainConfig, steps: int) -> ReferenceResult:
     """Time ``steps`` reference steps after REF_WARMUP_STEPS warm-up steps; extrapolate to one epoch."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    model = LSTMClassifier(ModelConfig(len(data.vocab), len(CATEGORIES), **settings.model_settings()))
+    model = LSTMClassifier(
+        ModelConfig.for_data(settings.architecture(), vocab_size=len(vocab), num_classes=len(CATEGORIES))
+    )
     model.train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    train, labels = data.reference_train, torch.from_numpy(data.labels["train"])
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    train = encode_tokens(tokenize_arrow(pa.array(data.texts["train"], pa.string())), vocab, REF_WIDTH)
+    labels = torch.tensor([CATEGORIES.index(c) for c in data.categories["train"]])
     order = rng.permutation(len(train))
     needed = (REF_WARMUP_STEPS + steps) * REF_BATCH
     order = np.resize(order, max(needed, len(order)))  # wrap around if more steps than one epoch
@@ -210,8 +223,10 @@ def cpu_model() -> str:
 
 
 def print_environment() -> None:
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU: {cpu_model()} "
-          f"({os.cpu_count()} logical cores), Python {platform.python_version()}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU: {cpu_model()} "
+        f"({os.cpu_count()} logical cores), Python {platform.python_version()}"
+    )
     print_load("at start")
 
 
@@ -226,43 +241,73 @@ def print_load(when: str) -> None:
     print(f"load average (1 min) {when}: {load:.2f} on {cores} cores{note}")
 
 
-def print_report(data: Prepared, settings: TrainConfig, ours: OursResult, ref: ReferenceResult, n_train: int) -> None:
+def print_report(
+    data: Prepared, fitted: FittedModel, settings: TrainConfig, ours: OursResult, ref: ReferenceResult
+) -> None:
     ours_mean = statistics.fmean(ours.epoch_seconds)
     ours_median = statistics.median(ours.epoch_seconds)
     ours_total = sum(ours.epoch_seconds)
-    widths = data.encoded["train"].lengths
+    n_train = len(data.texts["train"])
+    tokens = tokenize_arrow(pa.array(data.texts["train"], pa.string()))
+    widths = np.minimum(pc.list_value_length(tokens).to_numpy(), settings.max_len)
     print()
     print(f"{'configuration':<44} {'batch':>5}  {'padding':<34} {'s/epoch':>9} {'(median)':>9}")
     print("-" * 107)
-    print(f"{'OURS (train_classifier, project defaults)':<44} {settings.batch_size:>5}  "
-          f"{f'to longest in batch (max {int(widths.max())} tokens)':<34} {ours_mean:>9.2f} {ours_median:>9.2f}")
-    print(f"{'REFERENCE (notebook loop, outputs[:, -1])':<44} {REF_BATCH:>5}  "
-          f"{f'fixed {REF_WIDTH} tokens':<34} {ref.epoch_seconds:>9.2f} {ref.epoch_seconds_median:>9.2f}  *")
-    print(f"  * EXTRAPOLATED from {len(ref.step_seconds)} timed steps (after {REF_WARMUP_STEPS} warm-up): "
-          f"{statistics.fmean(ref.step_seconds):.3f} s/step mean, {statistics.median(ref.step_seconds):.3f} median, "
-          f"x {ref.steps_per_epoch} steps = one epoch of {n_train} rows; no validation pass counted")
-    print(f"  ours: over {len(ours.epoch_seconds)} measured epochs (min {min(ours.epoch_seconds):.2f} s, "
-          f"max {max(ours.epoch_seconds):.2f} s), each including its validation pass")
+    print(
+        f"{'OURS (train_classifier, project defaults)':<44} {settings.batch_size:>5}  "
+        f"{f'to longest in batch (max {int(widths.max())} tokens)':<34} {ours_mean:>9.2f} {ours_median:>9.2f}"
+    )
+    print(
+        f"{'REFERENCE (notebook loop, outputs[:, -1])':<44} {REF_BATCH:>5}  "
+        f"{f'fixed {REF_WIDTH} tokens':<34} {ref.epoch_seconds:>9.2f} {ref.epoch_seconds_median:>9.2f}  *"
+    )
+    print(
+        f"  * EXTRAPOLATED from {len(ref.step_seconds)} timed steps (after {REF_WARMUP_STEPS} warm-up): "
+        f"{statistics.fmean(ref.step_seconds):.3f} s/step mean, {statistics.median(ref.step_seconds):.3f} median, "
+        f"x {ref.steps_per_epoch} steps = one epoch of {n_train} rows; no validation pass counted"
+    )
+    print(
+        f"  ours: over {len(ours.epoch_seconds)} measured epochs (min {min(ours.epoch_seconds):.2f} s, "
+        f"max {max(ours.epoch_seconds):.2f} s), each including its validation pass"
+    )
     print()
-    print(f"speed-up, reference s/epoch / ours s/epoch: {ref.epoch_seconds / ours_mean:.1f}x from means, "
-          f"{ref.epoch_seconds_median / ours_median:.1f}x from medians   (target >= {TARGET_RATIO:.0f}x)")
-    print(f"ours full training: {ours_total:.2f} s of compute over {len(ours.epoch_seconds)} epochs "
-          f"(of at most {ours.max_epochs}, early stopping), best epoch {ours.best_epoch}   (target < {TARGET_TOTAL_S:.0f} s)")
-    print(f"ours test: macro-F1 {ours.test_macro_f1:.4f}, accuracy {ours.test_accuracy:.4f} "
-          f"({len(data.labels['test'])} rows)")
-    print(f"vocabulary {len(data.vocab)} entries, {len(data.frame_tokens)} template tokens, "
-          f"train tokens per comment: mean {widths.mean():.1f}, max {int(widths.max())}")
+    print(
+        f"speed-up, reference s/epoch / ours s/epoch: {ref.epoch_seconds / ours_mean:.1f}x from means, "
+        f"{ref.epoch_seconds_median / ours_median:.1f}x from medians   (target >= {TARGET_RATIO:.0f}x)"
+    )
+    print(
+        f"ours full training: {ours_total:.2f} s of compute over {len(ours.epoch_seconds)} epochs "
+        f"(of at most {ours.max_epochs}, early stopping), best epoch {ours.best_epoch}   (target < {TARGET_TOTAL_S:.0f} s)"
+    )
+    print(
+        f"ours test: macro-F1 {ours.test_macro_f1:.4f}, accuracy {ours.test_accuracy:.4f} "
+        f"({len(data.texts['test'])} rows)"
+    )
+    print(
+        f"vocabulary {len(fitted.vocab)} entries, {len(fitted.frame_tokens)} template tokens, "
+        f"train tokens per comment: mean {widths.mean():.1f}, max {int(widths.max())}"
+    )
     print_load("at end")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"JSON array of records (default: {DEFAULT_DATA})")
-    parser.add_argument("--epochs-ours", type=int, default=defaults.epochs,
-                        help=f"maximum epochs for OURS, early stopping applies (default: {defaults.epochs})")
-    parser.add_argument("--ref-steps", type=int, default=25, help="timed reference steps to extrapolate from (default: 25)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"JSON array of records (default: {DEFAULT_DATA})"
+    )
+    parser.add_argument(
+        "--epochs-ours",
+        type=int,
+        default=defaults.epochs,
+        help=f"maximum epochs for OURS, early stopping applies (default: {defaults.epochs})",
+    )
+    parser.add_argument(
+        "--ref-steps", type=int, default=25, help="timed reference steps to extrapolate from (default: 25)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)"
+    )
     args = parser.parse_args(argv)
     if args.ref_steps < 1 or args.epochs_ours < 1:
         parser.error("--ref-steps and --epochs-ours must be >= 1")
@@ -277,15 +322,20 @@ def main(argv: list[str] | None = None) -> None:
     print_environment()
     texts, categories = load_rows(args.data)
     data = prepare(texts, categories, settings)
-    n_train = len(data.encoded["train"])
-    print(f"data: {args.data} ({len(texts)} rows; train {n_train}, val {len(data.encoded['val'])}, "
-          f"test {len(data.encoded['test'])})")
-    print(f"\nOURS: batch {settings.batch_size}, frame_mask_prob {settings.frame_mask_prob}, token_mask_prob "
-          f"{settings.token_mask_prob}, lr {settings.learning_rate}, up to {args.epochs_ours} epochs, patience {settings.patience}")
-    ours = run_ours(data, settings, args.epochs_ours)
-    print(f"\nREFERENCE: batch {REF_BATCH}, padded to {REF_WIDTH}, {REF_WARMUP_STEPS} warm-up + {args.ref_steps} timed steps ...")
-    ref = run_reference(data, settings, args.ref_steps)
-    print_report(data, settings, ours, ref, n_train)
+    print(
+        f"data: {args.data} ({len(texts)} rows; train {len(data.texts['train'])}, val {len(data.texts['val'])}, "
+        f"test {len(data.texts['test'])})"
+    )
+    print(
+        f"\nOURS: batch {settings.batch_size}, frame_mask_prob {settings.frame_mask_prob}, token_mask_prob "
+        f"{settings.token_mask_prob}, lr {settings.learning_rate}, up to {args.epochs_ours} epochs, patience {settings.patience}"
+    )
+    ours, fitted = run_ours(data, settings, args.epochs_ours)
+    print(
+        f"\nREFERENCE: batch {REF_BATCH}, padded to {REF_WIDTH}, {REF_WARMUP_STEPS} warm-up + {args.ref_steps} timed steps ..."
+    )
+    ref = run_reference(data, fitted.vocab, settings, args.ref_steps)
+    print_report(data, fitted, settings, ours, ref)
 
 
 if __name__ == "__main__":

@@ -14,4 +14,4 @@ cd "$(dirname "$0")/.."
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
 fi
-exec "$PYTHON" -m flows.ops stand-up --project-dir "$PWD" "$@"
+exec "$PYTHON" -m flows.cli deploy --project-dir "$PWD" "$@"

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -39,17 +42,38 @@ def _add_field(parser: argparse.ArgumentParser, name: str, info: FieldInfo) -> N
     default = info.get_default(call_default_factory=True)
     help_text = f"{info.description} (default: {default})"
     if annotation is bool:
-        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        parser.add_argument(
+            flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+        )
     elif origin is typing.Literal:
-        parser.add_argument(flag, dest=name, choices=typing.get_args(annotation), default=argparse.SUPPRESS, help=help_text)
+        parser.add_argument(
+            flag, dest=name, choices=typing.get_args(annotation), default=argparse.SUPPRESS, help=help_text
+        )
     elif origin is list:
         (item,) = typing.get_args(annotation)
-        parser.add_argument(flag, dest=name, nargs="+", type=item, default=argparse.SUPPRESS, metavar=item.__name__.upper(), help=help_text)
+        parser.add_argument(
+            flag,
+            dest=name,
+            nargs="+",
+            type=item,
+            default=argparse.SUPPRESS,
+            metavar=item.__name__.upper(),
+            help=help_text,
+        )
     elif origin is dict:
-        parser.add_argument(flag, dest=name, type=json.loads, default=argparse.SUPPRESS, metavar="JSON", help=help_text)
+        parser.add_argument(
+            flag, dest=name, type=json.loads, default=argparse.SUPPRESS, metavar="JSON", help=help_text
+        )
     else:
         kind = _none_or(annotation) if optional else annotation
-        parser.add_argument(flag, dest=name, type=kind, default=argparse.SUPPRESS, metavar=annotation.__name__.upper(), help=help_text)
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            default=argparse.SUPPRESS,
+            metavar=annotation.__name__.upper(),
+            help=help_text,
+        )
 
 
 def add_config_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
@@ -67,7 +91,9 @@ def _run_train(args: argparse.Namespace) -> int:
     from flows.train import train_lstm
 
     summary = train_lstm(config_from_args(TrainConfig, args))
-    print(f"model version: {summary.version} ({'promoted to latest' if summary.promoted else 'NOT promoted'})")
+    print(
+        f"model version: {summary.version} ({'promoted to latest' if summary.promoted else 'NOT promoted'})"
+    )
     print(f"model folder:  {summary.model_uri}")
     print(f"device:        {summary.device}")
     print(f"rows:          {summary.valid_rows} valid, {summary.rejected_rows} rejected")
@@ -83,43 +109,69 @@ def _run_score(args: argparse.Namespace) -> int:
     summary = score_batches(config_from_args(ScoreConfig, args))
     print(f"model version: {summary.model_version}")
     print(f"batches:       {len(summary.scored)} scored")
-    print(f"rows:          {summary.rows_in} in, {summary.rows_predicted} predicted, {summary.rows_rejected} rejected")
+    print(
+        f"rows:          {summary.rows_in} in, {summary.rows_predicted} predicted, {summary.rows_rejected} rejected"
+    )
     return 0
 
 
 def _run_deploy(args: argparse.Namespace) -> int:
-    from flows import ops
+    import subprocess
 
-    argv = ["stand-up"] + (["--project-dir", args.project_dir] if args.project_dir else [])
-    return ops.main(argv + (["--runtime-project-dir"] if args.runtime_project_dir else []))
+    from flows.deploy import stand_up
+
+    try:
+        stand_up(args.project_dir, runtime_project_dir=args.runtime_project_dir)
+    except subprocess.CalledProcessError as exc:
+        print(
+            f"comentarios deploy: failed: {shlex.join(exc.cmd)} exited with {exc.returncode}", file=sys.stderr
+        )
+        return exc.returncode or 1
+    return 0
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from flows import ops
+    from flows.deploy import start_worker
 
-    return ops.main(["worker", "--pool", args.pool])
+    return start_worker(args.pool)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flows.configs import ScoreConfig, TrainConfig
+    from flows.configs import ScoreConfig
+    from flows.configs import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="comentarios", description="Classify Spanish customer comments with an LSTM, orchestrated by Prefect.")
+    parser = argparse.ArgumentParser(
+        prog="comentarios",
+        description="Classify Spanish customer comments with an LSTM, orchestrated by Prefect.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="Run the train-lstm flow.", description="Train, evaluate and publish a model (flow train-lstm).")
-    add_config_flags(train, TrainConfig)
-    train.set_defaults(run=_run_train)
-    score = commands.add_parser("score", help="Run the score-batches flow.", description="Score new Parquet batches (flow score-batches).")
-    add_config_flags(score, ScoreConfig)
-    score.set_defaults(run=_run_score)
+    flow_commands = [
+        ("train", "train-lstm", "Train, evaluate and publish a model", TrainConfig, _run_train),
+        ("score", "score-batches", "Score new Parquet batches", ScoreConfig, _run_score),
+    ]
+    for name, flow_name, what, config, run in flow_commands:
+        command = commands.add_parser(
+            name, help=f"Run the {flow_name} flow.", description=f"{what} (flow {flow_name})."
+        )
+        add_config_flags(command, config)
+        command.set_defaults(run=run)
     deploy = commands.add_parser(
-        "deploy", help="Create the gpu and cpu work pools and deploy deployments/prefect.yaml to PREFECT_API_URL.",
+        "deploy",
+        help="Create the gpu and cpu work pools and deploy deployments/prefect.yaml to PREFECT_API_URL.",
         description="Create the work pools and the train-gpu and score-nightly deployments (see deployments/README.md).",
     )
-    deploy.add_argument("--project-dir", default=None, help="Project checkout the workers run (default: this one).")
-    deploy.add_argument("--runtime-project-dir", action="store_true",
-                        help="Let each worker read COMENTARIOS_PROJECT_DIR from its own environment at run time.")
+    deploy.add_argument(
+        "--project-dir", type=Path, default=None, help="Project checkout the workers run (default: this one)."
+    )
+    deploy.add_argument(
+        "--runtime-project-dir",
+        action="store_true",
+        help="Let each worker read COMENTARIOS_PROJECT_DIR from its own environment at run time.",
+    )
     deploy.set_defaults(run=_run_deploy)
-    worker = commands.add_parser("worker", help="Start a Prefect worker for the gpu or cpu pool (foreground).")
+    worker = commands.add_parser(
+        "worker", help="Start a Prefect worker for the gpu or cpu pool (foreground)."
+    )
     worker.add_argument("--pool", required=True, choices=["gpu", "cpu"])
     worker.set_defaults(run=_run_worker)
     return parser

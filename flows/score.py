@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 import tempfile
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect import flow
+from prefect import get_run_logger
+from prefect.task_runners import TaskRunner
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.configs import ScoreConfig
 from tasks.batches import find_batches
-from tasks.registry import resolve_version
-from tasks.scoring import BatchResult, score_batch
-from tasks.storage import Storage
+from tasks.registry import resolve_model
+from tasks.reports import publish_batch_summaries
+from tasks.scoring import BatchResult
+from tasks.scoring import score_batch
 
 
 class BatchesFailed(RuntimeError):
@@ -32,32 +33,6 @@ class ScoreSummary(BaseModel):
     rows_rejected: int
 
 
-@task(name="resolve-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def resolve_model(storage: Storage, model: str) -> str:
-    version = resolve_version(storage, model)
-    get_run_logger().info("Scoring with model %s", version)
-    return version
-
-
-@task(name="publish-batch-summaries", cache_policy=NO_CACHE)
-def publish_batch_summaries(results: list[BatchResult]) -> None:
-    rows = []
-    for r in results:
-        s = r.summary
-        rows.append({
-            "batch": r.batch, "status": r.status, "rows_in": r.rows_in, "predicted": r.rows_predicted,
-            "rejected": r.rows_rejected,
-            "class_mix": ", ".join(f"{k}={v}" for k, v in s.get("class_counts", [])) or None,
-            "mean_confianza": round(s["mean_confianza"], 4) if s.get("mean_confianza") is not None else None,
-            "unknown_token_share": round(s["unknown_token_share"], 4) if s.get("unknown_token_share") is not None else None,
-            "training_unknown_token_share": round(s["training_unknown_token_share"], 4) if s.get("training_unknown_token_share") is not None else None,
-            "accuracy": round(s["accuracy"], 4) if s.get("accuracy") is not None else None,
-            "reason": r.reason,
-        })
-    create_table_artifact(key="score-batch-summaries", table=rows or [{"batch": None, "status": "no new batches"}],
-                          description="One row per batch scored (or found unreadable) by this run")
-
-
 def build_task_runner(config: ScoreConfig) -> TaskRunner:
     """The task runner this run asked for. Chosen per run (a parameter), not fixed in the decorator,
     so the same deployment can score on one machine tonight and on a Dask cluster tomorrow."""
@@ -67,13 +42,18 @@ def build_task_runner(config: ScoreConfig) -> TaskRunner:
 
     if config.dask_address:
         return DaskTaskRunner(address=config.dask_address)
-    return DaskTaskRunner(cluster_kwargs={
-        "n_workers": config.workers, "threads_per_worker": 1, "processes": True,
-        "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0",
-        "local_directory": tempfile.mkdtemp(prefix="comentarios-dask-"),
-        # Share the cores between the worker processes instead of each torch using all of them.
-        "env": {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // config.workers))},
-    })
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": config.workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0",
+            "local_directory": tempfile.mkdtemp(prefix="comentarios-dask-"),
+            # Share the cores between the worker processes instead of each torch using all of them.
+            "env": {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // config.workers))},
+        }
+    )
 
 
 @flow(name="score-batches", log_prints=True)
@@ -88,10 +68,13 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
     if batches:
         with build_task_runner(config) as runner:
             futures = [
-                runner.submit(score_batch, {"storage": storage, "batch": batch, "version": version, "settings": settings})
+                runner.submit(
+                    score_batch,
+                    {"storage": storage, "batch": batch, "version": version, "settings": settings},
+                )
                 for batch in batches
             ]
-            for batch, future in zip(batches, futures):
+            for batch, future in zip(batches, futures, strict=True):
                 try:
                     results.append(future.result())
                 except Exception as exc:  # one bad batch never stops the others; the run fails at the end
@@ -106,8 +89,13 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
         rows_predicted=sum(r.rows_predicted for r in results),
         rows_rejected=sum(r.rows_rejected for r in results),
     )
-    logger.info("Scored %d batch(es): %d rows in, %d predicted, %d rejected", len(summary.scored),
-                summary.rows_in, summary.rows_predicted, summary.rows_rejected)
+    logger.info(
+        "Scored %d batch(es): %d rows in, %d predicted, %d rejected",
+        len(summary.scored),
+        summary.rows_in,
+        summary.rows_predicted,
+        summary.rows_rejected,
+    )
     problems = [f"{name}: unreadable ({why})" for name, why in summary.unreadable.items()]
     problems += [f"{name}: failed ({why})" for name, why in failed.items()]
     if problems:

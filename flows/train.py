@@ -6,16 +6,25 @@ The flow only wires tasks; every step lives in ``tasks/`` (I/O, validation, repo
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
+from prefect import get_run_logger
 from pydantic import BaseModel
 
 from flows.configs import TrainConfig
 from tasks.freeform import load_freeform_eval
-from tasks.modeling import evaluate_model, train_model
-from tasks.registry import promote_model, publish_model
-from tasks.reports import learning_curve_png, parquet_bytes, publish_training_artifacts
-from tasks.source import fetch_source, parse_source
-from tasks.training_data import fingerprint, split_dataset, validate_training_data
+from tasks.modeling import evaluate_model
+from tasks.modeling import package_model
+from tasks.modeling import train_model
+from tasks.registry import promote_model
+from tasks.registry import publish_model
+from tasks.reports import learning_curve_png
+from tasks.reports import parquet_bytes
+from tasks.reports import publish_training_artifacts
+from tasks.source import fetch_source
+from tasks.source import parse_source
+from tasks.training_data import fingerprint
+from tasks.training_data import split_dataset
+from tasks.training_data import validate_training_data
 
 
 class TrainSummary(BaseModel):
@@ -31,25 +40,37 @@ class TrainSummary(BaseModel):
 @flow(name="train-lstm", log_prints=True)
 def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     storage = config.storage_root()
-    raw = fetch_source(config.source, config.s3_endpoint_url)
+    raw = fetch_source(storage, config.source)
     frame = parse_source(raw, config.source)
     checked = validate_training_data(frame, config.categories, config.severities)
     splits = split_dataset(checked.valid, config.val_fraction, config.test_fraction, config.seed)
-    trained = train_model(
-        splits, tuple(sorted(config.categories)), config.text_settings(), config.model_settings(),
-        config.training_settings(), fingerprint(checked.valid),
+    fitted = train_model(
+        splits,
+        tuple(sorted(config.categories)),
+        config.text_settings(),
+        config.architecture(),
+        config.training_settings(),
     )
-    metrics = evaluate_model(trained, {"test": splits["test"], "freeform": load_freeform_eval()})
-    version = trained.bundle.version
-    model_uri = publish_model(storage, trained.bundle, {
-        "rejected_rows.parquet": parquet_bytes(checked.rejected),
-        "learning_curve.png": learning_curve_png(trained.history, trained.best_epoch),
-    })
+    metrics = evaluate_model(fitted, {"test": splits["test"], "freeform": load_freeform_eval()})
+    bundle = package_model(fitted, metrics, splits, fingerprint(checked.valid))
+    version = bundle.version
+    model_uri = publish_model(
+        storage,
+        bundle,
+        {
+            "rejected_rows.parquet": parquet_bytes(checked.rejected),
+            "learning_curve.png": learning_curve_png(fitted.report.history, fitted.report.best_epoch),
+        },
+    )
     promoted = promote_model(storage, version, metrics["test"].macro_f1, config.promote_threshold)
-    publish_training_artifacts(version, metrics, promoted, trained.device)
+    publish_training_artifacts(version, metrics, promoted, fitted.report.device)
     summary = TrainSummary(
-        version=version, model_uri=model_uri, promoted=promoted, device=trained.device,
-        valid_rows=len(checked.valid), rejected_rows=len(checked.rejected),
+        version=version,
+        model_uri=model_uri,
+        promoted=promoted,
+        device=fitted.report.device,
+        valid_rows=len(checked.valid),
+        rejected_rows=len(checked.rejected),
         metrics={name: {"accuracy": m.accuracy, "macro_f1": m.macro_f1} for name, m in metrics.items()},
     )
     get_run_logger().info("Model %s: %s", version, summary.metrics)

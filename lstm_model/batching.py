@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from lstm_model.tokenizer import tokenize_arrow
-from lstm_model.vocab import PAD_ID, UNK_ID, Vocabulary
+from lstm_model.vocab import PAD_ID
+from lstm_model.vocab import UNK_ID
+from lstm_model.vocab import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,6 @@ def encode_ids(id_lists: pa.ListArray, max_len: int) -> EncodedTexts:
     starts[empty] = len(flat) - 1
     lengths = np.minimum(np.where(empty, 1, lengths), max_len)
     return EncodedTexts(flat, starts, lengths)
-
-
-def encode_texts(texts: pa.Array | pa.ChunkedArray | list[str], vocab: Vocabulary, max_len: int) -> EncodedTexts:
-    if isinstance(texts, list):
-        texts = pa.array(texts, pa.string())
-    return encode_tokens(tokenize_arrow(texts), vocab, max_len)
 
 
 def pad_rows(encoded: EncodedTexts, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

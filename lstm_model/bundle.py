@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from dataclasses import field
 
 import torch
 
-from lstm_model.model import LSTMClassifier, ModelConfig
+from lstm_model.evaluation import Metrics
+from lstm_model.fit import FittedModel
+from lstm_model.fit import TrainingReport
+from lstm_model.model import LSTMClassifier
+from lstm_model.model import ModelConfig
 from lstm_model.vocab import Vocabulary
 
 WEIGHTS_FILE = "weights.pt"
@@ -24,7 +28,7 @@ SPLITS_FILE = "splits.json"
 BUNDLE_FILES = (WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelBundle:
     version: str
     model_config: ModelConfig
@@ -33,15 +37,35 @@ class ModelBundle:
     labels: tuple[str, ...]
     max_len: int
     data_fingerprint: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
+    training: TrainingReport
+    metrics: dict[str, Metrics] = field(default_factory=dict)
     splits: dict[str, list[str]] = field(default_factory=dict)
-    frame_tokens: list[str] = field(default_factory=list)
+    frame_tokens: tuple[str, ...] = ()
 
     @classmethod
-    def from_model(cls, model: LSTMClassifier, **fields: Any) -> ModelBundle:
-        state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-        return cls(model_config=model.config, state_dict=state, **fields)
+    def from_fitted(
+        cls,
+        fitted: FittedModel,
+        *,
+        version: str,
+        data_fingerprint: str,
+        metrics: dict[str, Metrics] | None = None,
+        splits: dict[str, list[str]] | None = None,
+    ) -> ModelBundle:
+        state = {k: v.detach().to("cpu").clone() for k, v in fitted.model.state_dict().items()}
+        return cls(
+            version=version,
+            model_config=fitted.model.config,
+            state_dict=state,
+            vocab=fitted.vocab,
+            labels=fitted.labels,
+            max_len=fitted.max_len,
+            data_fingerprint=data_fingerprint,
+            training=fitted.report,
+            metrics=dict(metrics or {}),
+            splits=dict(splits or {}),
+            frame_tokens=fitted.frame_tokens,
+        )
 
     def build_model(self, device: str | torch.device = "cpu") -> LSTMClassifier:
         model = LSTMClassifier(self.model_config)
@@ -57,9 +81,9 @@ class ModelBundle:
             "labels": list(self.labels),
             "max_len": self.max_len,
             "data_fingerprint": self.data_fingerprint,
-            "metrics": self.metrics,
-            "training": self.training,
-            "frame_tokens": self.frame_tokens,
+            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
+            "training": self.training.to_dict(),
+            "frame_tokens": list(self.frame_tokens),
         }
         return {
             WEIGHTS_FILE: weights.getvalue(),
@@ -83,8 +107,8 @@ class ModelBundle:
             labels=tuple(meta["labels"]),
             max_len=meta["max_len"],
             data_fingerprint=meta["data_fingerprint"],
-            metrics=meta.get("metrics", {}),
-            training=meta.get("training", {}),
+            training=TrainingReport.from_dict(meta.get("training", {})),
+            metrics={name: Metrics.from_dict(m) for name, m in meta.get("metrics", {}).items()},
             splits=json.loads(files[SPLITS_FILE]),
-            frame_tokens=meta.get("frame_tokens", []),
+            frame_tokens=tuple(meta.get("frame_tokens", [])),
         )

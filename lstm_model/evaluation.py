@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> M
         f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
     per_class = tuple(
         ClassMetrics(label, float(p), float(r), float(f), int(s))
-        for label, p, r, f, s in zip(labels, precision, recall, f1, actual)
+        for label, p, r, f, s in zip(labels, precision, recall, f1, actual, strict=True)
     )
     accuracy = float(true_pos.sum() / len(y_true)) if len(y_true) else 0.0
     return Metrics(

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lstm_model.vocab import UNK_ID, Vocabulary
+from lstm_model.vocab import UNK_ID
+from lstm_model.vocab import Vocabulary
 
 
 def find_frame_tokens(
@@ -26,7 +27,7 @@ def find_frame_tokens(
     """
     per_class_docs: dict[str, int] = {}
     per_class_counts: dict[str, dict[str, int]] = {}
-    for tokens, label in zip(token_lists, labels):
+    for tokens, label in zip(token_lists, labels, strict=True):
         per_class_docs[label] = per_class_docs.get(label, 0) + 1
         counts = per_class_counts.setdefault(label, {})
         for tok in set(tokens):

@@ -1,25 +1,29 @@
-"""The LSTM classifier. Defaults are the reference notebook's sizes."""
+"""The LSTM classifier (sizes in :class:`~lstm_model.settings.ArchitectureSettings`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from lstm_model.settings import ArchitectureSettings
 from lstm_model.vocab import PAD_ID
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ArchitectureSettings):
+    """Everything needed to rebuild the network: the layer sizes plus the data-given dimensions."""
+
     vocab_size: int
     num_classes: int
-    embedding_dim: int = 256
-    hidden_size: int = 128
-    num_layers: int = 2
-    lstm_dropout: float = 0.2
-    head_sizes: tuple[int, ...] = (512, 256)
-    head_dropout: float = 0.2
+
+    @classmethod
+    def for_data(
+        cls, architecture: ArchitectureSettings, *, vocab_size: int, num_classes: int
+    ) -> ModelConfig:
+        return cls(**asdict(architecture), vocab_size=vocab_size, num_classes=num_classes)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -30,4 +30,7 @@ def stratified_split(
         parts["test"].append(rows[:n_test])
         parts["val"].append(rows[n_test : n_test + n_val])
         parts["train"].append(rows[n_test + n_val :])
-    return {name: np.sort(np.concatenate(chunks)) if chunks else np.array([], int) for name, chunks in parts.items()}
+    return {
+        name: np.sort(np.concatenate(chunks)) if chunks else np.array([], int)
+        for name, chunks in parts.items()
+    }

@@ -8,8 +8,6 @@ split on anything that is not a Unicode letter or digit; Spanish letters (á é 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -22,18 +20,9 @@ def tokenize_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedAr
     if pa.types.is_large_string(texts.type):
         texts = texts.cast(pa.string())
     normalised = pc.utf8_lower(pc.utf8_normalize(texts, form="NFKC"))
-    spaced = pc.utf8_trim_whitespace(pc.replace_substring_regex(normalised, pattern=_SEPARATORS, replacement=" "))
+    spaced = pc.utf8_trim_whitespace(
+        pc.replace_substring_regex(normalised, pattern=_SEPARATORS, replacement=" ")
+    )
     tokens = pc.utf8_split_whitespace(spaced)
     # Arrow splits "" into [""]; a text with no letters or digits has no tokens.
     return pc.if_else(pc.equal(spaced, ""), pa.scalar([], tokens.type), tokens)
-
-
-def tokenize_many(texts: Iterable[str | None]) -> list[list[str]]:
-    """Tokenise Python strings; a null text gives an empty token list."""
-    tokens = tokenize_arrow(pa.array(list(texts), type=pa.string()))
-    return [row if row is not None else [] for row in tokens.to_pylist()]
-
-
-def tokenize(text: str) -> list[str]:
-    """Tokenise one string (convenience for tests and error reports)."""
-    return tokenize_many([text])[0]

@@ -12,37 +12,21 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 import numpy as np
 import torch
 from torch import nn
 
-from lstm_model.batching import EncodedTexts, length_sorted_batches, pad_rows
+from lstm_model.batching import EncodedTexts
+from lstm_model.batching import length_sorted_batches
+from lstm_model.batching import pad_rows
 from lstm_model.evaluation import evaluate
 from lstm_model.frames import mask_tokens
 from lstm_model.model import LSTMClassifier
+from lstm_model.settings import TrainingSettings
 from lstm_model.vocab import UNK_ID
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-2
-    patience: int = 3
-    # Validation-loss improvements smaller than this do not count: on easy data the loss creeps
-    # towards zero for many epochs after the model has stopped getting better.
-    min_delta: float = 1e-3
-    seed: int = 42
-    device: str = "auto"
-    frame_mask_prob: float = 0.5
-    token_mask_prob: float = 0.1
-    eval_batch_size: int = 1024
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -130,7 +114,7 @@ def train_classifier(
     train_labels: np.ndarray,
     val: EncodedTexts,
     val_labels: np.ndarray,
-    config: TrainingConfig,
+    config: TrainingSettings,
     *,
     frame_mask: np.ndarray | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
@@ -150,7 +134,9 @@ def train_classifier(
     model.to(device)
     cast, precision = autocast_for(device)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     loss_fn = nn.CrossEntropyLoss()
     train_labels_t = torch.from_numpy(np.array(train_labels, dtype=np.int64))
     val_labels = np.array(val_labels, dtype=np.int64)
@@ -172,8 +158,12 @@ def train_classifier(
                 real = np.arange(ids.shape[1])[None, :] < lengths.numpy()[:, None]
                 ids = torch.from_numpy(
                     mask_tokens(
-                        ids.numpy(), real, frame_mask,
-                        frame_prob=config.frame_mask_prob, token_prob=config.token_mask_prob, rng=rng,
+                        ids.numpy(),
+                        real,
+                        frame_mask,
+                        frame_prob=config.frame_mask_prob,
+                        token_prob=config.token_mask_prob,
+                        rng=rng,
                     )
                 )
             optimiser.zero_grad(set_to_none=True)
@@ -188,7 +178,9 @@ def train_classifier(
             total += float(loss.detach()) * len(rows)
             seen += len(rows)
         val_loss, val_acc, val_f1 = _validation(model, val, val_labels, config, device, num_classes)
-        metrics = EpochMetrics(epoch, total / max(seen, 1), val_loss, val_acc, val_f1, time.perf_counter() - started)
+        metrics = EpochMetrics(
+            epoch, total / max(seen, 1), val_loss, val_acc, val_f1, time.perf_counter() - started
+        )
         result.history.append(metrics)
         if on_epoch:
             on_epoch(metrics)

@@ -13,12 +13,18 @@ wherever (whatever day) it was written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tasks.batches import BatchFile
 from tasks.storage import Storage
 
 PREDICTIONS = "predictions"
@@ -32,20 +38,22 @@ UTC_TS = pa.timestamp("us", tz="UTC")
 
 # Input columns the dataset defines, with the types predictions/ stores them as. Any other input
 # column is kept too, in ``extra_columns`` as a JSON object, so the schema never changes with input.
-PASSTHROUGH = pa.schema([
-    ("id", pa.string()),
-    ("timestamp", UTC_TS),
-    ("pais", pa.string()),
-    ("ciudad", pa.string()),
-    ("canal", pa.string()),
-    ("plataforma", pa.string()),
-    ("medio_contacto", pa.string()),
-    ("comentario", pa.string()),
-    ("categoria", pa.string()),
-    ("severidad", pa.string()),
-    ("sentimiento", pa.float64()),
-    ("extra_columns", pa.string()),
-])
+PASSTHROUGH = pa.schema(
+    [
+        ("id", pa.string()),
+        ("timestamp", UTC_TS),
+        ("pais", pa.string()),
+        ("ciudad", pa.string()),
+        ("canal", pa.string()),
+        ("plataforma", pa.string()),
+        ("medio_contacto", pa.string()),
+        ("comentario", pa.string()),
+        ("categoria", pa.string()),
+        ("severidad", pa.string()),
+        ("sentimiento", pa.float64()),
+        ("extra_columns", pa.string()),
+    ]
+)
 
 BATCH_FIELDS = [
     ("batch", pa.string()),  # the source file's name
@@ -55,65 +63,178 @@ BATCH_FIELDS = [
 
 
 def predictions_schema(labels: Sequence[str]) -> pa.Schema:
-    return pa.schema([
-        *PASSTHROUGH,
-        ("categoria_pred", pa.string()),
-        ("confianza", pa.float32()),
-        *[(f"prob_{label}", pa.float32()) for label in labels],
-        ("model_version", pa.string()),
-        *BATCH_FIELDS,
-        ("scored_at", UTC_TS),
-    ])
+    return pa.schema(
+        [
+            *PASSTHROUGH,
+            ("categoria_pred", pa.string()),
+            ("confianza", pa.float32()),
+            *[(f"prob_{label}", pa.float32()) for label in labels],
+            ("model_version", pa.string()),
+            *BATCH_FIELDS,
+            ("scored_at", UTC_TS),
+        ]
+    )
 
 
 # Rejected rows keep the original values as text: a value that broke a rule may not fit the
 # predictions' types (a sentimiento of "abc", say), and it must reach the report unchanged.
-REJECTED_SCHEMA = pa.schema([
-    *[(f.name, pa.string()) for f in PASSTHROUGH],
-    *BATCH_FIELDS,
-    ("rule", pa.string()),
-    ("reason", pa.string()),
-    ("rejected_at", UTC_TS),
-])
+REJECTED_SCHEMA = pa.schema(
+    [
+        *[(f.name, pa.string()) for f in PASSTHROUGH],
+        *BATCH_FIELDS,
+        ("rule", pa.string()),
+        ("reason", pa.string()),
+        ("rejected_at", UTC_TS),
+    ]
+)
 
-UNREADABLE_SCHEMA = pa.schema([
-    ("path", pa.string()),
-    ("batch", pa.string()),
-    ("batch_key", pa.string()),
-    ("size_bytes", pa.int64()),
-    ("reason", pa.string()),
-    ("detected_at", UTC_TS),
-])
+UNREADABLE_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("batch", pa.string()),
+        ("batch_key", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("reason", pa.string()),
+        ("detected_at", UTC_TS),
+    ]
+)
 
-MISCLASSIFIED_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("comentario", pa.string()),
-    ("tokens", pa.list_(pa.string())),  # as the model saw them: cut to the vocabulary's stems, [UNK] shown
-    ("categoria", pa.string()),
-    ("categoria_pred", pa.string()),
-    ("confianza", pa.float32()),
-    ("model_version", pa.string()),
-    *BATCH_FIELDS,
-    ("scored_at", UTC_TS),
-])
+MISCLASSIFIED_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("comentario", pa.string()),
+        (
+            "tokens",
+            pa.list_(pa.string()),
+        ),  # as the model saw them: cut to the vocabulary's stems, [UNK] shown
+        ("categoria", pa.string()),
+        ("categoria_pred", pa.string()),
+        ("confianza", pa.float32()),
+        ("model_version", pa.string()),
+        *BATCH_FIELDS,
+        ("scored_at", UTC_TS),
+    ]
+)
 
-SUMMARY_SCHEMA = pa.schema([
-    ("batch", pa.string()),
-    ("batch_key", pa.string()),
-    ("model_version", pa.string()),
-    ("rows_in", pa.int64()),
-    ("rows_predicted", pa.int64()),
-    ("rows_rejected", pa.int64()),
-    ("class_counts", pa.map_(pa.string(), pa.int64())),
-    ("mean_confianza", pa.float64()),
-    ("unknown_token_share", pa.float64()),
-    ("training_unknown_token_share", pa.float64()),
-    ("labelled_rows", pa.int64()),
-    ("accuracy", pa.float64()),
-    ("misclassified_rows", pa.int64()),
-    ("seconds", pa.float64()),
-    ("scored_at", UTC_TS),
-])
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("batch", pa.string()),
+        ("batch_key", pa.string()),
+        ("model_version", pa.string()),
+        ("rows_in", pa.int64()),
+        ("rows_predicted", pa.int64()),
+        ("rows_rejected", pa.int64()),
+        ("class_counts", pa.map_(pa.string(), pa.int64())),
+        ("mean_confianza", pa.float64()),
+        ("unknown_token_share", pa.float64()),
+        ("training_unknown_token_share", pa.float64()),
+        ("labelled_rows", pa.int64()),
+        ("accuracy", pa.float64()),
+        ("misclassified_rows", pa.int64()),
+        ("seconds", pa.float64()),
+        ("scored_at", UTC_TS),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """One row of ``reports/batches/``: what happened to one batch."""
+
+    batch: str
+    batch_key: str
+    model_version: str
+    rows_in: int
+    rows_predicted: int
+    rows_rejected: int
+    class_counts: tuple[tuple[str, int], ...]  # (label, predicted rows), in the model's label order
+    mean_confianza: float | None  # None when no row was predicted
+    unknown_token_share: float | None  # None when no row had a token
+    training_unknown_token_share: float | None  # the same share on the training run's validation split
+    labelled_rows: int  # rows with a categoria to compare with
+    accuracy: float | None  # None without labelled rows
+    misclassified_rows: int
+    seconds: float
+    scored_at: datetime
+
+    def to_table(self) -> pa.Table:
+        row = {**asdict(self), "class_counts": list(self.class_counts)}
+        return pa.Table.from_pylist([row], schema=SUMMARY_SCHEMA)
+
+
+def _constant(value: object, n: int, kind: pa.DataType) -> pa.Array:
+    return pa.array([value] * n, kind)
+
+
+def predictions_table(
+    valid: pa.Table, probs: np.ndarray, labels: Sequence[str], version: str, batch: BatchFile, when: datetime
+) -> pa.Table:
+    """``predictions/`` rows for the valid rows of a chunk and their class probabilities."""
+    n = valid.num_rows
+    probs = probs.reshape(n, len(labels))
+    best = probs.argmax(axis=1)
+    columns = {name: valid[name] for name in valid.column_names if name != "row_number"}
+    columns["categoria_pred"] = pa.array(np.asarray(labels, dtype=object)[best], pa.string())
+    columns["confianza"] = pa.array(probs.max(axis=1, initial=0.0), pa.float32())
+    for i, label in enumerate(labels):
+        columns[f"prob_{label}"] = pa.array(probs[:, i], pa.float32())
+    columns["model_version"] = _constant(version, n, pa.string())
+    columns["batch"] = _constant(batch.name, n, pa.string())
+    columns["batch_key"] = _constant(batch.key, n, pa.string())
+    columns["row_number"] = valid["row_number"]
+    columns["scored_at"] = _constant(when, n, UTC_TS)
+    return pa.table(columns, schema=predictions_schema(labels))
+
+
+def misclassified_table(
+    valid: pa.Table, preds: pa.Table, seen_tokens: Callable[[pa.Array], list[list[str]]]
+) -> pa.Table:
+    """``errors/misclassified/`` rows: labelled rows whose prediction differs from ``categoria``.
+
+    ``seen_tokens`` turns comments into the tokens as the model saw them (stems, ``[UNK]``).
+    """
+    truth = valid["categoria"]
+    wrong = pc.fill_null(pc.and_(pc.is_valid(truth), pc.not_equal(truth, preds["categoria_pred"])), False)
+    take = pa.array(np.flatnonzero(wrong.to_numpy(zero_copy_only=False)), pa.int64())
+    comments = valid["comentario"].take(take)
+    return pa.table(
+        {
+            "id": valid["id"].take(take),
+            "comentario": comments,
+            "tokens": pa.array(seen_tokens(comments) if len(take) else [], pa.list_(pa.string())),
+            "categoria": truth.take(take),
+            **{
+                name: preds[name].take(take)
+                for name in ("categoria_pred", "confianza", "model_version", "batch", "batch_key")
+            },
+            "row_number": valid["row_number"].take(take),
+            "scored_at": preds["scored_at"].take(take),
+        },
+        schema=MISCLASSIFIED_SCHEMA,
+    )
+
+
+def rejected_table(rejected: pa.Table, batch: BatchFile, when: datetime) -> pa.Table:
+    """``errors/rejected/`` rows: a chunk's rejected rows with the batch they came from."""
+    n = rejected.num_rows
+    columns = {name: rejected[name] for name in rejected.column_names}
+    columns["batch"] = _constant(batch.name, n, pa.string())
+    columns["batch_key"] = _constant(batch.key, n, pa.string())
+    columns["rejected_at"] = _constant(when, n, UTC_TS)
+    return pa.table({name: columns[name] for name in REJECTED_SCHEMA.names}, schema=REJECTED_SCHEMA)
+
+
+def unreadable_table(batch: BatchFile, reason: str, when: datetime) -> pa.Table:
+    """The one ``errors/unreadable/`` row of a file that could not be read as a batch."""
+    row = {
+        "path": batch.uri,
+        "batch": batch.name,
+        "batch_key": batch.key,
+        "size_bytes": batch.size,
+        "reason": reason,
+        "detected_at": when,
+    }
+    return pa.Table.from_pylist([row], schema=UNREADABLE_SCHEMA)
 
 
 def partition_dir(table: str, when: datetime) -> str:
@@ -124,7 +245,9 @@ def part_name(batch_key: str, part: int) -> str:
     return f"{batch_key}-{part:05d}.parquet"
 
 
-def write_part(storage: Storage, table: str, when: datetime, batch_key: str, part: int, data: pa.Table) -> str:
+def write_part(
+    storage: Storage, table: str, when: datetime, batch_key: str, part: int, data: pa.Table
+) -> str:
     """Write one part file of ``table`` (all-or-nothing for readers); returns its relative path."""
     rel = f"{partition_dir(table, when)}/{part_name(batch_key, part)}"
     with storage.open_write(rel) as handle:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from lstm_model.bundle import BUNDLE_FILES, ModelBundle
+from lstm_model.bundle import BUNDLE_FILES
+from lstm_model.bundle import ModelBundle
 from tasks.storage import Storage
 
 MODELS = "models"
@@ -52,16 +54,28 @@ def resolve_version(storage: Storage, version: str = "latest") -> str:
     if version != "latest":
         return version
     if not storage.exists(LATEST):
-        raise ModelNotFound(f"no promoted model under {storage.uri(MODELS)}: train one (comentarios train) or pass --model <version>")
+        raise ModelNotFound(
+            f"no promoted model under {storage.uri(MODELS)}: train one (comentarios train) or pass --model <version>"
+        )
     return storage.read_text(LATEST).strip()
 
 
 def load_bundle(storage: Storage, version: str = "latest") -> ModelBundle:
     resolved = resolve_version(storage, version)
     if not is_complete(storage, resolved):
-        raise ModelNotFound(f"model version {resolved!r} not found (or incomplete) under {storage.uri(MODELS)}")
+        raise ModelNotFound(
+            f"model version {resolved!r} not found (or incomplete) under {storage.uri(MODELS)}"
+        )
     folder = version_dir(resolved)
     return ModelBundle.from_files({name: storage.read_bytes(f"{folder}/{name}") for name in BUNDLE_FILES})
+
+
+@task(name="resolve-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def resolve_model(storage: Storage, model: str) -> str:
+    """The version a scoring run uses: ``model`` itself, or the one ``LATEST`` names."""
+    version = resolve_version(storage, model)
+    get_run_logger().info("Scoring with model %s", version)
+    return version
 
 
 @task(name="publish-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -83,6 +97,9 @@ def promote_model(storage: Storage, version: str, test_macro_f1: float, threshol
         return True
     logger.warning(
         "NOT promoted: %s has test macro-F1 %.4f < threshold %.4f; it is kept under %s but 'latest' is unchanged",
-        version, test_macro_f1, threshold, storage.uri(version_dir(version)),
+        version,
+        test_macro_f1,
+        threshold,
+        storage.uri(version_dir(version)),
     )
     return False

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import get_run_logger
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from lstm_model.evaluation import Metrics
 from lstm_model.training import EpochMetrics
+from tasks.scoring import BatchResult
 
 
 def report_table(frame: pd.DataFrame) -> pa.Table:
@@ -62,7 +66,9 @@ def learning_curve_png(history: list[EpochMetrics], best_epoch: int) -> bytes:
     for ax in (left, right):
         ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Learning curve (best epoch {best_epoch}, restored; validation texts have their template words masked)")
+    fig.suptitle(
+        f"Learning curve (best epoch {best_epoch}, restored; validation texts have their template words masked)"
+    )
     fig.tight_layout()
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=100)
@@ -74,26 +80,49 @@ def metrics_rows(metrics: dict[str, Metrics]) -> list[dict]:
     """One row per (dataset, class) plus an overall row per dataset: the metrics table artifact."""
     rows = []
     for name, m in metrics.items():
-        rows.append({"dataset": name, "class": "(all)", "precision": None, "recall": None,
-                     "f1": round(m.macro_f1, 4), "accuracy": round(m.accuracy, 4),
-                     "support": sum(c.support for c in m.per_class)})
+        rows.append(
+            {
+                "dataset": name,
+                "class": "(all)",
+                "precision": None,
+                "recall": None,
+                "f1": round(m.macro_f1, 4),
+                "accuracy": round(m.accuracy, 4),
+                "support": sum(c.support for c in m.per_class),
+            }
+        )
         for c in m.per_class:
-            rows.append({"dataset": name, "class": c.label, "precision": round(c.precision, 4),
-                         "recall": round(c.recall, 4), "f1": round(c.f1, 4), "accuracy": None, "support": c.support})
+            rows.append(
+                {
+                    "dataset": name,
+                    "class": c.label,
+                    "precision": round(c.precision, 4),
+                    "recall": round(c.recall, 4),
+                    "f1": round(c.f1, 4),
+                    "accuracy": None,
+                    "support": c.support,
+                }
+            )
     return rows
 
 
 def confusion_markdown(m: Metrics, title: str) -> str:
     header = "| true \\ predicted | " + " | ".join(m.labels) + " |"
     rule = "|---" * (len(m.labels) + 1) + "|"
-    body = [f"| **{label}** | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(m.labels, m.confusion)]
+    body = [
+        f"| **{label}** | " + " | ".join(str(v) for v in row) + " |"
+        for label, row in zip(m.labels, m.confusion, strict=True)
+    ]
     return "\n".join([f"### {title}", "", header, rule, *body, ""])
 
 
 @task(name="publish-training-artifacts", cache_policy=NO_CACHE)
-def publish_training_artifacts(version: str, metrics: dict[str, Metrics], promoted: bool, device: str) -> None:
+def publish_training_artifacts(
+    version: str, metrics: dict[str, Metrics], promoted: bool, device: str
+) -> None:
     create_table_artifact(
-        key="train-metrics", table=metrics_rows(metrics),
+        key="train-metrics",
+        table=metrics_rows(metrics),
         description=f"Model {version} (trained on {device}); promoted to latest: {promoted}",
     )
     create_markdown_artifact(
@@ -102,3 +131,39 @@ def publish_training_artifacts(version: str, metrics: dict[str, Metrics], promot
         description=f"Confusion matrices of model {version}",
     )
     get_run_logger().info("Published metrics and confusion-matrix artifacts for %s", version)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def batch_summary_rows(results: Sequence[BatchResult]) -> list[dict]:
+    """One row per batch of a scoring run: the ``score-batch-summaries`` table artifact."""
+    rows = []
+    for r in results:
+        s = r.summary
+        rows.append(
+            {
+                "batch": r.batch,
+                "status": r.status,
+                "rows_in": r.rows_in,
+                "predicted": r.rows_predicted,
+                "rejected": r.rows_rejected,
+                "class_mix": ", ".join(f"{k}={v}" for k, v in s.class_counts) if s else None,
+                "mean_confianza": _rounded(s.mean_confianza) if s else None,
+                "unknown_token_share": _rounded(s.unknown_token_share) if s else None,
+                "training_unknown_token_share": _rounded(s.training_unknown_token_share) if s else None,
+                "accuracy": _rounded(s.accuracy) if s else None,
+                "reason": r.reason,
+            }
+        )
+    return rows
+
+
+@task(name="publish-batch-summaries", cache_policy=NO_CACHE)
+def publish_batch_summaries(results: list[BatchResult]) -> None:
+    create_table_artifact(
+        key="score-batch-summaries",
+        table=batch_summary_rows(results) or [{"batch": None, "status": "no new batches"}],
+        description="One row per batch scored (or found unreadable) by this run",
+    )

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 
-import fsspec
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from tasks.storage import storage_options_for
+from tasks.storage import Storage
 from tasks.validation import DatasetError
 
 
-@task(name="fetch-source", retries=2, retry_delay_seconds=[2, 10])
-def fetch_source(source: str, endpoint_url: str | None = None) -> bytes:
-    """Read the whole source; network and object-store hiccups are retried by Prefect."""
-    with fsspec.open(source, "rb", **storage_options_for(source, endpoint_url)) as handle:
+@task(name="fetch-source", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def fetch_source(storage: Storage, source: str) -> bytes:
+    """Read the whole source (opened with the run's storage settings); hiccups are retried by Prefect."""
+    with storage.open_uri(source) as handle:
         data = handle.read()
     get_run_logger().info("Read %s bytes from %s", f"{len(data):,}", source)
     return data
@@ -42,7 +43,9 @@ def parse_records(data: bytes, name: str) -> pd.DataFrame:
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{name} is not JSON or JSON Lines: {exc.msg} at line {number}") from None
+                    raise DatasetError(
+                        f"{name} is not JSON or JSON Lines: {exc.msg} at line {number}"
+                    ) from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise DatasetError(f"{name} must hold a list of JSON objects (one per comment)")
     if not records:

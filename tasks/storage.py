@@ -16,9 +16,10 @@ import posixpath
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, Any
+from typing import IO
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -43,11 +44,10 @@ def storage_options_for(uri: str, endpoint_url: str | None = None) -> dict[str, 
 class Storage:
     root: str
     endpoint_url: str | None = None
-    _extra_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def options(self) -> dict[str, Any]:
-        return {**storage_options_for(self.root, self.endpoint_url), **self._extra_options}
+        return storage_options_for(self.root, self.endpoint_url)
 
     @cached_property
     def _fs_and_base(self) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -71,8 +71,14 @@ class Storage:
         path = self.path(*parts)
         return path if self.is_local else self.fs.unstrip_protocol(path)
 
-    def child(self, *parts: str) -> Storage:
-        return Storage(self.uri(*parts), self.endpoint_url, self._extra_options)
+    def filesystem_for(self, uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The filesystem and path of any URI (a source file, an input folder), with this storage's
+        S3 endpoint applied to ``s3://`` URIs: one object configures every place a run reads."""
+        return fsspec.core.url_to_fs(uri, **storage_options_for(uri, self.endpoint_url))
+
+    def open_uri(self, uri: str) -> IO[bytes]:
+        """Open any URI (http(s), local, ``s3://``) for reading."""
+        return fsspec.open(uri, "rb", **storage_options_for(uri, self.endpoint_url)).open()
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))

@@ -7,32 +7,62 @@ import json
 from collections.abc import Sequence
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger
+from prefect import task
 
 from lstm_model.splits import stratified_split
-from tasks.validation import Check, DatasetError, Rule, ValidationOutcome, apply_rules, missing_columns, short, text_or_null
-
-from tasks.schema import CATEGORIES, COLUMNS, SEVERITIES
-
-NOT_NULL = Check("ExpectColumnValuesToNotBeNull")
+from tasks.schema import CATEGORIES
+from tasks.schema import COLUMNS
+from tasks.schema import SEVERITIES
+from tasks.validation import COMENTARIO_BLANK
+from tasks.validation import COMENTARIO_MISSING
+from tasks.validation import ID_MISSING
+from tasks.validation import NOT_NULL
+from tasks.validation import Check
+from tasks.validation import DatasetError
+from tasks.validation import Rule
+from tasks.validation import ValidationOutcome
+from tasks.validation import apply_rules
+from tasks.validation import missing_columns
+from tasks.validation import short
+from tasks.validation import text_or_null
 
 
 def training_rules(categories: Sequence[str], severities: Sequence[str]) -> list[Rule]:
     return [
-        Rule("id_missing", "id", (NOT_NULL,), lambda v: "id is missing"),
-        Rule("id_duplicate", "id", (Check("ExpectColumnValuesToBeUnique"),), lambda v: f"id {short(v)} appears more than once"),
-        Rule("comentario_missing", "comentario", (NOT_NULL,), lambda v: f"comentario is missing or not text ({short(v)})"),
-        Rule("comentario_blank", "comentario", (Check("ExpectColumnValuesToMatchRegex", {"regex": r"\S"}),),
-             lambda v: "comentario is empty or only whitespace"),
-        Rule("categoria_invalid", "categoria", (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(categories)})),
-             lambda v: f"categoria {short(v)} is not one of {', '.join(categories)}"),
-        Rule("severidad_invalid", "severidad", (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(severities)})),
-             lambda v: f"severidad {short(v)} is not one of {', '.join(severities)}"),
-        Rule("sentimiento_out_of_range", "sentimiento",
-             (NOT_NULL, Check("ExpectColumnValuesToBeBetween", {"min_value": -1.0, "max_value": 1.0})),
-             lambda v: f"sentimiento {short(v)} is not a number in [-1, 1]"),
-        Rule("timestamp_unparseable", "timestamp", (NOT_NULL, Check("ExpectColumnValuesToBeDateutilParseable")),
-             lambda v: f"timestamp {short(v)} is not a date/time"),
+        ID_MISSING,
+        Rule(
+            "id_duplicate",
+            "id",
+            (Check("ExpectColumnValuesToBeUnique"),),
+            lambda v: f"id {short(v)} appears more than once",
+        ),
+        COMENTARIO_MISSING,
+        COMENTARIO_BLANK,
+        Rule(
+            "categoria_invalid",
+            "categoria",
+            (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(categories)})),
+            lambda v: f"categoria {short(v)} is not one of {', '.join(categories)}",
+        ),
+        Rule(
+            "severidad_invalid",
+            "severidad",
+            (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(severities)})),
+            lambda v: f"severidad {short(v)} is not one of {', '.join(severities)}",
+        ),
+        Rule(
+            "sentimiento_out_of_range",
+            "sentimiento",
+            (NOT_NULL, Check("ExpectColumnValuesToBeBetween", {"min_value": -1.0, "max_value": 1.0})),
+            lambda v: f"sentimiento {short(v)} is not a number in [-1, 1]",
+        ),
+        Rule(
+            "timestamp_unparseable",
+            "timestamp",
+            (NOT_NULL, Check("ExpectColumnValuesToBeDateutilParseable")),
+            lambda v: f"timestamp {short(v)} is not a date/time",
+        ),
     ]
 
 
@@ -42,18 +72,24 @@ def check_training_rows(
     """Validate the labelled dataset; raise :class:`DatasetError` when it is not this dataset at all."""
     missing = missing_columns(frame, COLUMNS)
     if missing:
-        raise DatasetError(f"required column(s) missing: {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})")
-    view = pd.DataFrame({
-        "id": frame["id"].astype(object),
-        "comentario": text_or_null(frame["comentario"]),
-        "categoria": frame["categoria"].astype(object),
-        "severidad": frame["severidad"].astype(object),
-        "sentimiento": pd.to_numeric(frame["sentimiento"], errors="coerce").astype(float),
-        "timestamp": text_or_null(frame["timestamp"]),
-    })
+        raise DatasetError(
+            f"required column(s) missing: {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})"
+        )
+    view = pd.DataFrame(
+        {
+            "id": frame["id"].astype(object),
+            "comentario": text_or_null(frame["comentario"]),
+            "categoria": frame["categoria"].astype(object),
+            "severidad": frame["severidad"].astype(object),
+            "sentimiento": pd.to_numeric(frame["sentimiento"], errors="coerce").astype(float),
+            "timestamp": text_or_null(frame["timestamp"]),
+        }
+    )
     outcome = apply_rules(frame, view, training_rules(categories, severities))
     if outcome.valid.empty:
-        raise DatasetError(f"no valid rows left: all {len(frame)} rows broke a rule ({_summary(outcome.failures)})")
+        raise DatasetError(
+            f"no valid rows left: all {len(frame)} rows broke a rule ({_summary(outcome.failures)})"
+        )
     return outcome
 
 
@@ -62,22 +98,31 @@ def _summary(failures: dict[str, int]) -> str:
 
 
 @task(name="validate-training-data")
-def validate_training_data(frame: pd.DataFrame, categories: Sequence[str], severities: Sequence[str]) -> ValidationOutcome:
+def validate_training_data(
+    frame: pd.DataFrame, categories: Sequence[str], severities: Sequence[str]
+) -> ValidationOutcome:
     outcome = check_training_rows(frame, categories, severities)
     get_run_logger().info(
-        "%d valid rows, %d rejected (%s)", len(outcome.valid), len(outcome.rejected), _summary(outcome.failures)
+        "%d valid rows, %d rejected (%s)",
+        len(outcome.valid),
+        len(outcome.rejected),
+        _summary(outcome.failures),
     )
     return outcome
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 of the rows the model learns from (id, text, label), independent of row order."""
-    rows = sorted(zip(frame["id"].astype(str), frame["comentario"], frame["categoria"]))
+    rows = sorted(zip(frame["id"].astype(str), frame["comentario"], frame["categoria"], strict=True))
     return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
 
 
 @task(name="split-dataset")
-def split_dataset(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    parts = stratified_split(frame["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+def split_dataset(
+    frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    parts = stratified_split(
+        frame["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
     get_run_logger().info("Split %s", {name: len(rows) for name, rows in parts.items()})
     return {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from functools import lru_cache
 from typing import Any
 
@@ -76,6 +78,23 @@ def _validate(frame: pd.DataFrame, expectations: list, result_format: dict | str
         return batch.validate(suite, result_format=result_format)
 
 
+NOT_NULL = Check("ExpectColumnValuesToNotBeNull")
+# Rules the training data and the scored batches share.
+ID_MISSING = Rule("id_missing", "id", (NOT_NULL,), lambda v: "id is missing")
+COMENTARIO_MISSING = Rule(
+    "comentario_missing",
+    "comentario",
+    (NOT_NULL,),
+    lambda v: f"comentario is missing or not text ({short(v)})",
+)
+COMENTARIO_BLANK = Rule(
+    "comentario_blank",
+    "comentario",
+    (Check("ExpectColumnValuesToMatchRegex", {"regex": r"\S"}),),
+    lambda v: "comentario is empty or only whitespace",
+)
+
+
 def missing_columns(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
     """Required columns that the frame lacks, checked with GX's ``ExpectColumnToExist``."""
     import great_expectations.expectations as gxe
@@ -95,11 +114,15 @@ def failing_rows(view: pd.DataFrame, rules: Sequence[Rule]) -> dict[str, set[int
         for check in rule.checks:
             expectations.append(getattr(gxe, check.kind)(column=rule.column, **check.kwargs))
             owners.append(rule.name)
-    result = _validate(view, expectations, {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]})
+    result = _validate(
+        view, expectations, {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]}
+    )
     failures: dict[str, set[int]] = {rule.name: set() for rule in rules}
-    for owner, outcome in zip(owners, result.results):
+    for owner, outcome in zip(owners, result.results, strict=True):
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
-            raise RuntimeError(f"validation rule {owner} could not run: {outcome.exception_info['exception_message']}")
+            raise RuntimeError(
+                f"validation rule {owner} could not run: {outcome.exception_info['exception_message']}"
+            )
         for hit in outcome.result.get("unexpected_index_list") or []:
             failures[owner].add(int(hit[ROW]))
     return failures

@@ -1,8 +1,8 @@
-"""Shared test setup: a private Prefect home with telemetry off, the shared dataset, small builders.
+"""Shared test setup: a private Prefect home with telemetry off, the shared dataset, the fixtures every
+module uses (a Prefect test server, one small trained model, a storage root holding it).
 
 Prefect reads its settings when imported, so the environment is set here before any test module
-imports it. Tests that need flows use the session-wide ``prefect_test_harness`` (a temporary local
-server on a SQLite file), started once.
+imports it. Plain helper functions live in ``helpers.py``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ os.environ.update(
 )
 os.environ.pop("PREFECT_API_URL", None)
 
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import pandas as pd
+import pytest
+
+from helpers import build_model_store
+from helpers import new_storage_root
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "comentarios_train.json"
@@ -52,24 +55,37 @@ def prefect_harness():
         yield
 
 
-def comment_rows(n: int = 8, **overrides) -> pd.DataFrame:
-    """A tiny valid labelled frame (two comments per class), for unit tests of single functions."""
-    texts = {
-        "ecommerce": "En la web/app no acepta mi tarjeta al comprar un libro.",
-        "logistica": "El pedido de cámara llegó dañado con FedEx en Lima.",
-        "precios": "El libro el precio subió de repente; el descuento era de 10% según la página.",
-        "servicio_cliente": "El servicio al cliente no responden rápido. El agente Ana tomó el caso.",
-    }
-    cats = list(texts)
-    rows = [
-        {
-            "id": f"id-{i}", "timestamp": "2025-01-02T10:00:00", "pais": "CO", "ciudad": "Cali", "canal": "web",
-            "plataforma": "ios", "medio_contacto": "chat", "comentario": texts[cats[i % 4]],
-            "categoria": cats[i % 4], "severidad": "media", "sentimiento": -0.5,
-        }
-        for i in range(n)
-    ]
-    frame = pd.DataFrame(rows)
-    for column, value in overrides.items():
-        frame[column] = value
-    return frame
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Train with one intra-op thread while a module runs, then restore the previous setting.
+
+    On a 2-core runner torch's default of one thread per core competes with the Prefect test server
+    (and anything else running), and its threads then spin-wait: tiny models train 20-60x slower.
+    The results do not depend on it (the tests compare outputs, not timings). Modules that train
+    ask for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory, shared_dataset) -> Path:
+    """A storage root with one small model (``helpers.MODEL_VERSION``, promoted), trained once per session."""
+    return build_model_store(tmp_path_factory.getbasetemp() / "comentarios-model-store", shared_dataset)
+
+
+@pytest.fixture
+def root(model_store, tmp_path) -> Path:
+    """A fresh local storage root of the test's own, holding a copy of the session's model."""
+    return new_storage_root(model_store, tmp_path / "storage")
+
+
+@pytest.fixture
+def storage(root):
+    from tasks.storage import Storage
+
+    return Storage(str(root))

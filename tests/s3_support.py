@@ -41,8 +41,16 @@ _ENV = {
     "NO_PROXY": "127.0.0.1,localhost",
     "no_proxy": "127.0.0.1,localhost",
 }
-_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
-          "AWS_ENDPOINT_URL_S3", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE")
+_UNSET = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+)
 
 
 def free_port() -> int:
@@ -66,12 +74,19 @@ class S3Server:
         """An s3fs filesystem with no shared instance and no listings cache: always sees the store as it is."""
         import s3fs
 
-        return s3fs.S3FileSystem(endpoint_url=self.endpoint, skip_instance_cache=True, use_listings_cache=False)
+        return s3fs.S3FileSystem(
+            endpoint_url=self.endpoint, skip_instance_cache=True, use_listings_cache=False
+        )
 
     def read_options(self) -> dict:
         """``storage_options`` for pandas/pyarrow readers: the endpoint (and, to show they can be passed, the keys)."""
-        return {"endpoint_url": self.endpoint, "key": ACCESS_KEY, "secret": SECRET_KEY,
-                "skip_instance_cache": True, "use_listings_cache": False}
+        return {
+            "endpoint_url": self.endpoint,
+            "key": ACCESS_KEY,
+            "secret": SECRET_KEY,
+            "skip_instance_cache": True,
+            "use_listings_cache": False,
+        }
 
     # -- objects under a prefix ---------------------------------------------------------------------
 
@@ -120,7 +135,7 @@ class S3Prefix:
     def keys(self, under: str = "") -> list[str]:
         """Keys relative to the prefix (``store/ledger/<key>.json``...)."""
         base = f"{self.key}/{under}".rstrip("/") + "/" if under else f"{self.key}/"
-        return [k[len(self.key) + 1:] for k in self.server.keys(base)]
+        return [k[len(self.key) + 1 :] for k in self.server.keys(base)]
 
 
 @pytest.fixture(scope="session")
@@ -256,7 +271,7 @@ class FlakyProxy:
                 if inspect and pattern:
                     window = tail + data
                     found = window.count(pattern)  # an occurrence can't lie wholly in ``tail`` (shorter)
-                    tail = window[-(len(pattern) - 1):] if len(pattern) > 1 else b""
+                    tail = window[-(len(pattern) - 1) :] if len(pattern) > 1 else b""
                     if found:
                         with self._lock:
                             self.seen += found

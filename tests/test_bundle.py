@@ -1,41 +1,30 @@
-"""Model bundles as files, and the versioned registry (``models/<version>/`` + ``LATEST``) on a local Storage."""
+"""Model bundles as files: what is written, what loads back, and what is refused."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import pickle
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
-from prefect.logging import disable_run_logger
 
-from _torch_threads import one_torch_thread  # noqa: F401  (autouse fixture)
-from conftest import comment_rows
-from lstm_model.batching import encode_texts
-from lstm_model.bundle import BUNDLE_FILES, META_FILE, SPLITS_FILE, VOCAB_FILE, WEIGHTS_FILE, ModelBundle
-from lstm_model.model import LSTMClassifier, ModelConfig
+from helpers import LABELS
+from helpers import tiny_bundle
+from lstm_model.batching import encode_tokens
+from lstm_model.bundle import BUNDLE_FILES
+from lstm_model.bundle import META_FILE
+from lstm_model.bundle import SPLITS_FILE
+from lstm_model.bundle import VOCAB_FILE
+from lstm_model.bundle import WEIGHTS_FILE
+from lstm_model.bundle import ModelBundle
+from lstm_model.evaluation import evaluate
 from lstm_model.predict import Classifier
-from lstm_model.tokenizer import tokenize_many
-from lstm_model.training import TrainingConfig, train_classifier
-from lstm_model.vocab import Vocabulary
-from tasks.registry import (
-    COMPLETE,
-    LATEST,
-    ModelNotFound,
-    is_complete,
-    load_bundle,
-    promote_model,
-    resolve_version,
-    set_latest,
-    version_dir,
-    write_version,
-)
-from tasks.storage import Storage
+from lstm_model.tokenizer import tokenize_arrow
 
-SMALL = dict(embedding_dim=8, hidden_size=8, num_layers=2, lstm_dropout=0.1, head_sizes=(8, 4), head_dropout=0.1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PROBE_TEXTS = [
     "El pedido de cámara llegó dañado",
     "no acepta mi tarjeta",
@@ -54,25 +43,13 @@ class _NotAWeight:
 
 @pytest.fixture(scope="module")
 def trained():
-    """A small model trained for two epochs on the tiny labelled frame, and its bundle."""
-    frame = comment_rows(16)
-    labels = tuple(sorted(frame["categoria"].unique()))
-    index = {label: i for i, label in enumerate(labels)}
-    vocab = Vocabulary.build(tokenize_many(frame["comentario"]), prefix_chars=5)
-    encoded = encode_texts(frame["comentario"].tolist(), vocab, max_len=16)
-    y = frame["categoria"].map(index).to_numpy().copy()
-    torch.manual_seed(0)
-    model = LSTMClassifier(ModelConfig(vocab_size=len(vocab), num_classes=len(labels), **SMALL))
-    train_classifier(model, encoded, y, encoded, y, TrainingConfig(epochs=2, batch_size=4, device="cpu"))
-    bundle = ModelBundle.from_model(
-        model, version="20250101T000000Z-abcdef12", vocab=vocab, labels=labels, max_len=16,
-        data_fingerprint="ab" * 32, metrics={"test": {"macro_f1": 0.97}}, training={"epochs": 2},
-        splits={"train": ["id-0", "id-1"], "val": ["id-2"], "test": ["id-3"]}, frame_tokens=["el", "pedid"],
+    """A small model trained for two epochs on a tiny labelled frame, and its bundle."""
+    bundle, fitted = tiny_bundle(
+        metrics={"test": evaluate(np.array([0, 1, 2, 3]), np.array([0, 1, 2, 2]), LABELS)},
+        splits={"train": ["id-0", "id-1"], "val": ["id-2"], "test": ["id-3"]},
+        frame_tokens=("el", "pedid"),
     )
-    return model, bundle
-
-
-# ----------------------------------------------------------------------------------------------- bundle
+    return fitted.model, bundle
 
 
 class TestBundleRoundTrip:
@@ -85,11 +62,11 @@ class TestBundleRoundTrip:
     def test_loaded_bundle_predicts_exactly_the_same_probabilities(self, trained):
         model, bundle = trained
         loaded = ModelBundle.from_files(bundle.to_files())
-        original = Classifier(bundle).predict_proba(PROBE_TEXTS)
-        again = Classifier(loaded).predict_proba(PROBE_TEXTS)
+        original = Classifier.from_bundle(bundle).predict_proba(PROBE_TEXTS)
+        again = Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS)
         assert np.array_equal(original, again)
         # ... and those are the trained model's own probabilities
-        encoded = encode_texts(PROBE_TEXTS, bundle.vocab, bundle.max_len)
+        encoded = encode_tokens(tokenize_arrow(pa.array(PROBE_TEXTS)), bundle.vocab, bundle.max_len)
         model.eval()
         with torch.no_grad():
             direct = [
@@ -110,7 +87,7 @@ class TestBundleRoundTrip:
         assert loaded.metrics == bundle.metrics
         assert loaded.training == bundle.training
         assert loaded.splits == bundle.splits
-        assert loaded.frame_tokens == ["el", "pedid"]
+        assert loaded.frame_tokens == ("el", "pedid")
 
     def test_state_dict_is_detached_copy(self, trained):
         model, bundle = trained
@@ -155,117 +132,3 @@ class TestBundleIncomplete:
     def test_empty_mapping(self):
         with pytest.raises(ValueError, match="incomplete"):
             ModelBundle.from_files({})
-
-
-# --------------------------------------------------------------------------------------------- registry
-
-
-@pytest.fixture
-def storage(tmp_path) -> Storage:
-    return Storage(str(tmp_path))
-
-
-class TestWriteVersion:
-    def test_written_version_loads_back(self, storage, trained):
-        _, bundle = trained
-        write_version(storage, bundle.version, bundle.to_files())
-        assert is_complete(storage, bundle.version)
-        loaded = load_bundle(storage, bundle.version)
-        assert loaded.version == bundle.version
-        assert np.array_equal(Classifier(loaded).predict_proba(PROBE_TEXTS), Classifier(bundle).predict_proba(PROBE_TEXTS))
-
-    def test_manifest_lists_every_file_with_its_sha256(self, storage, trained):
-        _, bundle = trained
-        files = {**bundle.to_files(), "learning_curve.png": b"\x89PNG..."}
-        write_version(storage, "v1", files)
-        manifest = json.loads(storage.read_text(f"{version_dir('v1')}/{COMPLETE}"))
-        assert manifest["version"] == "v1"
-        assert manifest["files"] == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-        for name, data in files.items():
-            assert storage.read_bytes(f"models/v1/{name}") == data
-
-    def test_no_temporary_files_are_left(self, storage, trained, tmp_path):
-        _, bundle = trained
-        write_version(storage, "v1", bundle.to_files())
-        assert not [p for p in (tmp_path / "models" / "v1").iterdir() if p.name.startswith(".tmp")]
-
-
-class TestIncompleteVersion:
-    def test_folder_without_complete_marker_is_not_loadable(self, storage, trained):
-        _, bundle = trained
-        for name, data in bundle.to_files().items():  # every file, but no _COMPLETE
-            storage.write_bytes(f"models/v-half/{name}", data)
-        assert not is_complete(storage, "v-half")
-        with pytest.raises(ModelNotFound, match="v-half"):
-            load_bundle(storage, "v-half")
-
-    def test_cannot_point_latest_at_it(self, storage, trained):
-        _, bundle = trained
-        storage.write_bytes(f"models/v-half/{WEIGHTS_FILE}", bundle.to_files()[WEIGHTS_FILE])
-        with pytest.raises(ModelNotFound, match="not a complete model version"):
-            set_latest(storage, "v-half")
-        assert not storage.exists(LATEST)
-
-    def test_unknown_version(self, storage):
-        with pytest.raises(ModelNotFound, match="not found"):
-            load_bundle(storage, "does-not-exist")
-
-
-class TestLatestPointer:
-    def test_set_latest_then_resolve(self, storage, trained):
-        _, bundle = trained
-        write_version(storage, "v1", bundle.to_files())
-        write_version(storage, "v2", bundle.to_files())
-        set_latest(storage, "v1")
-        assert storage.read_text(LATEST) == "v1\n"
-        assert resolve_version(storage) == "v1"
-        set_latest(storage, "v2")
-        assert resolve_version(storage, "latest") == "v2"
-        assert load_bundle(storage).version == bundle.version  # "latest" loads the pointed-at folder
-
-    def test_explicit_version_is_returned_as_is(self, storage):
-        assert resolve_version(storage, "v9") == "v9"
-
-    def test_no_latest_yet(self, storage):
-        with pytest.raises(ModelNotFound, match="no promoted model"):
-            resolve_version(storage)
-        with pytest.raises(ModelNotFound):
-            load_bundle(storage)
-
-
-class TestPromotionGate:
-    @pytest.fixture
-    def two_versions(self, storage, trained):
-        _, bundle = trained
-        write_version(storage, "v-old", bundle.to_files())
-        write_version(storage, "v-new", bundle.to_files())
-        set_latest(storage, "v-old")
-        return storage
-
-    def test_promotes_when_macro_f1_reaches_threshold(self, two_versions):
-        with disable_run_logger():
-            assert promote_model.fn(two_versions, "v-new", 0.96, 0.95) is True
-        assert resolve_version(two_versions) == "v-new"
-
-    def test_promotes_at_exactly_the_threshold(self, two_versions):
-        with disable_run_logger():
-            assert promote_model.fn(two_versions, "v-new", 0.95, 0.95) is True
-        assert resolve_version(two_versions) == "v-new"
-
-    def test_miss_keeps_latest_unchanged(self, two_versions):
-        with disable_run_logger():
-            assert promote_model.fn(two_versions, "v-new", 0.9499, 0.95) is False
-        assert two_versions.read_text(LATEST) == "v-old\n"
-        assert is_complete(two_versions, "v-new")  # the new version is kept, only not promoted
-
-    def test_miss_without_any_latest_writes_none(self, storage, trained):
-        _, bundle = trained
-        write_version(storage, "v1", bundle.to_files())
-        with disable_run_logger():
-            assert promote_model.fn(storage, "v1", 0.5, 0.95) is False
-        assert not storage.exists(LATEST)
-
-    def test_passing_score_on_incomplete_version_is_refused(self, storage):
-        with disable_run_logger(), pytest.raises(ModelNotFound):
-            promote_model.fn(storage, "v-missing", 1.0, 0.95)
-        assert not storage.exists(LATEST)

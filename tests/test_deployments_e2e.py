@@ -25,6 +25,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 from uuid import UUID
@@ -46,8 +48,14 @@ SERVER_START_TIMEOUT = 120
 RUN_TIMEOUT = 300
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 TRAIN_OVERRIDES = {
-    "device": "auto", "epochs": 2, "embedding_dim": 32, "hidden_size": 32, "num_layers": 1,
-    "head_sizes": [32], "learning_rate": 0.005, "promote_threshold": 0.0,
+    "device": "auto",
+    "epochs": 2,
+    "embedding_dim": 32,
+    "hidden_size": 32,
+    "num_layers": 1,
+    "head_sizes": [32],
+    "learning_rate": 0.005,
+    "promote_threshold": 0.0,
 }
 
 
@@ -80,8 +88,15 @@ class Processes:
     def start(self, name: str, command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
         log = self.logs / f"{name}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                command,
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.started.append((name, proc, log))
         return proc
 
@@ -126,8 +141,9 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = RUN_TIMEOUT) -> str:
     """Run a command to completion; fail with its output if it exits non-zero."""
-    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{output[-6000:]}"
     return output
@@ -162,7 +178,9 @@ def _wait_terminal(client, run_id: UUID, timeout: float, logs: list[Path]):
             return run
         if time.monotonic() - start > timeout:
             tails = "\n".join(f"--- {p.name}\n{_tail(p)}" for p in logs)
-            pytest.fail(f"flow run {run_id} still {run.state.name if run.state else None} after {timeout} s\n{tails}")
+            pytest.fail(
+                f"flow run {run_id} still {run.state.name if run.state else None} after {timeout} s\n{tails}"
+            )
         time.sleep(1)
 
 
@@ -184,21 +202,230 @@ def _put_parquet(store: Storage, rel: str, frame: pd.DataFrame) -> None:
         frame.to_parquet(handle, index=False)
 
 
-def test_deploy_defaults_fill_only_unset_variables(tmp_path):
-    """stand_up's defaults (no server needed): unset or empty variables get one, set ones are kept."""
-    from flows.configs import DEFAULT_SOURCE
-    from flows.ops import deploy_environment, find_project_dir
+@dataclass
+class Operator:
+    """One operator session against a real server: the environment every command gets, and the steps
+    of the README's operator block as methods, each checking what it promises."""
 
-    assert find_project_dir(REPO / "flows") == REPO
-    env = deploy_environment(REPO, {"COMENTARIOS_TZ": "Europe/Madrid", "COMENTARIOS_STORAGE": ""})
-    assert env["COMENTARIOS_TZ"] == "Europe/Madrid"
-    assert env["COMENTARIOS_STORAGE"] == str(REPO / "storage")
-    assert env["COMENTARIOS_SOURCE"] == DEFAULT_SOURCE
-    assert env["COMENTARIOS_SCORE_CRON"] == "0 2 * * *"
-    assert env["COMENTARIOS_PROJECT_DIR"] == str(REPO)
-    # --runtime-project-dir: the pull step keeps its placeholder, for each worker to resolve
-    env = deploy_environment(REPO, {"COMENTARIOS_PROJECT_DIR": "/elsewhere"}, runtime_project_dir=True)
-    assert "COMENTARIOS_PROJECT_DIR" not in env and env["COMENTARIOS_TZ"] == "UTC"
+    processes: Processes
+    env: dict[str, str]
+    api_url: str
+    storage: str
+    endpoint: str
+    workdir: Path  # workers run from here: the pull step must chdir to the checkout
+    backend: str
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def store(self) -> Storage:
+        return Storage(self.storage, self.endpoint or None)
+
+    @property
+    def worker_logs(self) -> list[Path]:
+        return [self.processes.log("worker-gpu"), self.processes.log("worker-cpu")]
+
+    def mark(self, step: str) -> None:
+        print(f"[e2e] {time.monotonic() - self.started:7.1f} s  {step}", flush=True)
+
+    def prefect(self, *args: str, timeout: float = RUN_TIMEOUT) -> str:
+        return _cli([*_prefect_bin(), *args], self.env, timeout=timeout)
+
+    def run_deployment(self, client, name: str, *args: str, log: Path):
+        """``prefect deployment run NAME ARGS --watch``, as an operator would; the run must complete."""
+        watch = ("--watch", "--watch-timeout", str(RUN_TIMEOUT))
+        output = self.prefect("deployment", "run", name, *args, *watch, timeout=RUN_TIMEOUT + 60)
+        run = _wait_terminal(client, _flow_run_id(output), 30, self.worker_logs)
+        assert run.state.type.value == "COMPLETED", f"{name} ended {run.state.name}:\n{_tail(log)}"
+        return run
+
+    def start_server(self, port: int, cwd: Path) -> None:
+        server = self.processes.start(
+            "server",
+            [*_prefect_bin(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            self.env,
+            cwd,
+        )
+        took = _wait_healthy(
+            f"{self.api_url}/health", server, self.processes.log("server"), SERVER_START_TIMEOUT
+        )
+        self.mark(f"server healthy after {took:.1f} s")
+
+    def stand_up(self) -> None:
+        """Pools and deployments, exactly as documented (deployments/stand_up.sh)."""
+        output = _cli([str(STAND_UP)], self.env, cwd=self.workdir)
+        assert "prefect worker start --pool gpu" in output and "prefect worker start --pool cpu" in output, (
+            output
+        )
+        self.mark("stand_up.sh: pools created, both deployments deployed")
+
+    def check_pools_and_deployments(self, client) -> None:
+        pools = {pool.name: pool.type for pool in client.read_work_pools()}
+        assert pools.get("gpu") == "process" and pools.get("cpu") == "process", pools
+
+        train = client.read_deployment_by_name("train-lstm/train-gpu")
+        assert train.work_pool_name == "gpu"
+        assert train.entrypoint == "flows/train.py:train_lstm"
+        assert train.parameters == {
+            "config": {
+                "storage": self.storage,
+                "s3_endpoint_url": self.endpoint,
+                "source": str(SHARED_DATA),
+                "device": "auto",
+            }
+        }
+        assert not train.schedules
+        assert train.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+        ]
+
+        score = client.read_deployment_by_name("score-batches/score-nightly")
+        assert score.work_pool_name == "cpu"
+        assert score.entrypoint == "flows/score.py:score_batches"
+        assert score.parameters == {
+            "config": {"storage": self.storage, "s3_endpoint_url": self.endpoint, "model": "latest"}
+        }
+        assert len(score.schedules) == 1 and score.schedules[0].active
+        schedule = score.schedules[0].schedule
+        assert (schedule.cron, schedule.timezone) == ("0 2 * * *", TZ), schedule
+        assert score.global_concurrency_limit is not None and score.global_concurrency_limit.limit == 1
+        assert score.concurrency_options is not None
+        assert score.concurrency_options.collision_strategy.value == "ENQUEUE"
+        self.mark(
+            f"score-nightly schedule: cron {schedule.cron!r} in {schedule.timezone}; concurrency limit "
+            f"{score.global_concurrency_limit.limit}, {score.concurrency_options.collision_strategy.value}"
+        )
+
+    def start_workers(self) -> None:
+        """One worker per pool, started away from the checkout."""
+        for pool in ("gpu", "cpu"):
+            self.processes.start(
+                f"worker-{pool}", [*_prefect_bin(), "worker", "start", "--pool", pool], self.env, self.workdir
+            )
+
+    def train(self, client) -> None:
+        """train-gpu with a small model, as an operator would (--watch waits for the end)."""
+        params = {
+            "config": {
+                "storage": self.storage,
+                "s3_endpoint_url": self.endpoint,
+                "source": str(SHARED_DATA),
+                **TRAIN_OVERRIDES,
+            }
+        }
+        self.run_deployment(
+            client, "train-lstm/train-gpu", "--params", json.dumps(params), log=self.worker_logs[0]
+        )
+        assert self.store.exists("models/LATEST"), self.store.glob("**")
+        device_lines = [
+            line
+            for line in self.worker_logs[0].read_text(errors="replace").splitlines()
+            if re.search(r"\b(cpu|cuda)\b", line) and "rain" in line
+        ]
+        assert device_lines, f"the train run logged no device:\n{_tail(self.worker_logs[0])}"
+        self.mark(
+            f"train-gpu Completed, model {self.store.read_text('models/LATEST').strip()} in {self.storage}; "
+            f"{device_lines[-1].split(' - ', 1)[-1]}"
+        )
+
+    def score_with_deployment_parameters(self, client, dataset: pd.DataFrame) -> None:
+        """score-nightly with the deployment's own parameters: a 200-row batch."""
+        small = _batch(dataset, 200, "e2e-small")
+        _put_parquet(self.store, "incoming/small.parquet", small)
+        self.run_deployment(client, "score-batches/score-nightly", log=self.worker_logs[1])
+        predicted = _predictions(self.store, "small.parquet")
+        assert sorted(predicted["id"]) == sorted(small["id"]), f"{len(predicted)} of 200 rows in predictions/"
+        self.mark("score-nightly Completed: 200 rows in predictions/")
+
+    def two_runs_never_overlap(self, client, dataset: pd.DataFrame) -> None:
+        """Two score-nightly runs started back to back: the second waits for the first."""
+        big = _batch(dataset, 20_000, "e2e-big")
+        _put_parquet(self.store, "incoming/big.parquet", big)
+        slow = json.dumps(
+            {
+                "storage": self.storage,
+                "s3_endpoint_url": self.endpoint,
+                "model": "latest",
+                "chunk_rows": 500 if self.backend == "local" else 2000,
+                "inference_batch": 256,
+            }
+        )
+        ids = [
+            _flow_run_id(
+                self.prefect("deployment", "run", "score-batches/score-nightly", "--param", f"config={slow}")
+            )
+            for _ in range(2)
+        ]
+        runs = [_wait_terminal(client, run_id, RUN_TIMEOUT, self.worker_logs) for run_id in ids]
+        for r in runs:
+            assert r.state.type.value == "COMPLETED", (
+                f"{r.name} ended {r.state.name}:\n{_tail(self.worker_logs[1])}"
+            )
+        first, second = sorted(runs, key=lambda r: r.start_time)
+        history = {r.id: [s.name for s in client.read_flow_run_states(r.id)] for r in runs}
+        for r in (first, second):
+            print(
+                f"[e2e] run {r.name}: {r.start_time:%H:%M:%S.%f} -> {r.end_time:%H:%M:%S.%f} "
+                f"({r.total_run_time}), states {history[r.id]}",
+                flush=True,
+            )
+        assert second.start_time >= first.end_time, "the two score-nightly runs overlapped"
+        assert "AwaitingConcurrencySlot" in history[second.id], history
+        assert len(_predictions(self.store, "big.parquet")) == 20_000  # scored once, by the first run
+        self.mark(
+            "two score-nightly runs: the second waited (AwaitingConcurrencySlot) and started after the first"
+        )
+
+    def scheduler_made_the_nightly_runs(self, client) -> None:
+        """The server's scheduler created score-nightly runs at 02:00 in COMENTARIOS_TZ."""
+        score = client.read_deployment_by_name("score-batches/score-nightly")
+        deadline = time.monotonic() + 90
+        while True:
+            upcoming = [
+                r
+                for r in client.read_flow_runs(limit=200)
+                if r.deployment_id == score.id
+                and r.auto_scheduled
+                and r.state
+                and r.state.name == "Scheduled"
+            ]
+            if upcoming or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert upcoming, "the scheduler created no score-nightly runs"
+        local = sorted(r.expected_start_time.astimezone(ZoneInfo(TZ)) for r in upcoming)
+        assert all((t.hour, t.minute) == (2, 0) for t in local), local[:3]
+        assert local[0] > datetime.now(ZoneInfo(TZ))
+        self.mark(f"scheduler: {len(upcoming)} nightly runs, next at {local[0].isoformat()}")
+
+
+def operator_environment(home: Path, api_url: str, storage: str, endpoint: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "COMENTARIOS_"))}
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_API_URL": api_url,
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            # server: create the nightly runs soon after deploying; let an enqueued run retry after 2 s
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            # workers: poll every second, and never pick up the 02:00 runs early
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+            # flow runs: one torch/BLAS thread each (2 busy cores; spinning threads are much slower)
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            # what deployments/prefect.yaml reads (stand_up.sh would default the unset ones)
+            "COMENTARIOS_STORAGE": storage,
+            "COMENTARIOS_S3_ENDPOINT_URL": endpoint,
+            "COMENTARIOS_SOURCE": str(SHARED_DATA),
+            "COMENTARIOS_TZ": TZ,
+            "PYTHON": sys.executable,
+        }
+    )
+    return env  # COMENTARIOS_PROJECT_DIR unset: stand_up defaults it to the checkout
 
 
 @pytest.mark.e2e
@@ -208,160 +435,29 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset, backe
     """The whole operator story; ``s3`` runs it again with the storage root on a moto S3 server."""
     from prefect.client.orchestration import SyncPrefectClient
 
-    t0 = time.monotonic()
-    marks: dict[str, float] = {}
-
-    def mark(step: str) -> None:
-        marks[step] = time.monotonic() - t0
-        print(f"[e2e] {marks[step]:7.1f} s  {step}", flush=True)
-
     assert PREFECT_FILE.is_file() and os.access(STAND_UP, os.X_OK)
     if backend == "s3":
         prefix = request.getfixturevalue("s3_prefix")  # sets the AWS_* variables the workers inherit
         storage, endpoint = f"{prefix.uri}/storage", prefix.server.endpoint
     else:
         storage, endpoint = str(tmp_path / "storage"), ""
-    store = Storage(storage, endpoint or None)
-    home = tmp_path / "prefect-home"
+    home, workdir = tmp_path / "prefect-home", tmp_path / "elsewhere"
     home.mkdir()
-    workdir = tmp_path / "elsewhere"  # workers run from here: the pull step must chdir to the checkout
     workdir.mkdir()
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    prefect = _prefect_bin()
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "COMENTARIOS_"))}
-    env.update({
-        "PREFECT_HOME": str(home),
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": api_url,
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        # server: create the nightly runs soon after deploying; let an enqueued run retry after 2 s
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
-        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        # workers: poll every second, and never pick up the 02:00 runs early
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-        # flow runs: one torch/BLAS thread each (2 busy cores; spinning threads are much slower)
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        # what deployments/prefect.yaml reads (stand_up.sh would default the unset ones)
-        "COMENTARIOS_STORAGE": storage,
-        "COMENTARIOS_S3_ENDPOINT_URL": endpoint,
-        "COMENTARIOS_SOURCE": str(SHARED_DATA),
-        "COMENTARIOS_TZ": TZ,
-        "PYTHON": sys.executable,
-    })
-    env.pop("COMENTARIOS_PROJECT_DIR", None)  # stand_up defaults it to the checkout
-
+    env = operator_environment(home, api_url, storage, endpoint)
+    operator = Operator(processes, env, api_url, storage, endpoint, workdir, backend)
     try:
-        # 1. server
-        server = processes.start("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                 env, tmp_path)
-        took = _wait_healthy(f"{api_url}/health", server, processes.log("server"), SERVER_START_TIMEOUT)
-        mark(f"server healthy after {took:.1f} s")
-
-        # 2. pools + deployments, exactly as documented
-        output = _cli([str(STAND_UP)], env, cwd=workdir)
-        assert "prefect worker start --pool gpu" in output and "prefect worker start --pool cpu" in output, output
-        mark("stand_up.sh: pools created, both deployments deployed")
-
+        operator.start_server(port, tmp_path)
+        operator.stand_up()
         with SyncPrefectClient(api_url) as client:
-            pools = {pool.name: pool.type for pool in client.read_work_pools()}
-            assert pools.get("gpu") == "process" and pools.get("cpu") == "process", pools
-
-            train = client.read_deployment_by_name("train-lstm/train-gpu")
-            assert train.work_pool_name == "gpu"
-            assert train.entrypoint == "flows/train.py:train_lstm"
-            assert train.parameters == {"config": {"storage": storage, "s3_endpoint_url": endpoint,
-                                                   "source": str(SHARED_DATA), "device": "auto"}}
-            assert not train.schedules
-            assert train.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
-
-            score = client.read_deployment_by_name("score-batches/score-nightly")
-            assert score.work_pool_name == "cpu"
-            assert score.entrypoint == "flows/score.py:score_batches"
-            assert score.parameters == {"config": {"storage": storage, "s3_endpoint_url": endpoint, "model": "latest"}}
-            assert len(score.schedules) == 1 and score.schedules[0].active
-            schedule = score.schedules[0].schedule
-            assert (schedule.cron, schedule.timezone) == ("0 2 * * *", TZ), schedule
-            assert score.global_concurrency_limit is not None and score.global_concurrency_limit.limit == 1
-            assert score.concurrency_options is not None
-            assert score.concurrency_options.collision_strategy.value == "ENQUEUE"
-            print(f"[e2e] score-nightly schedule: cron {schedule.cron!r} in {schedule.timezone}; "
-                  f"concurrency limit {score.global_concurrency_limit.limit}, "
-                  f"{score.concurrency_options.collision_strategy.value}", flush=True)
-
-            # 3. one worker per pool, started away from the checkout
-            for pool in ("gpu", "cpu"):
-                processes.start(f"worker-{pool}", [*prefect, "worker", "start", "--pool", pool], env, workdir)
-            worker_logs = [processes.log("worker-gpu"), processes.log("worker-cpu")]
-
-            # 4. train-gpu, small model, as an operator would (--watch waits for the end)
-            train_params = {"config": {"storage": storage, "s3_endpoint_url": endpoint, "source": str(SHARED_DATA),
-                                       **TRAIN_OVERRIDES}}
-            output = _cli([*prefect, "deployment", "run", "train-lstm/train-gpu", "--params", json.dumps(train_params),
-                           "--watch", "--watch-timeout", str(RUN_TIMEOUT)],
-                          env, timeout=RUN_TIMEOUT + 60)
-            run = _wait_terminal(client, _flow_run_id(output), 30, worker_logs)
-            assert run.state.type.value == "COMPLETED", f"train-gpu ended {run.state.name}:\n{_tail(worker_logs[0])}"
-            assert store.exists("models/LATEST"), store.glob("**")
-            device_lines = [line for line in processes.log("worker-gpu").read_text(errors="replace").splitlines()
-                            if re.search(r"\b(cpu|cuda)\b", line) and "rain" in line]
-            assert device_lines, f"the train run logged no device:\n{_tail(worker_logs[0])}"
-            mark(f"train-gpu Completed, model {store.read_text('models/LATEST').strip()} in {storage}; "
-                 f"{device_lines[-1].split(' - ', 1)[-1]}")
-
-            # 5. score-nightly with the deployment's own parameters: a 200-row batch
-            small = _batch(shared_dataset, 200, "e2e-small")
-            _put_parquet(store, "incoming/small.parquet", small)
-            output = _cli([*prefect, "deployment", "run", "score-batches/score-nightly", "--watch",
-                           "--watch-timeout", str(RUN_TIMEOUT)], env, timeout=RUN_TIMEOUT + 60)
-            run = _wait_terminal(client, _flow_run_id(output), 30, worker_logs)
-            assert run.state.type.value == "COMPLETED", f"score-nightly ended {run.state.name}:\n{_tail(worker_logs[1])}"
-            predicted = _predictions(store, "small.parquet")
-            assert sorted(predicted["id"]) == sorted(small["id"]), f"{len(predicted)} of 200 rows in predictions/"
-            mark("score-nightly Completed: 200 rows in predictions/")
-
-            # 6. two score-nightly runs back to back never overlap
-            big = _batch(shared_dataset, 20_000, "e2e-big")
-            _put_parquet(store, "incoming/big.parquet", big)
-            slow = json.dumps({"storage": storage, "s3_endpoint_url": endpoint, "model": "latest",
-                               "chunk_rows": 500 if backend == "local" else 2000, "inference_batch": 256})
-            ids = [
-                _flow_run_id(_cli([*prefect, "deployment", "run", "score-batches/score-nightly",
-                                   "--param", f"config={slow}"], env))
-                for _ in range(2)
-            ]
-            runs = [_wait_terminal(client, run_id, RUN_TIMEOUT, worker_logs) for run_id in ids]
-            for r in runs:
-                assert r.state.type.value == "COMPLETED", f"{r.name} ended {r.state.name}:\n{_tail(worker_logs[1])}"
-            first, second = sorted(runs, key=lambda r: r.start_time)
-            history = {r.id: [s.name for s in client.read_flow_run_states(r.id)] for r in runs}
-            print(f"[e2e] run {first.name}: {first.start_time:%H:%M:%S.%f} -> {first.end_time:%H:%M:%S.%f} "
-                  f"({first.total_run_time}), states {history[first.id]}", flush=True)
-            print(f"[e2e] run {second.name}: {second.start_time:%H:%M:%S.%f} -> {second.end_time:%H:%M:%S.%f} "
-                  f"({second.total_run_time}), states {history[second.id]}", flush=True)
-            assert second.start_time >= first.end_time, "the two score-nightly runs overlapped"
-            assert "AwaitingConcurrencySlot" in history[second.id], history
-            assert len(_predictions(store, "big.parquet")) == 20_000  # scored once, by the first run
-            mark("two score-nightly runs: the second waited (AwaitingConcurrencySlot) and started after the first ended")
-
-            # 7. the scheduler made the nightly runs: 02:00 in COMENTARIOS_TZ
-            deadline = time.monotonic() + 90
-            while True:
-                upcoming = [r for r in client.read_flow_runs(limit=200)
-                            if r.deployment_id == score.id and r.auto_scheduled and r.state and r.state.name == "Scheduled"]
-                if upcoming or time.monotonic() > deadline:
-                    break
-                time.sleep(2)
-            assert upcoming, "the scheduler created no score-nightly runs"
-            local = sorted(r.expected_start_time.astimezone(ZoneInfo(TZ)) for r in upcoming)
-            assert all((t.hour, t.minute) == (2, 0) for t in local), local[:3]
-            assert local[0] > datetime.now(ZoneInfo(TZ))
-            mark(f"scheduler: {len(upcoming)} nightly runs, next at {local[0].isoformat()}")
+            operator.check_pools_and_deployments(client)
+            operator.start_workers()
+            operator.train(client)
+            operator.score_with_deployment_parameters(client, shared_dataset)
+            operator.two_runs_never_overlap(client, shared_dataset)
+            operator.scheduler_made_the_nightly_runs(client)
     except BaseException:
         for name in ("server", "worker-gpu", "worker-cpu"):
             print(f"--- {name} log (tail)\n{_tail(processes.log(name), 3000)}", flush=True)
@@ -369,5 +465,8 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset, backe
     finally:
         stop_start = time.monotonic()
         processes.stop_all()
-        print(f"[e2e] stopped server and workers in {time.monotonic() - stop_start:.1f} s; "
-              f"test took {time.monotonic() - t0:.1f} s", flush=True)
+        print(
+            f"[e2e] stopped server and workers in {time.monotonic() - stop_start:.1f} s; "
+            f"test took {time.monotonic() - operator.started:.1f} s",
+            flush=True,
+        )

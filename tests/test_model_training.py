@@ -10,22 +10,45 @@ import pytest
 import torch
 from prefect.logging import disable_run_logger
 
-from _torch_threads import one_torch_thread  # noqa: F401  (autouse fixture)
-from conftest import comment_rows
-from lstm_model.batching import EncodedTexts, encode_tokens, pad_rows
-from lstm_model.evaluation import Metrics, evaluate
-from lstm_model.frames import find_frame_tokens, frame_id_mask, mask_tokens
-from lstm_model.model import LSTMClassifier, ModelConfig
+from helpers import comment_rows
+from lstm_model.batching import EncodedTexts
+from lstm_model.batching import encode_tokens
+from lstm_model.batching import pad_rows
+from lstm_model.evaluation import Metrics
+from lstm_model.evaluation import evaluate
+from lstm_model.frames import find_frame_tokens
+from lstm_model.frames import frame_id_mask
+from lstm_model.frames import mask_tokens
+from lstm_model.model import LSTMClassifier
+from lstm_model.model import ModelConfig
+from lstm_model.settings import ArchitectureSettings
+from lstm_model.settings import TextSettings
+from lstm_model.settings import TrainingSettings
 from lstm_model.splits import stratified_split
-from lstm_model.training import TrainingConfig, predict_logits, resolve_device, train_classifier
-from lstm_model.vocab import PAD_ID, UNK_ID, Vocabulary
+from lstm_model.training import predict_logits
+from lstm_model.training import resolve_device
+from lstm_model.training import train_classifier
+from lstm_model.vocab import PAD_ID
+from lstm_model.vocab import UNK_ID
+from lstm_model.vocab import Vocabulary
 
-TINY = dict(embedding_dim=8, hidden_size=8, num_layers=1, lstm_dropout=0.0, head_sizes=(8,), head_dropout=0.0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = {
+    "embedding_dim": 8,
+    "hidden_size": 8,
+    "num_layers": 1,
+    "lstm_dropout": 0.0,
+    "head_sizes": (8,),
+    "head_dropout": 0.0,
+}
 
 
 def tiny_model(vocab_size: int = 10, num_classes: int = 3, seed: int = 0, **overrides) -> LSTMClassifier:
     torch.manual_seed(seed)
-    return LSTMClassifier(ModelConfig(vocab_size=vocab_size, num_classes=num_classes, **{**TINY, **overrides}))
+    return LSTMClassifier(
+        ModelConfig(vocab_size=vocab_size, num_classes=num_classes, **{**TINY, **overrides})
+    )
 
 
 # -------------------------------------------------------------------------------------------------- model
@@ -78,7 +101,9 @@ class TestModelIgnoresRightPadding:
 
 
 class TestResolveDevice:
-    @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; the error path needs one without")
+    @pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has CUDA; the error path needs one without"
+    )
     def test_cuda_without_gpu_is_a_clear_error(self):
         with pytest.raises(RuntimeError, match="'cuda' was requested but torch sees no CUDA GPU") as info:
             resolve_device("cuda")
@@ -116,9 +141,17 @@ def separable(n_per_class: int, seed: int) -> tuple[EncodedTexts, np.ndarray]:
     return encode_tokens(pa.array(rows, pa.list_(pa.string())), _VOCAB, max_len=8), np.array(labels)
 
 
-FAST = TrainingConfig(
-    epochs=40, batch_size=8, learning_rate=0.02, weight_decay=0.0, patience=3, min_delta=1.0, seed=7,
-    device="cpu", frame_mask_prob=0.0, token_mask_prob=0.0,
+FAST = TrainingSettings(
+    epochs=40,
+    batch_size=8,
+    learning_rate=0.02,
+    weight_decay=0.0,
+    patience=3,
+    min_delta=1.0,
+    seed=7,
+    device="cpu",
+    frame_mask_prob=0.0,
+    token_mask_prob=0.0,
 )
 
 
@@ -180,7 +213,7 @@ class TestTrainClassifierReproducible:
         train, train_y = separable(12, seed=1)
         val, val_y = separable(4, seed=2)
         model = tiny_model(vocab_size=len(_VOCAB), num_classes=2, seed=0)
-        config = TrainingConfig(**{**FAST.to_dict(), "epochs": 3, "seed": seed, "token_mask_prob": 0.2})
+        config = TrainingSettings(**{**FAST.to_dict(), "epochs": 3, "seed": seed, "token_mask_prob": 0.2})
         train_classifier(model, train, train_y, val, val_y, config)
         return model.state_dict()
 
@@ -201,17 +234,17 @@ class TestTrainModelTaskReproducible:
     """
 
     def test_same_seed_gives_identical_weights_within_one_process(self):
-        from tasks.modeling import TextSettings, train_model
+        from tasks.modeling import train_model
 
         frame = comment_rows(16)
         splits = {"train": frame.iloc[:8], "val": frame.iloc[8:12], "test": frame.iloc[12:]}
         labels = tuple(sorted(frame["categoria"].unique()))
-        config = TrainingConfig(epochs=1, batch_size=4, seed=5, device="cpu")
+        config = TrainingSettings(epochs=1, batch_size=4, seed=5, device="cpu")
         with disable_run_logger():
-            a = train_model.fn(splits, labels, TextSettings(), dict(TINY), config, "0" * 64)
+            a = train_model.fn(splits, labels, TextSettings(), ArchitectureSettings(**TINY), config)
             torch.rand(3)  # any other use of torch's global generator in between
-            b = train_model.fn(splits, labels, TextSettings(), dict(TINY), config, "0" * 64)
-        sa, sb = a.bundle.state_dict, b.bundle.state_dict
+            b = train_model.fn(splits, labels, TextSettings(), ArchitectureSettings(**TINY), config)
+        sa, sb = a.model.state_dict(), b.model.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -282,7 +315,7 @@ class TestStratifiedSplit:
 
         def counts(name):
             values, n = np.unique(labels[parts[name]], return_counts=True)
-            return dict(zip(values.tolist(), n.tolist()))
+            return dict(zip(values.tolist(), n.tolist(), strict=True))
 
         assert counts("test") == {"a": 10, "b": 6, "c": 4}
         assert counts("val") == {"a": 5, "b": 3, "c": 2}
@@ -338,10 +371,14 @@ class TestFrameMasking:
     def test_frame_id_mask_marks_known_frame_tokens_only(self):
         vocab = Vocabulary.build([["el", "pedido", "roto"]])
         mask = frame_id_mask(vocab, ["el", "pedido", "ausente"])
-        assert mask.tolist() == [vocab.id_of(t) in (vocab.id_of("el"), vocab.id_of("pedido")) for t in vocab.itos]
+        assert mask.tolist() == [
+            vocab.id_of(t) in (vocab.id_of("el"), vocab.id_of("pedido")) for t in vocab.itos
+        ]
 
     def test_mask_tokens_never_touches_padding(self):
-        ids, _ = pad_rows(encode_tokens(pa.array([["a", "b"], ["a"]]), Vocabulary.build([["a", "b"]]), 5), np.arange(2))
+        ids, _ = pad_rows(
+            encode_tokens(pa.array([["a", "b"], ["a"]]), Vocabulary.build([["a", "b"]]), 5), np.arange(2)
+        )
         ids = ids.numpy()
         real = np.array([[True, True], [True, False]])
         out = mask_tokens(ids, real, None, frame_prob=0.0, token_prob=1.0, rng=np.random.default_rng(0))

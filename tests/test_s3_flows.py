@@ -20,15 +20,16 @@ import pyarrow.parquet as pq
 import pytest
 
 pytest.register_assert_rewrite("s3_support")
-from _torch_threads import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
-from s3_support import FlakyProxy, assert_no_credentials
+from helpers import LABELS
+from helpers import MODEL_VERSION
+from helpers import dataset_rows
+from s3_support import FlakyProxy
+from s3_support import assert_no_credentials
 
-try:  # helpers shared with the local scoring tests (tests/ is on sys.path under pytest's default import mode)
-    import test_scoring as sc
-except ImportError:  # pragma: no cover - a tests/ package
-    from tests import test_scoring as sc
-
-pytest_plugins = ("s3_support",)  # its fixtures (one moto server per session, a prefix per test)
+pytest_plugins = ("s3_support",)
+pytestmark = pytest.mark.usefixtures(
+    "one_torch_thread"
+)  # its fixtures (one moto server per session, a prefix per test)
 
 BAD_TEXT = b"id,comentario\n1,esto es un CSV y no un Parquet\n"
 
@@ -38,20 +39,15 @@ BAD_TEXT = b"id,comentario\n1,esto es un CSV y no un Parquet\n"
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def s3_model_store(tmp_path_factory, shared_dataset) -> Path:
-    """The small model of the scoring tests, trained once per session on local disk."""
-    return sc.ensure_model_store(tmp_path_factory.getbasetemp(), shared_dataset)
-
-
 def put_model(storage, model_store: Path) -> None:
     """Publish the local model version onto the S3 storage the way the registry does (files, manifest, LATEST)."""
-    from tasks.registry import set_latest, write_version
+    from tasks.registry import set_latest
+    from tasks.registry import write_version
 
-    folder = model_store / "models" / sc.MODEL_VERSION
+    folder = model_store / "models" / MODEL_VERSION
     files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "_COMPLETE"}
-    write_version(storage, sc.MODEL_VERSION, files)
-    set_latest(storage, sc.MODEL_VERSION)
+    write_version(storage, MODEL_VERSION, files)
+    set_latest(storage, MODEL_VERSION)
 
 
 def score_config(prefix, endpoint: str, **overrides):
@@ -85,7 +81,11 @@ def table(prefix, name: str) -> pd.DataFrame:
 
 def ledger(prefix, key: str) -> dict | None:
     keys = prefix.keys("store/ledger")
-    return json.loads(prefix.server.get(f"{prefix.key}/store/ledger/{key}.json")) if f"store/ledger/{key}.json" in keys else None
+    return (
+        json.loads(prefix.server.get(f"{prefix.key}/store/ledger/{key}.json"))
+        if f"store/ledger/{key}.json" in keys
+        else None
+    )
 
 
 def assert_exactly_once(prefix, keys_and_rows: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -98,7 +98,9 @@ def assert_exactly_once(prefix, keys_and_rows: dict[str, int]) -> tuple[pd.DataF
     for key, rows_in in keys_and_rows.items():
         pred_rows = list(preds.loc[preds["batch_key"] == key, "row_number"])
         rej_rows = list(rejected.loc[rejected["batch_key"] == key, "row_number"]) if len(rejected) else []
-        assert sorted(pred_rows + rej_rows) == list(range(rows_in)), f"batch {key[:12]}: rows missing, doubled or invented"
+        assert sorted(pred_rows + rej_rows) == list(range(rows_in)), (
+            f"batch {key[:12]}: rows missing, doubled or invented"
+        )
     for rel, data in objects(prefix).items():  # no half-written output anywhere, no temporary names
         if rel.startswith("store/incoming/"):
             continue  # the inputs, bad ones included
@@ -114,7 +116,9 @@ def assert_exactly_once(prefix, keys_and_rows: dict[str, int]) -> tuple[pd.DataF
 # --------------------------------------------------------------------------------------------------
 
 
-def test_train_from_s3_source_publishes_the_model_on_s3(prefect_harness, s3_server, s3_prefix, shared_dataset_path):
+def test_train_from_s3_source_publishes_the_model_on_s3(
+    prefect_harness, s3_server, s3_prefix, shared_dataset_path
+):
     from flows.configs import TrainConfig
     from flows.train import train_lstm
     from lstm_model.bundle import BUNDLE_FILES
@@ -124,8 +128,16 @@ def test_train_from_s3_source_publishes_the_model_on_s3(prefect_harness, s3_serv
     source = s3_prefix / "source/comentarios.json"
     s3_server.put(f"{s3_prefix.key}/source/comentarios.json", shared_dataset_path.read_bytes())
     config = TrainConfig(
-        source=source, storage=s3_prefix / "store", s3_endpoint_url=s3_server.endpoint, epochs=2,
-        embedding_dim=32, hidden_size=32, num_layers=1, head_sizes=[32], learning_rate=0.005, promote_threshold=0.0,
+        source=source,
+        storage=s3_prefix / "store",
+        s3_endpoint_url=s3_server.endpoint,
+        epochs=2,
+        embedding_dim=32,
+        hidden_size=32,
+        num_layers=1,
+        head_sizes=[32],
+        learning_rate=0.005,
+        promote_threshold=0.0,
     )
 
     summary = train_lstm(config)
@@ -136,7 +148,8 @@ def test_train_from_s3_source_publishes_the_model_on_s3(prefect_harness, s3_serv
     version_files = {k.rsplit("/", 1)[-1] for k in s3_prefix.keys(f"store/models/{summary.version}")}
     assert version_files == {*BUNDLE_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
     assert s3_prefix.keys() == sorted(
-        ["source/comentarios.json", "store/models/LATEST"] + [f"store/models/{summary.version}/{n}" for n in version_files]
+        ["source/comentarios.json", "store/models/LATEST"]
+        + [f"store/models/{summary.version}/{n}" for n in version_files]
     ), "the training flow wrote outside its storage root (or left temporary objects)"
     manifest = json.loads(s3_server.get(f"{s3_prefix.key}/store/models/{summary.version}/_COMPLETE"))
     assert set(manifest["files"]) == version_files - {"_COMPLETE"}
@@ -152,32 +165,41 @@ def test_train_from_s3_source_publishes_the_model_on_s3(prefect_harness, s3_serv
 # --------------------------------------------------------------------------------------------------
 
 
-def test_score_batches_on_s3_then_rerun_scores_nothing(prefect_harness, s3_server, s3_prefix, s3_model_store, shared_dataset):
+def test_score_batches_on_s3_then_rerun_scores_nothing(
+    prefect_harness, s3_server, s3_prefix, model_store, shared_dataset
+):
     from tasks.outputs import predictions_schema
     from tasks.storage import Storage
 
     storage = Storage(s3_prefix / "store", s3_server.endpoint)
-    put_model(storage, s3_model_store)
-    good = sc.dataset_rows(shared_dataset, 30, "s3b1")
+    put_model(storage, model_store)
+    good = dataset_rows(shared_dataset, 30, "s3b1")
     good.loc[4, "comentario"] = "   "
-    no_pais = sc.dataset_rows(shared_dataset, 20, "s3b2", start=40).drop(columns=["pais"])
-    keys = {"a_good.parquet": put_batch(s3_prefix, "a_good.parquet", good),
-            "sub/b_no_pais.parquet": put_batch(s3_prefix, "sub/b_no_pais.parquet", no_pais)}
+    no_pais = dataset_rows(shared_dataset, 20, "s3b2", start=40).drop(columns=["pais"])
+    keys = {
+        "a_good.parquet": put_batch(s3_prefix, "a_good.parquet", good),
+        "sub/b_no_pais.parquet": put_batch(s3_prefix, "sub/b_no_pais.parquet", no_pais),
+    }
 
     summary = run_score(s3_prefix, s3_server.endpoint, chunk_rows=8)
 
-    assert summary.model_version == sc.MODEL_VERSION
+    assert summary.model_version == MODEL_VERSION
     assert sorted(summary.scored) == ["a_good.parquet", "b_no_pais.parquet"]
     assert (summary.rows_in, summary.rows_predicted, summary.rows_rejected) == (50, 49, 1)
     assert summary.rows_in == summary.rows_predicted + summary.rows_rejected
-    preds, rejected = assert_exactly_once(s3_prefix, {keys["a_good.parquet"]: 30, keys["sub/b_no_pais.parquet"]: 20})
+    preds, rejected = assert_exactly_once(
+        s3_prefix, {keys["a_good.parquet"]: 30, keys["sub/b_no_pais.parquet"]: 20}
+    )
     assert len(preds) == 49 and list(rejected["rule"]) == ["comentario_blank"]
-    assert list(preds.columns) == [*predictions_schema(sc.LABELS).names, "scored_date"]
+    assert list(preds.columns) == [*predictions_schema(LABELS).names, "scored_date"]
     assert set(preds["id"]) == (set(good["id"]) - {"s3b1-4"}) | set(no_pais["id"])
     assert preds["pais"][preds["batch"] == "b_no_pais.parquet"].isna().all()
     assert (preds["categoria_pred"] == preds["categoria"]).mean() >= 0.9  # the model works from S3 too
     reports = table(s3_prefix, "reports/batches").set_index("batch")
-    assert reports.loc["a_good.parquet", "rows_in"] == 30 and reports.loc["b_no_pais.parquet", "rows_rejected"] == 0
+    assert (
+        reports.loc["a_good.parquet", "rows_in"] == 30
+        and reports.loc["b_no_pais.parquet", "rows_rejected"] == 0
+    )
     for name, key in keys.items():
         entry = ledger(s3_prefix, key)
         assert entry["status"] == "scored" and entry["uri"] == s3_prefix / f"store/incoming/{name}"
@@ -196,21 +218,30 @@ def test_score_batches_on_s3_then_rerun_scores_nothing(prefect_harness, s3_serve
 # --------------------------------------------------------------------------------------------------
 
 
-def test_unreadable_object_next_to_good_ones(prefect_harness, s3_server, s3_prefix, s3_model_store, shared_dataset):
+def test_unreadable_object_next_to_good_ones(
+    prefect_harness, s3_server, s3_prefix, model_store, shared_dataset
+):
     from flows.score import BatchesFailed
     from tasks.storage import Storage
 
-    put_model(Storage(s3_prefix / "store", s3_server.endpoint), s3_model_store)
-    good1 = sc.dataset_rows(shared_dataset, 24, "s3c1")
-    good2 = sc.dataset_rows(shared_dataset, 16, "s3c2", start=30)
-    keys = {"a.parquet": put_batch(s3_prefix, "a.parquet", good1), "c.parquet": put_batch(s3_prefix, "c.parquet", good2)}
+    put_model(Storage(s3_prefix / "store", s3_server.endpoint), model_store)
+    good1 = dataset_rows(shared_dataset, 24, "s3c1")
+    good2 = dataset_rows(shared_dataset, 16, "s3c2", start=30)
+    keys = {
+        "a.parquet": put_batch(s3_prefix, "a.parquet", good1),
+        "c.parquet": put_batch(s3_prefix, "c.parquet", good2),
+    }
     s3_server.put(f"{s3_prefix.key}/store/incoming/b_bad.parquet", BAD_TEXT)
 
     with pytest.raises(BatchesFailed) as raised:
         run_score(s3_prefix, s3_server.endpoint, chunk_rows=10)
 
     message = str(raised.value)
-    assert message.startswith("1 batch(es) not scored") and "b_bad.parquet: unreadable" in message and "Parquet" in message
+    assert (
+        message.startswith("1 batch(es) not scored")
+        and "b_bad.parquet: unreadable" in message
+        and "Parquet" in message
+    )
     preds, _ = assert_exactly_once(s3_prefix, {keys["a.parquet"]: 24, keys["c.parquet"]: 16})
     assert len(preds) == 40
     unreadable = table(s3_prefix, "errors/unreadable")
@@ -219,7 +250,11 @@ def test_unreadable_object_next_to_good_ones(prefect_harness, s3_server, s3_pref
     assert unreadable["size_bytes"].iloc[0] == len(BAD_TEXT)
     # The bad object is left where it was, unchanged; so are the good ones.
     assert s3_server.get(f"{s3_prefix.key}/store/incoming/b_bad.parquet") == BAD_TEXT
-    assert s3_prefix.keys("store/incoming") == ["store/incoming/a.parquet", "store/incoming/b_bad.parquet", "store/incoming/c.parquet"]
+    assert s3_prefix.keys("store/incoming") == [
+        "store/incoming/a.parquet",
+        "store/incoming/b_bad.parquet",
+        "store/incoming/c.parquet",
+    ]
     before = objects(s3_prefix)
 
     # Next run: nothing new, the bad file is remembered as unreadable (not retried, not failed again).
@@ -236,7 +271,7 @@ def test_unreadable_object_next_to_good_ones(prefect_harness, s3_server, s3_pref
 def _four_batches(prefix, dataset) -> dict[str, str]:
     names = {}
     for i in range(4):
-        frame = sc.dataset_rows(dataset, 40, f"s3d{i}", start=10 * i)
+        frame = dataset_rows(dataset, 40, f"s3d{i}", start=10 * i)
         if i == 1:
             frame.loc[13, "comentario"] = ""  # one rejected row in the batch that is cut half-way
         names[f"b{i}.parquet"] = put_batch(prefix, f"b{i}.parquet", frame)
@@ -245,10 +280,14 @@ def _four_batches(prefix, dataset) -> dict[str, str]:
 
 def _proxy(s3_server, prefix, trip_at: int) -> FlakyProxy:
     port = int(s3_server.endpoint.rsplit(":", 1)[1])
-    return FlakyProxy(port, trip_on=f"PUT /{s3_server.bucket}/{prefix.key}/store/predictions/".encode(), trip_at=trip_at)
+    return FlakyProxy(
+        port, trip_on=f"PUT /{s3_server.bucket}/{prefix.key}/store/predictions/".encode(), trip_at=trip_at
+    )
 
 
-def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(prefect_harness, s3_server, s3_prefix, s3_model_store, shared_dataset, monkeypatch):
+def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(
+    prefect_harness, s3_server, s3_prefix, model_store, shared_dataset, monkeypatch
+):
     import flows.score
     from flows.score import BatchesFailed
     from tasks.scoring import score_batch
@@ -258,7 +297,7 @@ def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(prefect_harness, s3
     # retry of the batch (its delays are 5 s and 30 s): the outage fails the run, quickly.
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setattr(flows.score, "score_batch", score_batch.with_options(retries=0))
-    put_model(Storage(s3_prefix / "store", s3_server.endpoint), s3_model_store)
+    put_model(Storage(s3_prefix / "store", s3_server.endpoint), model_store)
     keys = _four_batches(s3_prefix, shared_dataset)
     # 40 rows in chunks of 10: 4 predictions parts per batch; the 6th PUT is b1's second part.
     proxy = _proxy(s3_server, s3_prefix, trip_at=6)
@@ -273,7 +312,10 @@ def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(prefect_harness, s3
         # The outage hit in the middle of b1: b0 complete, b1 half-written and not in the ledger.
         assert prefix_ledger_keys(s3_prefix) == [keys["b0.parquet"]]
         parts = [k.rsplit("/", 1)[-1] for k in s3_prefix.keys("store/predictions")]
-        assert sorted(parts) == sorted([f"{keys['b0.parquet']}-{p:05d}.parquet" for p in range(4)] + [f"{keys['b1.parquet']}-00000.parquet"])
+        assert sorted(parts) == sorted(
+            [f"{keys['b0.parquet']}-{p:05d}.parquet" for p in range(4)]
+            + [f"{keys['b1.parquet']}-00000.parquet"]
+        )
         b0_outputs = {k: v for k, v in objects(s3_prefix).items() if keys["b0.parquet"] in k}
 
         proxy.heal()
@@ -283,7 +325,7 @@ def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(prefect_harness, s3
 
     assert summary.scored == ["b1.parquet", "b2.parquet", "b3.parquet"]  # b0 was done: not scored again
     assert (summary.rows_in, summary.rows_predicted, summary.rows_rejected) == (120, 119, 1)
-    preds, rejected = assert_exactly_once(s3_prefix, {key: 40 for key in keys.values()})
+    preds, rejected = assert_exactly_once(s3_prefix, dict.fromkeys(keys.values(), 40))
     assert len(preds) == 159 and len(rejected) == 1 and rejected["batch"].iloc[0] == "b1.parquet"
     assert prefix_ledger_keys(s3_prefix) == sorted(keys.values())
     assert {k: v for k, v in objects(s3_prefix).items() if keys["b0.parquet"] in k} == b0_outputs
@@ -297,15 +339,21 @@ def prefix_ledger_keys(prefix) -> list[str]:
     return sorted(k.rsplit("/", 1)[-1][: -len(".json")] for k in prefix.keys("store/ledger"))
 
 
-def test_short_outage_is_healed_by_the_task_retry(prefect_harness, s3_server, s3_prefix, s3_model_store, shared_dataset, monkeypatch):
+def test_short_outage_is_healed_by_the_task_retry(
+    prefect_harness, s3_server, s3_prefix, model_store, shared_dataset, monkeypatch
+):
     """The real flow, retries included: the outage outlasts s3fs's own retries (~2 s) but not the
     batch's first Prefect retry (5 s later), which removes the half-written parts and starts over."""
     from tasks.storage import Storage
 
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    put_model(Storage(s3_prefix / "store", s3_server.endpoint), s3_model_store)
-    keys = {f"r{i}.parquet": put_batch(s3_prefix, f"r{i}.parquet", sc.dataset_rows(shared_dataset, 20, f"s3e{i}", start=5 * i))
-            for i in range(2)}
+    put_model(Storage(s3_prefix / "store", s3_server.endpoint), model_store)
+    keys = {
+        f"r{i}.parquet": put_batch(
+            s3_prefix, f"r{i}.parquet", dataset_rows(shared_dataset, 20, f"s3e{i}", start=5 * i)
+        )
+        for i in range(2)
+    }
     proxy = _proxy(s3_server, s3_prefix, trip_at=2)  # r0's second part
 
     def heal_later():
@@ -328,6 +376,6 @@ def test_short_outage_is_healed_by_the_task_retry(prefect_harness, s3_server, s3
     assert tripped and elapsed >= 5  # it did fail, and the retry waited its 5 s
     assert summary.scored == ["r0.parquet", "r1.parquet"] and summary.failed == {}
     assert (summary.rows_in, summary.rows_predicted) == (40, 40)
-    preds, _ = assert_exactly_once(s3_prefix, {key: 20 for key in keys.values()})
+    preds, _ = assert_exactly_once(s3_prefix, dict.fromkeys(keys.values(), 20))
     assert len(preds) == 40
     assert prefix_ledger_keys(s3_prefix) == sorted(keys.values())

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -17,11 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 
 pytest.register_assert_rewrite("s3_support")
-from s3_support import ACCESS_KEY, SECRET_KEY, assert_no_credentials
+import helpers
+from s3_support import ACCESS_KEY
+from s3_support import SECRET_KEY
+from s3_support import assert_no_credentials
 
 pytest_plugins = ("s3_support",)  # its fixtures (one moto server per session, a prefix per test)
 
-LABELS = ("ecommerce", "logistica", "precios", "servicio_cliente")
+LABELS = helpers.LABELS
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def s3_storage(prefix, server, rel: str = "store"):
@@ -30,21 +35,8 @@ def s3_storage(prefix, server, rel: str = "store"):
     return Storage(prefix / rel, server.endpoint)
 
 
-def tiny_bundle(version: str, dataset: pd.DataFrame):
-    """An untrained, very small model bundle: enough to round-trip through the registry and to score."""
-    import torch
-
-    from lstm_model.bundle import ModelBundle
-    from lstm_model.model import LSTMClassifier, ModelConfig
-    from lstm_model.tokenizer import tokenize_arrow
-    from lstm_model.vocab import Vocabulary
-
-    tokens = tokenize_arrow(pa.array(dataset["comentario"].head(200).tolist(), pa.string()))
-    vocab = Vocabulary.build(tokens.to_pylist(), prefix_chars=5)
-    torch.manual_seed(0)
-    model = LSTMClassifier(ModelConfig(len(vocab), len(LABELS), embedding_dim=8, hidden_size=8, num_layers=1, head_sizes=(8,)))
-    return ModelBundle.from_model(model, version=version, vocab=vocab, labels=LABELS, max_len=32,
-                                  data_fingerprint="s3-test", training={"val_unknown_share": 0.0})
+def tiny_bundle(version: str):
+    return helpers.tiny_bundle(version)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -68,7 +60,12 @@ def test_storage_round_trip_on_s3(s3_server, s3_prefix):
     storage.write_bytes("blobs/big.bin", big)
 
     # What the S3 API itself holds (not s3fs's view of it).
-    assert s3_prefix.keys() == ["store/blobs/big.bin", "store/blobs/one.bin", "store/blobs/two.txt", "store/nested/deeper/three.bin"]
+    assert s3_prefix.keys() == [
+        "store/blobs/big.bin",
+        "store/blobs/one.bin",
+        "store/blobs/two.txt",
+        "store/nested/deeper/three.bin",
+    ]
     assert s3_server.get(f"{s3_prefix.key}/store/nested/deeper/three.bin") == b"tres-partes"
 
     assert storage.read_bytes("blobs/one.bin") == b"\x00\x01binary\xff"
@@ -81,13 +78,11 @@ def test_storage_round_trip_on_s3(s3_server, s3_prefix):
     assert storage.glob("*/deeper/*.bin") == ["nested/deeper/three.bin"]
     assert storage.glob("nothing/*.bin") == []
 
-    # Overwrite is a replace; child() is a storage under a sub-prefix, same endpoint.
+    # Overwrite is a replace; any s3:// URI opens with the storage's endpoint.
     storage.write_text("blobs/two.txt", "otra vez")
     assert storage.read_text("blobs/two.txt") == "otra vez"
-    child = storage.child("nested")
-    assert child.endpoint_url == s3_server.endpoint and child.uri() == s3_prefix / "store/nested"
-    assert child.read_bytes("deeper/three.bin") == b"tres-partes"
-    assert child.glob("deeper/*") == ["deeper/three.bin"]
+    with storage.open_uri(s3_prefix / "store/nested/deeper/three.bin") as handle:
+        assert handle.read() == b"tres-partes"
 
     storage.delete("blobs/one.bin")
     storage.delete("blobs/never-written.bin")  # deleting what is not there is fine
@@ -106,7 +101,10 @@ def test_open_write_that_fails_leaves_no_object(s3_server, s3_prefix):
     storage = s3_storage(s3_prefix, s3_server)
     storage.write_text("keep.txt", "old")
 
-    with pytest.raises(RuntimeError, match="boom"), storage.open_write("predictions/part-00000.parquet") as handle:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        storage.open_write("predictions/part-00000.parquet") as handle,
+    ):
         handle.write(b"PAR1 half of a parquet file")
         raise RuntimeError("boom")
     with pytest.raises(RuntimeError, match="boom"), storage.open_write("keep.txt") as handle:
@@ -143,29 +141,48 @@ def test_listings_see_objects_written_by_other_programs(s3_server, s3_prefix):
 
 
 def test_output_part_is_read_by_pandas_from_s3(s3_server, s3_prefix):
-    from tasks.outputs import (
-        PREDICTIONS,
-        REJECTED,
-        REJECTED_SCHEMA,
-        predictions_schema,
-        write_part,
-    )
+    from tasks.outputs import PREDICTIONS
+    from tasks.outputs import REJECTED
+    from tasks.outputs import REJECTED_SCHEMA
+    from tasks.outputs import predictions_schema
+    from tasks.outputs import write_part
 
     storage = s3_storage(s3_prefix, s3_server)
     when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
     schema = predictions_schema(LABELS)
     rows = [
-        {"id": f"r{i}", "comentario": f"comentario {i}", "categoria_pred": LABELS[i % 4], "confianza": 0.5,
-         **{f"prob_{label}": 0.25 for label in LABELS}, "model_version": "v1", "batch": "b.parquet",
-         "batch_key": "k" * 64, "row_number": i, "scored_at": when}
+        {
+            "id": f"r{i}",
+            "comentario": f"comentario {i}",
+            "categoria_pred": LABELS[i % 4],
+            "confianza": 0.5,
+            **{f"prob_{label}": 0.25 for label in LABELS},
+            "model_version": "v1",
+            "batch": "b.parquet",
+            "batch_key": "k" * 64,
+            "row_number": i,
+            "scored_at": when,
+        }
         for i in range(5)
     ]
     table = pa.Table.from_pylist(rows, schema=schema)
     rel0 = write_part(storage, PREDICTIONS, when, "k" * 64, 0, table.slice(0, 3))
     rel1 = write_part(storage, PREDICTIONS, when, "k" * 64, 1, table.slice(3))
-    rejected = pa.Table.from_pylist([{"id": "x", "comentario": "", "batch": "b.parquet", "batch_key": "k" * 64,
-                                      "row_number": 5, "rule": "comentario_blank", "reason": "vacío", "rejected_at": when}],
-                                    schema=REJECTED_SCHEMA)
+    rejected = pa.Table.from_pylist(
+        [
+            {
+                "id": "x",
+                "comentario": "",
+                "batch": "b.parquet",
+                "batch_key": "k" * 64,
+                "row_number": 5,
+                "rule": "comentario_blank",
+                "reason": "vacío",
+                "rejected_at": when,
+            }
+        ],
+        schema=REJECTED_SCHEMA,
+    )
     write_part(storage, REJECTED, when, "k" * 64, 0, rejected)
 
     assert rel0 == f"predictions/scored_date=2025-03-04/{'k' * 64}-00000.parquet"
@@ -195,27 +212,28 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
     import torch
 
     from lstm_model.bundle import BUNDLE_FILES
-    from tasks.registry import (
-        LATEST,
-        ModelNotFound,
-        is_complete,
-        load_bundle,
-        resolve_version,
-        set_latest,
-        write_version,
-    )
+    from tasks.registry import LATEST
+    from tasks.registry import ModelNotFound
+    from tasks.registry import is_complete
+    from tasks.registry import load_bundle
+    from tasks.registry import resolve_version
+    from tasks.registry import set_latest
+    from tasks.registry import write_version
 
     storage = s3_storage(s3_prefix, s3_server)
     with pytest.raises(ModelNotFound, match="no promoted model"):
         load_bundle(storage)
 
-    bundle = tiny_bundle("20250101T000000Z-s3", shared_dataset)
+    bundle = tiny_bundle("20250101T000000Z-s3")
     files = bundle.to_files()
     write_version(storage, bundle.version, {**files, "learning_curve.png": b"\x89PNG fake"})
     set_latest(storage, bundle.version)
 
     assert s3_prefix.keys("store/models") == sorted(
-        [f"store/models/{bundle.version}/{name}" for name in (*BUNDLE_FILES, "learning_curve.png", "_COMPLETE")]
+        [
+            f"store/models/{bundle.version}/{name}"
+            for name in (*BUNDLE_FILES, "learning_curve.png", "_COMPLETE")
+        ]
         + ["store/models/LATEST"]
     )
     assert s3_server.get(f"{s3_prefix.key}/store/{LATEST}").decode().strip() == bundle.version
@@ -231,7 +249,7 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
 
     # A version whose files are all there but whose manifest was never written (a publisher that
     # died at the last step) is not a model: it can't be loaded or promoted, and LATEST stays put.
-    half = tiny_bundle("20250202T000000Z-half", shared_dataset)
+    half = tiny_bundle("20250202T000000Z-half")
     for name, data in half.to_files().items():
         storage.write_bytes(f"models/{half.version}/{name}", data)
     assert not is_complete(storage, half.version)
@@ -254,19 +272,23 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
 def test_credentials_are_never_written(s3_server, s3_prefix, shared_dataset):
     import fsspec
 
-    from tasks.batches import BatchFile, content_key, read_ledger
+    from flows.configs import ScoreConfig
+    from tasks.batches import BatchFile
+    from tasks.batches import content_key
+    from tasks.batches import read_ledger
     from tasks.outputs import TABLES
-    from tasks.registry import set_latest, write_version
-    from tasks.scoring import ScoringSettings, score_file
+    from tasks.registry import set_latest
+    from tasks.registry import write_version
+    from tasks.scoring import score_file
     from tasks.storage import Storage
 
     storage = s3_storage(s3_prefix, s3_server)
-    for text in (repr(storage), str(storage), repr(storage.child("x")), repr(storage.options)):
+    for text in (repr(storage), str(storage), repr(storage.options)):
         assert SECRET_KEY not in text and ACCESS_KEY not in text
     assert storage.options == {**storage.options, "endpoint_url": s3_server.endpoint}
     assert not {"key", "secret", "token", "aws_access_key_id", "aws_secret_access_key"} & set(storage.options)
 
-    bundle = tiny_bundle("20250303T000000Z-creds", shared_dataset)
+    bundle = tiny_bundle("20250303T000000Z-creds")
     write_version(storage, bundle.version, bundle.to_files())
     set_latest(storage, bundle.version)
 
@@ -279,15 +301,16 @@ def test_credentials_are_never_written(s3_server, s3_prefix, shared_dataset):
     results = {}
     for name in ("b1.parquet", "bad.parquet"):
         path = storage.path(f"incoming/{name}")
-        batch = BatchFile(storage.uri(f"incoming/{name}"), name, content_key(fs, path), fs.size(path), s3_server.endpoint)
+        batch = BatchFile(storage.uri(f"incoming/{name}"), name, content_key(fs, path), fs.size(path))
         assert SECRET_KEY not in repr(batch)
-        results[name] = score_file(storage, batch, bundle.version, ScoringSettings(chunk_rows=5))
+        results[name] = score_file(
+            storage, batch, bundle.version, ScoreConfig(chunk_rows=5).scoring_settings()
+        )
 
     assert results["b1.parquet"].status == "scored" and results["b1.parquet"].rows_in == 12
     assert results["bad.parquet"].status == "unreadable"
     ledger = read_ledger(storage, results["b1.parquet"].key)
-    assert ledger["status"] == "scored" and ledger["uri"] == storage.uri("incoming/b1.parquet")
-    assert ledger["endpoint_url"] == s3_server.endpoint
+    assert ledger.status == "scored" and ledger.uri == storage.uri("incoming/b1.parquet")
     written = s3_prefix.keys("store")
     for table in TABLES:
         assert any(k.startswith(f"store/{table}/") for k in written), table

@@ -1,7 +1,7 @@
 """The ``score-batches`` flow under Prefect: unreadable files, reruns, changed files, rescore, a real kill.
 
 Flow runs cost seconds each, so there are few of them (six in all) and each checks a lot; the
-row-level rules are covered by ``test_scoring.py`` through ``score_file``.
+row-level rules are covered by ``test_row_rules.py`` and its neighbours through ``score_file``.
 """
 
 from __future__ import annotations
@@ -17,27 +17,20 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
-from _torch_threads import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 
-try:  # helpers shared with the unit tests (tests/ is on sys.path under pytest's default import mode)
-    import test_scoring as sc
-except ImportError:  # pragma: no cover - a tests/ package
-    from tests import test_scoring as sc
+from helpers import LABELS
+from helpers import assert_exactly_once
+from helpers import dataset_rows
+from helpers import ledger_entry
+from helpers import part_files
+from helpers import read_table
+from helpers import write_batch
 
 REPO = Path(__file__).resolve().parents[1]
 BAD_TEXT = b"id,comentario\n1,esto es un CSV y no un Parquet\n"
 
 
-
-
-@pytest.fixture(scope="session")
-def flow_model_store(tmp_path_factory, shared_dataset) -> Path:
-    return sc.ensure_model_store(tmp_path_factory.getbasetemp(), shared_dataset)
-
-
-@pytest.fixture
-def root(flow_model_store, tmp_path) -> Path:
-    return sc.new_storage_root(flow_model_store, tmp_path / "storage")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_flow(root: Path, **overrides):
@@ -48,7 +41,7 @@ def run_flow(root: Path, **overrides):
 
 
 def counts_by_key(root: Path, table: str = "predictions") -> dict[str, int]:
-    frame = sc.read_table(root, table)
+    frame = read_table(root, table)
     return frame.groupby("batch_key").size().to_dict() if len(frame) else {}
 
 
@@ -57,21 +50,25 @@ def counts_by_key(root: Path, table: str = "predictions") -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_unreadable_files_fail_the_run_after_every_good_batch_is_written(root, prefect_harness, shared_dataset):
+def test_unreadable_files_fail_the_run_after_every_good_batch_is_written(
+    root, prefect_harness, shared_dataset
+):
     from flows.score import BatchesFailed
     from tasks.outputs import predictions_schema
 
-    good = sc.dataset_rows(shared_dataset, 30, "g1")
+    good = dataset_rows(shared_dataset, 30, "g1")
     good.loc[4, "comentario"] = "   "
-    no_pais = sc.dataset_rows(shared_dataset, 20, "g2", start=40).drop(columns=["pais"])
+    no_pais = dataset_rows(shared_dataset, 20, "g2", start=40).drop(columns=["pais"])
     no_pais["vendedor"] = pd.Series([f"v{i}" for i in range(20)], dtype=object)
     batches = {
-        "a_good.parquet": sc.write_batch(root, "a_good.parquet", good),
-        "b_no_pais.parquet": sc.write_batch(root, "b_no_pais.parquet", no_pais),
-        "x.parquet": sc.write_batch(root, "x.parquet", BAD_TEXT),
-        "zero.parquet": sc.write_batch(root, "zero.parquet", b""),
-        "no_comentario.parquet": sc.write_batch(root, "no_comentario.parquet", good.drop(columns=["comentario"])),
-        "no_rows.parquet": sc.write_batch(
+        "a_good.parquet": write_batch(root, "a_good.parquet", good),
+        "b_no_pais.parquet": write_batch(root, "b_no_pais.parquet", no_pais),
+        "x.parquet": write_batch(root, "x.parquet", BAD_TEXT),
+        "zero.parquet": write_batch(root, "zero.parquet", b""),
+        "no_comentario.parquet": write_batch(
+            root, "no_comentario.parquet", good.drop(columns=["comentario"])
+        ),
+        "no_rows.parquet": write_batch(
             root, "no_rows.parquet", pa.Table.from_pandas(good, preserve_index=False).slice(0, 0)
         ),
     }
@@ -84,33 +81,42 @@ def test_unreadable_files_fail_the_run_after_every_good_batch_is_written(root, p
     assert message.startswith("3 batch(es) not scored")
     for bad in ("x.parquet", "zero.parquet", "no_comentario.parquet"):
         assert f"{bad}: unreadable" in message
-    assert "a_good.parquet" not in message and "b_no_pais.parquet" not in message and "no_rows.parquet" not in message
+    assert (
+        "a_good.parquet" not in message
+        and "b_no_pais.parquet" not in message
+        and "no_rows.parquet" not in message
+    )
     assert "comentario" in message.split("no_comentario.parquet: unreadable")[1].split(";")[0]
 
     # The good batches are all scored and written, exactly once.
-    sc.assert_exactly_once(root, batches["a_good.parquet"].key, 30)
-    preds_b, _ = sc.assert_exactly_once(root, batches["b_no_pais.parquet"].key, 20)
+    assert_exactly_once(root, batches["a_good.parquet"].key, 30)
+    preds_b, _ = assert_exactly_once(root, batches["b_no_pais.parquet"].key, 20)
     assert len(preds_b) == 20
     for name in ("a_good.parquet", "b_no_pais.parquet", "no_rows.parquet"):
-        assert sc.ledger_entry(root, batches[name].key)["status"] == "scored", name
-    summaries = sc.read_table(root, "reports/batches").set_index("batch")
-    assert summaries.loc["no_rows.parquet", "rows_in"] == 0 and summaries.loc["a_good.parquet", "rows_in"] == 30
+        assert ledger_entry(root, batches[name].key)["status"] == "scored", name
+    summaries = read_table(root, "reports/batches").set_index("batch")
+    assert (
+        summaries.loc["no_rows.parquet", "rows_in"] == 0 and summaries.loc["a_good.parquet", "rows_in"] == 30
+    )
     assert "x.parquet" not in summaries.index
 
     # Unreadable: path and reason reported; the files stay where they were, unchanged.
-    unreadable = sc.read_table(root, "errors/unreadable").set_index("batch")
+    unreadable = read_table(root, "errors/unreadable").set_index("batch")
     assert sorted(unreadable.index) == ["no_comentario.parquet", "x.parquet", "zero.parquet"]
     for name in unreadable.index:
         assert unreadable.loc[name, "path"] == batches[name].uri
         assert unreadable.loc[name, "size_bytes"] == len(originals[name])
-    assert "Parquet" in unreadable.loc["x.parquet", "reason"] and "Parquet" in unreadable.loc["zero.parquet", "reason"]
+    assert (
+        "Parquet" in unreadable.loc["x.parquet", "reason"]
+        and "Parquet" in unreadable.loc["zero.parquet", "reason"]
+    )
     assert "comentario" in unreadable.loc["no_comentario.parquet", "reason"]
     for name, data in originals.items():
         assert Path(batches[name].uri).read_bytes() == data, f"{name} was moved or changed"
 
     # One table for analysts, whatever columns a batch had (pandas and DuckDB agree).
     preds = pd.read_parquet(root / "predictions")
-    assert list(preds.columns) == [*predictions_schema(sc.LABELS).names, "scored_date"]
+    assert list(preds.columns) == [*predictions_schema(LABELS).names, "scored_date"]
     assert preds.loc[preds["batch"] == "b_no_pais.parquet", "pais"].isna().all()
     assert preds.loc[preds["batch"] == "a_good.parquet", "pais"].notna().all()
     assert preds.loc[preds["batch"] == "b_no_pais.parquet", "extra_columns"].str.contains('"vendedor"').all()
@@ -129,12 +135,12 @@ def test_unreadable_files_fail_the_run_after_every_good_batch_is_written(root, p
 
 
 def test_rerun_changed_file_and_rescore(root, prefect_harness, shared_dataset):
-    a = sc.dataset_rows(shared_dataset, 16, "a")
-    b = sc.dataset_rows(shared_dataset, 10, "b", start=30)
+    a = dataset_rows(shared_dataset, 16, "a")
+    b = dataset_rows(shared_dataset, 10, "b", start=30)
     b.loc[3, "id"] = None
-    batch_a = sc.write_batch(root, "a.parquet", a)
-    batch_b = sc.write_batch(root, "b.parquet", b)
-    empty = sc.write_batch(root, "empty.parquet", pa.Table.from_pandas(a, preserve_index=False).slice(0, 0))
+    batch_a = write_batch(root, "a.parquet", a)
+    batch_b = write_batch(root, "b.parquet", b)
+    empty = write_batch(root, "empty.parquet", pa.Table.from_pandas(a, preserve_index=False).slice(0, 0))
 
     first = run_flow(root, chunk_rows=5)  # a 0-row batch is no failure: the run returns normally
 
@@ -142,40 +148,48 @@ def test_rerun_changed_file_and_rescore(root, prefect_harness, shared_dataset):
     assert (first.rows_in, first.rows_predicted, first.rows_rejected) == (26, 25, 1)
     assert first.unreadable == {} and first.failed == {}
     assert counts_by_key(root) == {batch_a.key: 16, batch_b.key: 9}
-    assert sc.ledger_entry(root, empty.key)["rows_in"] == 0
-    first_scored_at = sc.read_table(root, "predictions")["scored_at"].max()
+    assert ledger_entry(root, empty.key)["rows_in"] == 0
+    first_scored_at = read_table(root, "predictions")["scored_at"].max()
 
     second = run_flow(root, chunk_rows=5)  # nothing new
 
     assert second.scored == [] and second.rows_in == 0
     assert counts_by_key(root) == {batch_a.key: 16, batch_b.key: 9}
     assert counts_by_key(root, "errors/rejected") == {batch_b.key: 1}
-    assert len(sc.read_table(root, "reports/batches")) == 3
+    assert len(read_table(root, "reports/batches")) == 3
 
-    changed = pd.concat([b, sc.dataset_rows(shared_dataset, 4, "b-new", start=60)], ignore_index=True)
-    batch_b2 = sc.write_batch(root, "b.parquet", changed)  # same name, new content
+    changed = pd.concat([b, dataset_rows(shared_dataset, 4, "b-new", start=60)], ignore_index=True)
+    batch_b2 = write_batch(root, "b.parquet", changed)  # same name, new content
     assert batch_b2.key != batch_b.key
 
     third = run_flow(root, chunk_rows=5)
 
     assert third.scored == ["b.parquet"] and third.rows_in == 14
     assert counts_by_key(root) == {batch_a.key: 16, batch_b.key: 9, batch_b2.key: 13}
-    sc.assert_exactly_once(root, batch_b2.key, 14)
+    assert_exactly_once(root, batch_b2.key, 14)
 
     fourth = run_flow(root, chunk_rows=3, rescore=True)
 
     assert sorted(fourth.scored) == ["a.parquet", "b.parquet", "empty.parquet"]
-    assert counts_by_key(root) == {batch_a.key: 16, batch_b.key: 9, batch_b2.key: 13}, "rescore must replace, not add"
-    assert counts_by_key(root, "errors/rejected") == {batch_b.key: 1, batch_b2.key: 1}
-    sc.assert_exactly_once(root, batch_a.key, 16)
-    sc.assert_exactly_once(root, batch_b2.key, 14)
-    summaries = sc.read_table(root, "reports/batches")
-    assert summaries.groupby("batch_key").size().to_dict() == {batch_a.key: 1, batch_b.key: 1, batch_b2.key: 1, empty.key: 1}
-    preds = sc.read_table(root, "predictions")
-    rescored = preds[preds["batch_key"].isin([batch_a.key, batch_b2.key])]
-    assert rescored.groupby("batch_key")["scored_at"].nunique().to_dict() == {batch_a.key: 1, batch_b2.key: 1}, (
-        "rows of the replaced output survived the rescore"
+    assert counts_by_key(root) == {batch_a.key: 16, batch_b.key: 9, batch_b2.key: 13}, (
+        "rescore must replace, not add"
     )
+    assert counts_by_key(root, "errors/rejected") == {batch_b.key: 1, batch_b2.key: 1}
+    assert_exactly_once(root, batch_a.key, 16)
+    assert_exactly_once(root, batch_b2.key, 14)
+    summaries = read_table(root, "reports/batches")
+    assert summaries.groupby("batch_key").size().to_dict() == {
+        batch_a.key: 1,
+        batch_b.key: 1,
+        batch_b2.key: 1,
+        empty.key: 1,
+    }
+    preds = read_table(root, "predictions")
+    rescored = preds[preds["batch_key"].isin([batch_a.key, batch_b2.key])]
+    assert rescored.groupby("batch_key")["scored_at"].nunique().to_dict() == {
+        batch_a.key: 1,
+        batch_b2.key: 1,
+    }, "rows of the replaced output survived the rescore"
     assert (rescored["scored_at"] > first_scored_at).all()
 
 
@@ -184,13 +198,15 @@ def test_rerun_changed_file_and_rescore(root, prefect_harness, shared_dataset):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_killed_cli_run_then_rerun_scores_every_row_exactly_once(root, prefect_harness, shared_dataset, tmp_path):
+def test_killed_cli_run_then_rerun_scores_every_row_exactly_once(
+    root, prefect_harness, shared_dataset, tmp_path
+):
     rows = 20_000
     big = pd.concat([shared_dataset] * (rows // len(shared_dataset)), ignore_index=True).astype(object)
     big["id"] = [f"big-{i}" for i in range(rows)]
     big.loc[[7, 4_321, 15_000], "comentario"] = ""
     big.loc[[10, 19_999], "id"] = "twice"
-    batch = sc.write_batch(root, "big.parquet", big)
+    batch = write_batch(root, "big.parquet", big)
     predictions = root / "predictions"
 
     env = os.environ.copy()
@@ -199,12 +215,16 @@ def test_killed_cli_run_then_rerun_scores_every_row_exactly_once(root, prefect_h
     log = (tmp_path / "cli.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "score", "--storage", str(root), "--chunk-rows", "1000"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
-            if sc.part_files(root, "predictions"):
+            if part_files(root, "predictions"):
                 break
             time.sleep(0.05)
         still_running = proc.poll() is None
@@ -217,9 +237,9 @@ def test_killed_cli_run_then_rerun_scores_every_row_exactly_once(root, prefect_h
         log.close()
     output = (tmp_path / "cli.log").read_text(errors="replace")[-3000:]
     assert still_running, f"the CLI ended (or never wrote a part) before it could be killed:\n{output}"
-    assert predictions.exists() and sc.part_files(root, "predictions"), output
-    assert sc.ledger_entry(root, batch.key) is None, f"the run finished before the kill:\n{output}"
-    partial = len(sc.read_table(root, "predictions"))
+    assert predictions.exists() and part_files(root, "predictions"), output
+    assert ledger_entry(root, batch.key) is None, f"the run finished before the kill:\n{output}"
+    partial = len(read_table(root, "predictions"))
     print(f"killed after {waited:.1f}s with {partial} rows predicted")
     assert 0 < partial < rows - 5
 
@@ -227,8 +247,8 @@ def test_killed_cli_run_then_rerun_scores_every_row_exactly_once(root, prefect_h
 
     assert summary.scored == ["big.parquet"]
     assert (summary.rows_in, summary.rows_predicted, summary.rows_rejected) == (rows, rows - 5, 5)
-    preds, rejected = sc.assert_exactly_once(root, batch.key, rows)
+    preds, rejected = assert_exactly_once(root, batch.key, rows)
     assert len(preds) == rows - 5 and not preds.duplicated(["batch_key", "row_number"]).any()
     assert sorted(rejected["row_number"]) == [7, 10, 4_321, 15_000, 19_999]
     assert preds["scored_at"].nunique() == 1, "parts of the killed run survived the rerun"
-    assert sc.ledger_entry(root, batch.key)["rows_in"] == rows
+    assert ledger_entry(root, batch.key)["rows_in"] == rows

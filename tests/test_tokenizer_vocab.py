@@ -9,13 +9,32 @@ import pyarrow as pa
 import pytest
 import torch
 
-from lstm_model.batching import EncodedTexts, encode_texts, encode_tokens, length_sorted_batches, pad_rows
-from lstm_model.tokenizer import tokenize, tokenize_arrow, tokenize_many
-from lstm_model.vocab import PAD, PAD_ID, UNK, UNK_ID, Vocabulary
+from lstm_model.batching import EncodedTexts
+from lstm_model.batching import encode_tokens
+from lstm_model.batching import length_sorted_batches
+from lstm_model.batching import pad_rows
+from lstm_model.tokenizer import tokenize_arrow
+from lstm_model.vocab import PAD
+from lstm_model.vocab import PAD_ID
+from lstm_model.vocab import UNK
+from lstm_model.vocab import UNK_ID
+from lstm_model.vocab import Vocabulary
 
 
 def _tokens(*rows: list[str] | None) -> pa.ListArray:
     return pa.array(list(rows), pa.list_(pa.string()))
+
+
+def tokenize_many(texts: list[str | None]) -> list[list[str] | None]:
+    return tokenize_arrow(pa.array(texts, pa.string())).to_pylist()
+
+
+def tokenize(text: str) -> list[str]:
+    return tokenize_many([text])[0]
+
+
+def encode_texts(texts: list[str], vocab: Vocabulary, max_len: int) -> EncodedTexts:
+    return encode_tokens(tokenize_arrow(pa.array(texts, pa.string())), vocab, max_len)
 
 
 # --------------------------------------------------------------------------------------------- tokenizer
@@ -67,12 +86,9 @@ class TestPunctuationSplit:
         assert tokenize("  hola --- ,,, mundo  ") == ["hola", "mundo"]
 
 
-class TestTokenizeMany:
+class TestTokenizeArrow:
     def test_keeps_order_and_length(self):
         assert tokenize_many(["b a", "c"]) == [["b", "a"], ["c"]]
-
-    def test_none_gives_empty_list(self):
-        assert tokenize_many([None, "hola"]) == [[], ["hola"]]
 
     def test_empty_string_gives_empty_list(self):
         assert tokenize_many([""]) == [[]]

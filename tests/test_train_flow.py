@@ -16,22 +16,29 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from _torch_threads import one_torch_thread  # noqa: F401  (autouse fixture)
 from flows.configs import TrainConfig
+from helpers import predicted_labels
 from lstm_model.bundle import BUNDLE_FILES
 from lstm_model.predict import Classifier
 from tasks.registry import load_bundle
 from tasks.storage import Storage
 from tasks.validation import DatasetError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 VERSION_FILES = {*BUNDLE_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
 
 
 def small_config(source: Path | str, storage: Path, **overrides) -> TrainConfig:
     return TrainConfig(
-        source=str(source), storage=str(storage), epochs=3,
-        embedding_dim=32, hidden_size=32, num_layers=1, head_sizes=[32], learning_rate=5e-3,
+        source=str(source),
+        storage=str(storage),
+        epochs=3,
+        embedding_dim=32,
+        hidden_size=32,
+        num_layers=1,
+        head_sizes=[32],
+        learning_rate=5e-3,
         **overrides,
     )
 
@@ -120,8 +127,8 @@ class TestCleanRunVersionFolder:
         bundle = load_bundle(Storage(str(root)))
         assert bundle.version == summary.version
         sample = records[:40]
-        predicted = Classifier(bundle).predict([r["comentario"] for r in sample])
-        assert sum(p == r["categoria"] for p, r in zip(predicted, sample)) >= 38
+        predicted = predicted_labels(Classifier.from_bundle(bundle), [r["comentario"] for r in sample])
+        assert sum(p == r["categoria"] for p, r in zip(predicted, sample, strict=True)) >= 38
 
 
 # --------------------------------------------- (b)+(d) broken rows in a JSON Lines copy, threshold missed
@@ -208,7 +215,9 @@ def file_without_comentario(shared_dataset_path, tmp_path_factory) -> Path:
 
 
 class TestMissingColumnFailsTheFlow:
-    def test_raises_dataset_error_and_publishes_nothing(self, prefect_harness, file_without_comentario, tmp_path):
+    def test_raises_dataset_error_and_publishes_nothing(
+        self, prefect_harness, file_without_comentario, tmp_path
+    ):
         from flows.train import train_lstm
 
         with pytest.raises(DatasetError, match="missing: comentario") as info:
@@ -219,15 +228,21 @@ class TestMissingColumnFailsTheFlow:
 
 
 class TestCliReportsOneLine:
-    def test_exit_code_and_single_line_reason(self, prefect_harness, file_without_comentario, tmp_path, capsys):
+    def test_exit_code_and_single_line_reason(
+        self, prefect_harness, file_without_comentario, tmp_path, capsys
+    ):
         from flows.cli import main
 
-        code = main(["train", "--source", str(file_without_comentario), "--storage", str(tmp_path), "--epochs", "1"])
+        code = main(
+            ["train", "--source", str(file_without_comentario), "--storage", str(tmp_path), "--epochs", "1"]
+        )
         assert code == 1
         # Prefect's own log lines (and the traceback) go to stderr first; the CLI ends with one line.
         err = capsys.readouterr().err.rstrip("\n").splitlines()
         assert [line for line in err if line.startswith("comentarios train:")] == err[-1:]
-        assert err[-1].startswith("comentarios train: failed: DatasetError: required column(s) missing: comentario")
+        assert err[-1].startswith(
+            "comentarios train: failed: DatasetError: required column(s) missing: comentario"
+        )
         assert not (tmp_path / "models").exists()
 
     def test_bad_flag_value_is_an_argparse_error(self, capsys):

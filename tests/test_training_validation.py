@@ -7,10 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import comment_rows
+from helpers import comment_rows
 from tasks.schema import COLUMNS
 from tasks.source import parse_records
-from tasks.training_data import check_training_rows, fingerprint
+from tasks.training_data import check_training_rows
+from tasks.training_data import fingerprint
 from tasks.validation import DatasetError
 
 # id of the broken row -> (field to break, bad value, rule that must name it)
@@ -70,7 +71,7 @@ class TestRejectedRows:
 
     def test_reasons_show_the_bad_value(self, outcome):
         _, result = outcome
-        reasons = dict(zip(result.rejected["id"], result.rejected["reason"]))
+        reasons = dict(zip(result.rejected["id"], result.rejected["reason"], strict=True))
         assert "'otra'" in reasons["id-3"]
         assert "3.0" in reasons["id-4"]
         assert "'abc'" in reasons["id-5"]
@@ -197,7 +198,7 @@ class TestParseJsonLines:
 
 
 class TestParseErrors:
-    @pytest.mark.parametrize("data", [b"id,comentario\na,hola\n", b"<html>not found</html>", b"[{\"id\": 1},"])
+    @pytest.mark.parametrize("data", [b"id,comentario\na,hola\n", b"<html>not found</html>", b'[{"id": 1},'])
     def test_not_json_is_a_one_line_dataset_error(self, data):
         with pytest.raises(DatasetError, match="x.txt is not JSON or JSON Lines") as info:
             parse_records(data, "x.txt")

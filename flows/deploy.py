@@ -1,4 +1,4 @@
-"""Operator helpers: stand up the two deployments of ``deployments/prefect.yaml`` on a Prefect server.
+"""Deployment tooling: stand up the two deployments of ``deployments/prefect.yaml`` on a Prefect server.
 
 ``stand_up`` does what the operator section of ``deployments/README.md`` describes, in order:
 create the ``gpu`` and ``cpu`` process work pools (idempotent, ``--overwrite``), then
@@ -7,18 +7,18 @@ with the ``COMENTARIOS_*`` variables the YAML reads (defaults filled in for the 
 print how to start one worker per pool. It drives the ``prefect`` CLI of the running interpreter
 (``python -m prefect``), against whatever ``PREFECT_API_URL`` / profile is in effect.
 
-``python -m flows.ops stand-up`` (used by ``deployments/stand_up.sh``) and ``python -m flows.ops
-worker --pool cpu`` are the command-line entry points; ``flows/cli.py`` can call the same functions.
+``comentarios deploy`` and ``comentarios worker --pool cpu`` (``flows/cli.py``) call these functions;
+``deployments/stand_up.sh`` runs ``comentarios deploy``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
 POOLS = ("gpu", "cpu")
@@ -41,8 +41,9 @@ def find_project_dir(start: Path | None = None) -> Path:
     )
 
 
-def deploy_environment(project_dir: Path, environ: Mapping[str, str] | None = None,
-                       runtime_project_dir: bool = False) -> dict[str, str]:
+def deploy_environment(
+    project_dir: Path, environ: Mapping[str, str] | None = None, runtime_project_dir: bool = False
+) -> dict[str, str]:
     """The environment for ``prefect deploy``: ``environ`` plus a default for each unset (or empty)
     ``COMENTARIOS_*`` variable that ``deployments/prefect.yaml`` reads.
 
@@ -82,13 +83,19 @@ def _run(command: list[str], env: Mapping[str, str], cwd: Path, echo: bool = Tru
     subprocess.run(command, env=dict(env), cwd=cwd, check=True)
 
 
-def create_pools(env: Mapping[str, str], cwd: Path, pools: Sequence[str] = POOLS, pool_type: str = "process") -> None:
+def create_pools(
+    env: Mapping[str, str], cwd: Path, pools: Sequence[str] = POOLS, pool_type: str = "process"
+) -> None:
     for pool in pools:
         _run(prefect_command("work-pool", "create", pool, "--type", pool_type, "--overwrite"), env, cwd)
 
 
 def deploy_all(env: Mapping[str, str], project_dir: Path) -> None:
-    _run(prefect_command("--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)), env, project_dir)
+    _run(
+        prefect_command("--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)),
+        env,
+        project_dir,
+    )
 
 
 def worker_command(pool: str, project_dir: Path | None = None) -> str:
@@ -97,24 +104,43 @@ def worker_command(pool: str, project_dir: Path | None = None) -> str:
     return f"{prefix}prefect worker start --pool {shlex.quote(pool)}"
 
 
-def stand_up(project_dir: Path | None = None, environ: Mapping[str, str] | None = None,
-             pools: Sequence[str] = POOLS, runtime_project_dir: bool = False) -> dict[str, str]:
+def stand_up(
+    project_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    pools: Sequence[str] = POOLS,
+    runtime_project_dir: bool = False,
+) -> dict[str, str]:
     """Create the pools and deploy both deployments; returns the environment used to deploy."""
     project_dir = find_project_dir(project_dir)
     env = deploy_environment(project_dir, environ, runtime_project_dir)
     if not env.get("PREFECT_API_URL"):
-        print("note: PREFECT_API_URL is not set; using the active Prefect profile's API "
-              "(`prefect config view`). Start a server with `prefect server start` and "
-              "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api` first.", flush=True)
-    for name in ("COMENTARIOS_STORAGE", "COMENTARIOS_S3_ENDPOINT_URL", "COMENTARIOS_SOURCE", "COMENTARIOS_SCORE_CRON",
-                 "COMENTARIOS_TZ", "COMENTARIOS_PROJECT_DIR"):
+        print(
+            "note: PREFECT_API_URL is not set; using the active Prefect profile's API "
+            "(`prefect config view`). Start a server with `prefect server start` and "
+            "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api` first.",
+            flush=True,
+        )
+    for name in (
+        "COMENTARIOS_STORAGE",
+        "COMENTARIOS_S3_ENDPOINT_URL",
+        "COMENTARIOS_SOURCE",
+        "COMENTARIOS_SCORE_CRON",
+        "COMENTARIOS_TZ",
+        "COMENTARIOS_PROJECT_DIR",
+    ):
         print(f"{name}={env.get(name, '(unset: read by each worker at run time)')}", flush=True)
     create_pools(env, project_dir, pools)
     deploy_all(env, project_dir)
-    print("\nDeployed " + " and ".join(DEPLOYMENTS) + ". Start one worker per pool (each in its own terminal, "
-          "with the project's virtualenv active and the same PREFECT_API_URL):", flush=True)
+    print(
+        "\nDeployed " + " and ".join(DEPLOYMENTS) + ". Start one worker per pool (each in its own terminal, "
+        "with the project's virtualenv active and the same PREFECT_API_URL):",
+        flush=True,
+    )
     for pool in pools:
-        print("    " + worker_command(pool, Path("/path/to/checkout") if runtime_project_dir else None), flush=True)
+        print(
+            "    " + worker_command(pool, Path("/path/to/checkout") if runtime_project_dir else None),
+            flush=True,
+        )
     print("Then: prefect deployment run 'train-lstm/train-gpu' --watch", flush=True)
     return env
 
@@ -126,31 +152,3 @@ def start_worker(pool: str, extra_args: Sequence[str] = ()) -> int:
         return subprocess.run(command).returncode
     except KeyboardInterrupt:
         return 130
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.ops", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("stand-up", help="Create the gpu and cpu work pools and deploy deployments/prefect.yaml.")
-    up.add_argument("--project-dir", type=Path, default=None, help="Project checkout (default: found from the current folder).")
-    up.add_argument("--runtime-project-dir", action="store_true",
-                    help="Do not store the checkout path in the deployments: each worker reads COMENTARIOS_PROJECT_DIR "
-                         "from its own environment at run time (checkouts at different paths on different machines).")
-    worker = commands.add_parser("worker", help="Start a worker for one pool (prefect worker start --pool POOL).")
-    worker.add_argument("--pool", required=True, choices=POOLS)
-    args = parser.parse_args(argv)
-    if args.command == "stand-up":
-        try:
-            stand_up(args.project_dir, runtime_project_dir=args.runtime_project_dir)
-        except subprocess.CalledProcessError as exc:
-            print(f"stand-up failed: {shlex.join(exc.cmd)} exited with {exc.returncode}", file=sys.stderr)
-            return exc.returncode or 1
-        except FileNotFoundError as exc:
-            print(f"stand-up failed: {exc}", file=sys.stderr)
-            return 1
-        return 0
-    return start_worker(args.pool)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Turning one chunk of an incoming batch into typed rows to score and a report of rows to reject.
+"""Checking one chunk of an incoming batch: typed rows to score, and a report of the rows rejected.
 
 Only ``id`` and ``comentario`` are required; the dataset's other columns are optional and passed
 through with the types of :data:`tasks.outputs.PASSTHROUGH`, and any unknown column is kept in
@@ -17,39 +17,61 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.outputs import PASSTHROUGH, REJECTED_SCHEMA
-from tasks.validation import ROW, Check, Rule, failing_rows, short
+from tasks.outputs import PASSTHROUGH
+from tasks.outputs import REJECTED_SCHEMA
+from tasks.validation import COMENTARIO_BLANK
+from tasks.validation import COMENTARIO_MISSING
+from tasks.validation import ID_MISSING
+from tasks.validation import ROW
+from tasks.validation import Check
+from tasks.validation import Rule
+from tasks.validation import failing_rows
+from tasks.validation import short
 
 REQUIRED = ("id", "comentario")
 KNOWN = [f.name for f in PASSTHROUGH if f.name != "extra_columns"]
-NOT_NULL = Check("ExpectColumnValuesToNotBeNull")
 IS_FALSE = Check("ExpectColumnValuesToBeInSet", {"value_set": [False]})
 
 
 def scoring_rules(max_chars: int) -> list[Rule]:
     return [
-        Rule("id_missing", "id", (NOT_NULL,), lambda v: "id is missing"),
-        Rule("comentario_missing", "comentario", (NOT_NULL,), lambda v: f"comentario is missing or not text ({short(v)})"),
-        Rule("comentario_blank", "comentario", (Check("ExpectColumnValuesToMatchRegex", {"regex": r"\S"}),),
-             lambda v: "comentario is empty or only whitespace"),
-        Rule("comentario_too_long", "comentario", (Check("ExpectColumnValueLengthsToBeBetween", {"max_value": max_chars}),),
-             lambda v: f"comentario has {len(v) if isinstance(v, str) else '?'} characters, over the limit of {max_chars}"),
-        Rule("timestamp_invalid", "timestamp_invalid", (IS_FALSE,), lambda v: f"timestamp {short(v)} is not a date/time"),
-        Rule("sentimiento_invalid", "sentimiento_invalid", (IS_FALSE,), lambda v: f"sentimiento {short(v)} is not a number"),
+        ID_MISSING,
+        COMENTARIO_MISSING,
+        COMENTARIO_BLANK,
+        Rule(
+            "comentario_too_long",
+            "comentario",
+            (Check("ExpectColumnValueLengthsToBeBetween", {"max_value": max_chars}),),
+            lambda v: (
+                f"comentario has {len(v) if isinstance(v, str) else '?'} characters, over the limit of {max_chars}"
+            ),
+        ),
+        Rule(
+            "timestamp_invalid",
+            "timestamp_invalid",
+            (IS_FALSE,),
+            lambda v: f"timestamp {short(v)} is not a date/time",
+        ),
+        Rule(
+            "sentimiento_invalid",
+            "sentimiento_invalid",
+            (IS_FALSE,),
+            lambda v: f"sentimiento {short(v)} is not a number",
+        ),
     ]
 
 
 DUPLICATE_RULE = "id_duplicate"
 
 
-@dataclass
-class PreparedChunk:
+@dataclass(frozen=True)
+class CheckedChunk:
     valid: pa.Table  # PASSTHROUGH columns + row_number, only rows that passed every rule
     rejected: pa.Table  # REJECTED_SCHEMA minus batch fields and rejected_at
-    failures: dict[str, int]
 
 
-def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+def as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Any Arrow column as strings (ids may come as numbers; odd types through Python's str)."""
     try:
         return pc.cast(column, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -64,16 +86,22 @@ def _timestamps(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
         if not column.type.tz:
             micros = pc.assume_timezone(micros, "UTC")
         return micros.cast(pa.timestamp("us", tz="UTC")).combine_chunks(), np.zeros(len(column), bool)
-    text = _as_text(column)
-    parsed = pd.to_datetime(pd.Series(text.to_pylist(), dtype=object), errors="coerce", utc=True, format="ISO8601").dt.floor("us")
+    text = as_text(column)
+    parsed = pd.to_datetime(
+        pd.Series(text.to_pylist(), dtype=object), errors="coerce", utc=True, format="ISO8601"
+    ).dt.floor("us")
     invalid = parsed.isna().to_numpy() & ~np.asarray(text.is_null().to_numpy(zero_copy_only=False))
     return pa.array(parsed, type=pa.timestamp("us", tz="UTC"), from_pandas=True), invalid
 
 
 def _numbers(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
+    if (
+        pa.types.is_integer(column.type)
+        or pa.types.is_floating(column.type)
+        or pa.types.is_decimal(column.type)
+    ):
         return column.cast(pa.float64()).combine_chunks(), np.zeros(len(column), bool)
-    text = _as_text(column)
+    text = as_text(column)
     parsed = pd.to_numeric(pd.Series(text.to_pylist(), dtype=object), errors="coerce")
     invalid = parsed.isna().to_numpy() & ~np.asarray(text.is_null().to_numpy(zero_copy_only=False))
     return pa.array(parsed.to_numpy(dtype=float), pa.float64(), mask=parsed.isna().to_numpy()), invalid
@@ -84,9 +112,16 @@ def _extra_json(table: pa.Table, extra: list[str]) -> pa.Array:
         return pa.nulls(table.num_rows, pa.string())
     selected = table.select(extra)
     for i, field in enumerate(selected.schema):
-        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type) or pa.types.is_fixed_size_binary(field.type):
+        if (
+            pa.types.is_binary(field.type)
+            or pa.types.is_large_binary(field.type)
+            or pa.types.is_fixed_size_binary(field.type)
+        ):
             # bytes are not JSON: keep them as base64 text
-            values = [None if v is None else base64.b64encode(v).decode("ascii") for v in selected.column(i).to_pylist()]
+            values = [
+                None if v is None else base64.b64encode(v).decode("ascii")
+                for v in selected.column(i).to_pylist()
+            ]
             selected = selected.set_column(i, field.name, pa.array(values, pa.string()))
     lines = selected.to_pandas().to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
     # split on "\n" only: str.splitlines() would also split inside values on U+2028, U+0085...
@@ -101,9 +136,7 @@ def _decode_dictionaries(chunk: pa.Table) -> pa.Table:
     return chunk
 
 
-def prepare_chunk(
-    chunk: pa.Table, first_row: int, duplicate_rows: set[int], max_chars: int
-) -> PreparedChunk:
+def check_chunk(chunk: pa.Table, first_row: int, duplicate_rows: set[int], max_chars: int) -> CheckedChunk:
     """Type the known columns, run the rules with GX, and split the chunk into valid and rejected rows."""
     n = chunk.num_rows
     chunk = _decode_dictionaries(chunk)
@@ -120,20 +153,26 @@ def prepare_chunk(
         elif name == "comentario":
             # Only real text is a comment: a number or a list in this column breaks comentario_missing.
             column = chunk[name]
-            typed[name] = column.combine_chunks() if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) else pa.nulls(n, pa.string())
+            typed[name] = (
+                column.combine_chunks()
+                if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+                else pa.nulls(n, pa.string())
+            )
             typed[name] = typed[name].cast(pa.string())
         else:
-            typed[name] = _as_text(chunk[name].combine_chunks())
+            typed[name] = as_text(chunk[name].combine_chunks())
     typed["extra_columns"] = _extra_json(chunk, [c for c in chunk.column_names if c not in KNOWN])
     rows = pa.table(typed, schema=PASSTHROUGH)
 
     rules = scoring_rules(max_chars)
-    view = pd.DataFrame({
-        "id": rows["id"].to_pandas().astype(object),
-        "comentario": rows["comentario"].to_pandas().astype(object),
-        **invalid,
-        ROW: np.arange(n),
-    })
+    view = pd.DataFrame(
+        {
+            "id": rows["id"].to_pandas().astype(object),
+            "comentario": rows["comentario"].to_pandas().astype(object),
+            **invalid,
+            ROW: np.arange(n),
+        }
+    )
     broken = failing_rows(view, rules)
     broken[DUPLICATE_RULE] = {r - first_row for r in duplicate_rows if first_row <= r < first_row + n}
     by_row: dict[int, list[str]] = {}
@@ -145,18 +184,26 @@ def prepare_chunk(
     row_number = pa.array(np.arange(first_row, first_row + n), pa.int64())
     valid = rows.append_column("row_number", row_number).filter(pa.array(~reject_mask))
     rejected = _rejected_rows(chunk, rows, by_row, rules, row_number)
-    return PreparedChunk(valid, rejected, {name: len(v) for name, v in broken.items()})
+    return CheckedChunk(valid, rejected)
 
 
-def _rejected_rows(chunk: pa.Table, rows: pa.Table, by_row: dict[int, list[str]], rules: list[Rule], row_number: pa.Array) -> pa.Table:
+def _rejected_rows(
+    chunk: pa.Table, rows: pa.Table, by_row: dict[int, list[str]], rules: list[Rule], row_number: pa.Array
+) -> pa.Table:
     positions = sorted(by_row)
     reasons = {r.name: r for r in rules}
     originals = {name: (chunk[name] if name in chunk.column_names else None) for name in KNOWN}
-    out: dict[str, list] = {name: [] for name in REJECTED_SCHEMA.names if name not in ("batch", "batch_key", "rejected_at")}
+    out: dict[str, list] = {
+        name: [] for name in REJECTED_SCHEMA.names if name not in ("batch", "batch_key", "rejected_at")
+    }
     for p in positions:
         for name in KNOWN:
             value = originals[name][p].as_py() if originals[name] is not None else None
-            out[name].append(None if value is None else (value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)))
+            out[name].append(
+                None
+                if value is None
+                else (value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
+            )
         out["extra_columns"].append(rows["extra_columns"][p].as_py())
         out["row_number"].append(row_number[p].as_py())
         names = by_row[p]
@@ -172,4 +219,6 @@ def _rejected_rows(chunk: pa.Table, rows: pa.Table, by_row: dict[int, list[str]]
                 texts.append(rule.reason(value))
         out["reason"].append("; ".join(texts))
     fields = [REJECTED_SCHEMA.field(name) for name in out]
-    return pa.table({name: pa.array(values, f.type) for (name, values), f in zip(out.items(), fields)})
+    return pa.table(
+        {name: pa.array(values, f.type) for (name, values), f in zip(out.items(), fields, strict=True)}
+    )

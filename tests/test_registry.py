@@ -1,0 +1,148 @@
+"""The versioned model registry (``models/<version>/`` + ``LATEST``) on a local Storage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from prefect.logging import disable_run_logger
+
+from helpers import tiny_bundle
+from lstm_model.bundle import WEIGHTS_FILE
+from lstm_model.predict import Classifier
+from tasks.registry import COMPLETE
+from tasks.registry import LATEST
+from tasks.registry import ModelNotFound
+from tasks.registry import is_complete
+from tasks.registry import load_bundle
+from tasks.registry import promote_model
+from tasks.registry import resolve_version
+from tasks.registry import set_latest
+from tasks.registry import version_dir
+from tasks.registry import write_version
+from tasks.storage import Storage
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+PROBE_TEXTS = ["El pedido de cámara llegó dañado", "no acepta mi tarjeta", "el precio subió", ""]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    bundle, fitted = tiny_bundle()
+    return fitted.model, bundle
+
+
+@pytest.fixture
+def storage(tmp_path) -> Storage:
+    return Storage(str(tmp_path))
+
+
+class TestWriteVersion:
+    def test_written_version_loads_back(self, storage, trained):
+        _, bundle = trained
+        write_version(storage, bundle.version, bundle.to_files())
+        assert is_complete(storage, bundle.version)
+        loaded = load_bundle(storage, bundle.version)
+        assert loaded.version == bundle.version
+        assert np.array_equal(
+            Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS),
+            Classifier.from_bundle(bundle).predict_proba(PROBE_TEXTS),
+        )
+
+    def test_manifest_lists_every_file_with_its_sha256(self, storage, trained):
+        _, bundle = trained
+        files = {**bundle.to_files(), "learning_curve.png": b"\x89PNG..."}
+        write_version(storage, "v1", files)
+        manifest = json.loads(storage.read_text(f"{version_dir('v1')}/{COMPLETE}"))
+        assert manifest["version"] == "v1"
+        assert manifest["files"] == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        for name, data in files.items():
+            assert storage.read_bytes(f"models/v1/{name}") == data
+
+    def test_no_temporary_files_are_left(self, storage, trained, tmp_path):
+        _, bundle = trained
+        write_version(storage, "v1", bundle.to_files())
+        assert not [p for p in (tmp_path / "models" / "v1").iterdir() if p.name.startswith(".tmp")]
+
+
+class TestIncompleteVersion:
+    def test_folder_without_complete_marker_is_not_loadable(self, storage, trained):
+        _, bundle = trained
+        for name, data in bundle.to_files().items():  # every file, but no _COMPLETE
+            storage.write_bytes(f"models/v-half/{name}", data)
+        assert not is_complete(storage, "v-half")
+        with pytest.raises(ModelNotFound, match="v-half"):
+            load_bundle(storage, "v-half")
+
+    def test_cannot_point_latest_at_it(self, storage, trained):
+        _, bundle = trained
+        storage.write_bytes(f"models/v-half/{WEIGHTS_FILE}", bundle.to_files()[WEIGHTS_FILE])
+        with pytest.raises(ModelNotFound, match="not a complete model version"):
+            set_latest(storage, "v-half")
+        assert not storage.exists(LATEST)
+
+    def test_unknown_version(self, storage):
+        with pytest.raises(ModelNotFound, match="not found"):
+            load_bundle(storage, "does-not-exist")
+
+
+class TestLatestPointer:
+    def test_set_latest_then_resolve(self, storage, trained):
+        _, bundle = trained
+        write_version(storage, "v1", bundle.to_files())
+        write_version(storage, "v2", bundle.to_files())
+        set_latest(storage, "v1")
+        assert storage.read_text(LATEST) == "v1\n"
+        assert resolve_version(storage) == "v1"
+        set_latest(storage, "v2")
+        assert resolve_version(storage, "latest") == "v2"
+        assert load_bundle(storage).version == bundle.version  # "latest" loads the pointed-at folder
+
+    def test_explicit_version_is_returned_as_is(self, storage):
+        assert resolve_version(storage, "v9") == "v9"
+
+    def test_no_latest_yet(self, storage):
+        with pytest.raises(ModelNotFound, match="no promoted model"):
+            resolve_version(storage)
+        with pytest.raises(ModelNotFound):
+            load_bundle(storage)
+
+
+class TestPromotionGate:
+    @pytest.fixture
+    def two_versions(self, storage, trained):
+        _, bundle = trained
+        write_version(storage, "v-old", bundle.to_files())
+        write_version(storage, "v-new", bundle.to_files())
+        set_latest(storage, "v-old")
+        return storage
+
+    def test_promotes_when_macro_f1_reaches_threshold(self, two_versions):
+        with disable_run_logger():
+            assert promote_model.fn(two_versions, "v-new", 0.96, 0.95) is True
+        assert resolve_version(two_versions) == "v-new"
+
+    def test_promotes_at_exactly_the_threshold(self, two_versions):
+        with disable_run_logger():
+            assert promote_model.fn(two_versions, "v-new", 0.95, 0.95) is True
+        assert resolve_version(two_versions) == "v-new"
+
+    def test_miss_keeps_latest_unchanged(self, two_versions):
+        with disable_run_logger():
+            assert promote_model.fn(two_versions, "v-new", 0.9499, 0.95) is False
+        assert two_versions.read_text(LATEST) == "v-old\n"
+        assert is_complete(two_versions, "v-new")  # the new version is kept, only not promoted
+
+    def test_miss_without_any_latest_writes_none(self, storage, trained):
+        _, bundle = trained
+        write_version(storage, "v1", bundle.to_files())
+        with disable_run_logger():
+            assert promote_model.fn(storage, "v1", 0.5, 0.95) is False
+        assert not storage.exists(LATEST)
+
+    def test_passing_score_on_incomplete_version_is_refused(self, storage):
+        with disable_run_logger(), pytest.raises(ModelNotFound):
+            promote_model.fn(storage, "v-missing", 1.0, 0.95)
+        assert not storage.exists(LATEST)
