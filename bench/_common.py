@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,17 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "comentarios_train.json"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (every figure is quoted with it: these machines differ day to day)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def load_rows(path: Path = SHARED_DATA) -> list[dict]:
@@ -38,8 +50,10 @@ class Trained:
     parts: dict[str, np.ndarray]  # row positions of train/val/test in ``rows``
 
 
-def fit_on_rows(rows: list[dict], cfg) -> Trained:
-    """Split ``rows`` as the training flow does and train with :func:`lstm_model.fit.fit_classifier`."""
+def fit_on_rows(rows: list[dict], cfg, calibration=None) -> Trained:
+    """Split ``rows`` as the training flow does and train with :func:`lstm_model.fit.fit_classifier`
+    (``calibration``: a labelled frame that fits the needs_review threshold, as the flow's dev half)."""
+    from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
     from lstm_model.splits import stratified_split
 
@@ -50,14 +64,17 @@ def fit_on_rows(rows: list[dict], cfg) -> Trained:
     texts = [r["comentario"] for r in rows]
     train, val = parts["train"], parts["val"]
     fitted = fit_classifier(
-        [texts[i] for i in train],
-        [categories[i] for i in train],
-        [texts[i] for i in val],
-        [categories[i] for i in val],
+        LabelledTexts([texts[i] for i in train], [categories[i] for i in train]),
+        LabelledTexts([texts[i] for i in val], [categories[i] for i in val]),
         sorted(set(categories)),
+        calibration=LabelledTexts(calibration["comentario"].tolist(), calibration["categoria"].tolist())
+        if calibration is not None
+        else None,
         text=cfg.text_settings(),
         architecture=cfg.architecture(),
         training=cfg.training_settings(),
+        second=cfg.second_model_settings(),
+        review=cfg.review_settings(),
     )
     return Trained(fitted, parts)
 

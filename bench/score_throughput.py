@@ -72,17 +72,16 @@ def worker(
 ) -> dict:
     import fsspec
 
+    from flows.configs import ScoreConfig
     from tasks.batches import BatchFile
     from tasks.batches import content_key
-    from tasks.scoring import ScoringSettings
     from tasks.scoring import score_file
     from tasks.storage import Storage
 
     storage = Storage(storage_root)
     fs = fsspec.filesystem("file")
-    settings = ScoringSettings(precision=precision, device=device)
-    if int(inference_batch):
-        settings = ScoringSettings(precision=precision, device=device, inference_batch=int(inference_batch))
+    options = {"inference_batch": int(inference_batch)} if int(inference_batch) else {}
+    settings = ScoreConfig(precision=precision, device=device, **options).scoring_settings()
     # Warm-up on a small batch: imports (GX takes seconds), GX context, model load. A nightly run
     # pays this once per process, not per batch.
     started = time.perf_counter()

@@ -48,10 +48,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow running the script without installing the project
     sys.path.insert(0, str(ROOT))
 
+from bench._common import cpu_name
 from flows.configs import TrainConfig
 from lstm_model.batching import EncodedTexts
 from lstm_model.batching import encode_tokens
 from lstm_model.fit import FittedModel
+from lstm_model.fit import LabelledTexts
 from lstm_model.fit import fit_classifier
 from lstm_model.model import LSTMClassifier
 from lstm_model.model import ModelConfig
@@ -139,10 +141,8 @@ def run_ours(data: Prepared, settings: TrainConfig, epochs: int) -> tuple[OursRe
         )
 
     fitted = fit_classifier(
-        data.texts["train"],
-        data.categories["train"],
-        data.texts["val"],
-        data.categories["val"],
+        LabelledTexts(data.texts["train"], data.categories["train"]),
+        LabelledTexts(data.texts["val"], data.categories["val"]),
         CATEGORIES,
         text=settings.text_settings(),
         architecture=settings.architecture(),
@@ -212,19 +212,9 @@ def run_reference(data: Prepared, vocab: Vocabulary, settings: TrainConfig, step
 # ------------------------------------------------------------------------------------------- report
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def print_environment() -> None:
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU: {cpu_model()} "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU: {cpu_name()} "
         f"({os.cpu_count()} logical cores), Python {platform.python_version()}"
     )
     print_load("at start")

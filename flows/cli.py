@@ -112,6 +112,7 @@ def _run_score(args: argparse.Namespace) -> int:
     print(
         f"rows:          {summary.rows_in} in, {summary.rows_predicted} predicted, {summary.rows_rejected} rejected"
     )
+    print(f"review:        {summary.rows_flagged} predictions flagged needs_review")
     return 0
 
 

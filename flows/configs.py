@@ -16,6 +16,9 @@ from pydantic import Field
 from pydantic import field_validator
 
 from lstm_model.settings import ArchitectureSettings
+from lstm_model.settings import Pooling
+from lstm_model.settings import ReviewSettings
+from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from tasks.schema import CATEGORIES
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 # The defaults of the model and training fields live in lstm_model/settings.py; read them from there.
 _TEXT, _ARCH, _TRAIN = TextSettings(), ArchitectureSettings(), TrainingSettings()
+_SECOND, _REVIEW = SecondModelSettings(), ReviewSettings()
 S = TypeVar("S", TextSettings, ArchitectureSettings, TrainingSettings)
 
 DEFAULT_SOURCE = (
@@ -90,10 +94,21 @@ class TrainConfig(StorageParams):
     max_len: int = Field(
         _TEXT.max_len, ge=1, description="Tokens kept per comment (longer comments are cut)."
     )
+    stem: bool = Field(
+        _TEXT.stem, description="Key tokens by their Spanish Snowball stem (envío, envíos -> enví)."
+    )
+    drop_stopwords: bool = Field(
+        _TEXT.drop_stopwords,
+        description="Drop Spanish stop words (de, la, que...) before the model reads a comment.",
+    )
+    strip_accents: bool = Field(
+        _TEXT.strip_accents,
+        description="Key tokens without accents (envío and envio are one entry; ñ stays).",
+    )
     prefix_chars: int | None = Field(
         _TEXT.prefix_chars,
         ge=1,
-        description="Cut tokens to this many characters (a light stemmer); unset for whole words.",
+        description="Cut token keys to this many characters (a light stemmer); unset for no cut.",
     )
     embedding_dim: int = Field(_ARCH.embedding_dim, ge=1, description="Embedding size.")
     hidden_size: int = Field(_ARCH.hidden_size, ge=1, description="LSTM hidden units.")
@@ -101,6 +116,11 @@ class TrainConfig(StorageParams):
     lstm_dropout: float = Field(_ARCH.lstm_dropout, ge=0, lt=1, description="Dropout between LSTM layers.")
     head_sizes: list[int] = Field(list(_ARCH.head_sizes), description="Hidden layer sizes of the MLP head.")
     head_dropout: float = Field(_ARCH.head_dropout, ge=0, lt=1, description="Dropout in the MLP head.")
+    pooling: Pooling = Field(
+        _ARCH.pooling,
+        description="How the LSTM outputs become one vector: mean, max or attention over every token, "
+        "or last (the state after the last token, as the reference notebook did).",
+    )
     epochs: int = Field(
         _TRAIN.epochs, ge=1, description="Maximum epochs (early stopping usually ends sooner)."
     )
@@ -131,6 +151,25 @@ class TrainConfig(StorageParams):
     device: Literal["auto", "cpu", "cuda"] = Field(
         _TRAIN.device, description="auto uses CUDA when present; cuda without a GPU is an error."
     )
+    second_model_weight: float = Field(
+        _SECOND.weight,
+        ge=0,
+        le=1,
+        description="Share of the bag-of-stems model in the averaged probabilities (0: the LSTM alone).",
+    )
+    review_catch_target: float = Field(
+        _REVIEW.catch_target,
+        gt=0,
+        le=1,
+        description="needs_review threshold: flag this share of the wrong predictions on the free-form "
+        "calibration comments...",
+    )
+    review_max_flagged: float = Field(
+        _REVIEW.max_validation_flagged,
+        ge=0,
+        le=1,
+        description="...unless that flags more than this share of the validation rows.",
+    )
     promote_threshold: float = Field(
         0.95, ge=0, le=1, description="Test macro-F1 needed to make the new model 'latest'."
     )
@@ -148,6 +187,14 @@ class TrainConfig(StorageParams):
 
     def training_settings(self) -> TrainingSettings:
         return self._settings(TrainingSettings)
+
+    def second_model_settings(self) -> SecondModelSettings:
+        return SecondModelSettings(weight=self.second_model_weight)
+
+    def review_settings(self) -> ReviewSettings:
+        return ReviewSettings(
+            catch_target=self.review_catch_target, max_validation_flagged=self.review_max_flagged
+        )
 
 
 class ScoreConfig(StorageParams):

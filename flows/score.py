@@ -31,6 +31,7 @@ class ScoreSummary(BaseModel):
     rows_in: int
     rows_predicted: int
     rows_rejected: int
+    rows_flagged: int  # predictions with needs_review
 
 
 def build_task_runner(config: ScoreConfig) -> TaskRunner:
@@ -88,12 +89,14 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
         rows_in=sum(r.rows_in for r in results),
         rows_predicted=sum(r.rows_predicted for r in results),
         rows_rejected=sum(r.rows_rejected for r in results),
+        rows_flagged=sum(r.summary.rows_flagged for r in results if r.summary),
     )
     logger.info(
-        "Scored %d batch(es): %d rows in, %d predicted, %d rejected",
+        "Scored %d batch(es): %d rows in, %d predicted (%d flagged for review), %d rejected",
         len(summary.scored),
         summary.rows_in,
         summary.rows_predicted,
+        summary.rows_flagged,
         summary.rows_rejected,
     )
     problems = [f"{name}: unreadable ({why})" for name, why in summary.unreadable.items()]

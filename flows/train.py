@@ -44,14 +44,19 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     frame = parse_source(raw, config.source)
     checked = validate_training_data(frame, config.categories, config.severities)
     splits = split_dataset(checked.valid, config.val_fraction, config.test_fraction, config.seed)
+    freeform = load_freeform_eval(config.categories)
     fitted = train_model(
         splits,
         tuple(sorted(config.categories)),
         config.text_settings(),
         config.architecture(),
         config.training_settings(),
+        config.second_model_settings(),
+        config.review_settings(),
+        calibration=freeform.dev,
     )
-    metrics = evaluate_model(fitted, {"test": splits["test"], "freeform": load_freeform_eval()})
+    evaluation_sets = {"test": splits["test"], "freeform": freeform.final}
+    metrics = evaluate_model(fitted, {name: rows for name, rows in evaluation_sets.items() if len(rows)})
     bundle = package_model(fitted, metrics, splits, fingerprint(checked.valid))
     version = bundle.version
     model_uri = publish_model(

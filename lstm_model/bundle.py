@@ -14,18 +14,23 @@ from dataclasses import field
 
 import torch
 
+from lstm_model.bag_model import BagConfig
+from lstm_model.bag_model import BagOfKeysClassifier
 from lstm_model.evaluation import Metrics
 from lstm_model.fit import FittedModel
 from lstm_model.fit import TrainingReport
 from lstm_model.model import LSTMClassifier
 from lstm_model.model import ModelConfig
+from lstm_model.review import ReviewPolicy
 from lstm_model.vocab import Vocabulary
 
 WEIGHTS_FILE = "weights.pt"
 VOCAB_FILE = "vocab.json"
 META_FILE = "bundle.json"
 SPLITS_FILE = "splits.json"
-BUNDLE_FILES = (WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE)
+SECOND_WEIGHTS_FILE = "second_model.pt"  # bundles trained before the second model have none
+BUNDLE_FILES = (WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE)  # every bundle has these
+MODEL_FILES = (*BUNDLE_FILES, SECOND_WEIGHTS_FILE)  # what a bundle can hold
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class ModelBundle:
     metrics: dict[str, Metrics] = field(default_factory=dict)
     splits: dict[str, list[str]] = field(default_factory=dict)
     frame_tokens: tuple[str, ...] = ()
+    second_state_dict: dict[str, torch.Tensor] | None = None  # the bag-of-stems model, if any
+    second_model_weight: float = 0.0
+    review: ReviewPolicy = ReviewPolicy(min_confidence=None)
 
     @classmethod
     def from_fitted(
@@ -52,11 +60,11 @@ class ModelBundle:
         metrics: dict[str, Metrics] | None = None,
         splits: dict[str, list[str]] | None = None,
     ) -> ModelBundle:
-        state = {k: v.detach().to("cpu").clone() for k, v in fitted.model.state_dict().items()}
+        second = fitted.second_model
         return cls(
             version=version,
             model_config=fitted.model.config,
-            state_dict=state,
+            state_dict=_cpu_copy(fitted.model),
             vocab=fitted.vocab,
             labels=fitted.labels,
             max_len=fitted.max_len,
@@ -65,6 +73,9 @@ class ModelBundle:
             metrics=dict(metrics or {}),
             splits=dict(splits or {}),
             frame_tokens=fitted.frame_tokens,
+            second_state_dict=_cpu_copy(second) if second is not None else None,
+            second_model_weight=fitted.second_model_weight if second is not None else 0.0,
+            review=fitted.review,
         )
 
     def build_model(self, device: str | torch.device = "cpu") -> LSTMClassifier:
@@ -72,9 +83,15 @@ class ModelBundle:
         model.load_state_dict(self.state_dict)
         return model.to(device).eval()
 
+    def build_second_model(self, device: str | torch.device = "cpu") -> BagOfKeysClassifier | None:
+        if self.second_state_dict is None:
+            return None
+        config = BagConfig(vocab_size=len(self.vocab), num_classes=len(self.labels))
+        model = BagOfKeysClassifier(config)
+        model.load_state_dict(self.second_state_dict)
+        return model.to(device).eval()
+
     def to_files(self) -> dict[str, bytes]:
-        weights = io.BytesIO()
-        torch.save(self.state_dict, weights)
         meta = {
             "version": self.version,
             "model_config": self.model_config.to_dict(),
@@ -84,13 +101,18 @@ class ModelBundle:
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
             "training": self.training.to_dict(),
             "frame_tokens": list(self.frame_tokens),
+            "second_model_weight": self.second_model_weight,
+            "review": self.review.to_dict(),
         }
-        return {
-            WEIGHTS_FILE: weights.getvalue(),
+        files = {
+            WEIGHTS_FILE: _tensor_bytes(self.state_dict),
             VOCAB_FILE: self.vocab.to_json().encode(),
             META_FILE: json.dumps(meta, ensure_ascii=False, indent=2).encode(),
             SPLITS_FILE: json.dumps(self.splits).encode(),
         }
+        if self.second_state_dict is not None:
+            files[SECOND_WEIGHTS_FILE] = _tensor_bytes(self.second_state_dict)
+        return files
 
     @classmethod
     def from_files(cls, files: dict[str, bytes]) -> ModelBundle:
@@ -98,11 +120,11 @@ class ModelBundle:
         if missing:
             raise ValueError(f"model bundle is incomplete, missing {missing}")
         meta = json.loads(files[META_FILE])
-        state = torch.load(io.BytesIO(files[WEIGHTS_FILE]), map_location="cpu", weights_only=True)
+        second = files.get(SECOND_WEIGHTS_FILE)
         return cls(
             version=meta["version"],
             model_config=ModelConfig.from_dict(meta["model_config"]),
-            state_dict=state,
+            state_dict=_load_tensors(files[WEIGHTS_FILE]),
             vocab=Vocabulary.from_json(files[VOCAB_FILE].decode()),
             labels=tuple(meta["labels"]),
             max_len=meta["max_len"],
@@ -111,4 +133,22 @@ class ModelBundle:
             metrics={name: Metrics.from_dict(m) for name, m in meta.get("metrics", {}).items()},
             splits=json.loads(files[SPLITS_FILE]),
             frame_tokens=tuple(meta.get("frame_tokens", [])),
+            second_state_dict=_load_tensors(second) if second is not None else None,
+            second_model_weight=meta.get("second_model_weight", 0.0) if second is not None else 0.0,
+            review=ReviewPolicy.from_dict(meta.get("review")),
         )
+
+
+def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+
+
+def _tensor_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    out = io.BytesIO()
+    torch.save(state, out)
+    return out.getvalue()
+
+
+def _load_tensors(data: bytes) -> dict[str, torch.Tensor]:
+    """A state_dict, never arbitrary pickled objects (``weights_only``)."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

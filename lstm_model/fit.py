@@ -1,8 +1,9 @@
 """The whole training sequence, once: texts and labels in, a trained classifier and its report out.
 
-tokenise -> vocabulary (training split only) -> template tokens -> encode -> seeded LSTM ->
-``train_classifier``. The Prefect task, the benchmarks and the tests all call :func:`fit_classifier`,
-so there is one way to train and it is the one the product uses.
+tokenise -> vocabulary (training split only) -> template tokens -> encode -> seeded LSTM and
+bag-of-stems model (``train_classifier`` for both) -> the ``needs_review`` threshold. The Prefect
+task, the benchmarks and the tests all call :func:`fit_classifier`, so there is one way to train
+and it is the one the product uses.
 """
 
 from __future__ import annotations
@@ -12,17 +13,24 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import fields
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from lstm_model.bag_model import BagConfig
+from lstm_model.bag_model import BagOfKeysClassifier
 from lstm_model.batching import encode_tokens
 from lstm_model.frames import find_frame_tokens
 from lstm_model.frames import frame_id_mask
 from lstm_model.model import LSTMClassifier
 from lstm_model.model import ModelConfig
+from lstm_model.review import ReviewPolicy
+from lstm_model.review import fit_review_policy
 from lstm_model.settings import ArchitectureSettings
+from lstm_model.settings import ReviewSettings
+from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from lstm_model.tokenizer import tokenize_arrow
@@ -30,6 +38,8 @@ from lstm_model.training import EpochMetrics
 from lstm_model.training import seed_everything
 from lstm_model.training import train_classifier
 from lstm_model.vocab import Vocabulary
+
+SECOND_MODEL_SEED_OFFSET = 1000  # its masking draws differ from the LSTM's
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class TrainingReport:
     # scoring reports compare each batch's share with the validation one (new words = drift).
     train_unknown_share: float | None = None
     val_unknown_share: float | None = None
+    second_model_best_epoch: int | None = None
+    second_model_epochs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +67,8 @@ class TrainingReport:
             "history": [asdict(h) for h in self.history],
             "train_unknown_share": self.train_unknown_share,
             "val_unknown_share": self.val_unknown_share,
+            "second_model_best_epoch": self.second_model_best_epoch,
+            "second_model_epochs": self.second_model_epochs,
         }
 
     @classmethod
@@ -71,61 +85,92 @@ class TrainingReport:
             ),
             train_unknown_share=data.get("train_unknown_share"),
             val_unknown_share=data.get("val_unknown_share"),
+            second_model_best_epoch=data.get("second_model_best_epoch"),
+            second_model_epochs=data.get("second_model_epochs"),
         )
 
 
 @dataclass(frozen=True)
 class FittedModel:
-    """A trained network with the vocabulary and labels it reads and writes."""
+    """Trained networks with the vocabulary and labels they read and write, and the review rule."""
 
     model: LSTMClassifier
+    second_model: BagOfKeysClassifier | None
+    second_model_weight: float
     vocab: Vocabulary
     labels: tuple[str, ...]
     max_len: int
     frame_tokens: tuple[str, ...]
+    review: ReviewPolicy
     report: TrainingReport
 
 
+@dataclass(frozen=True)
+class LabelledTexts:
+    texts: Sequence[str]
+    labels: Sequence[str]
+
+
 def fit_classifier(
-    train_texts: Sequence[str],
-    train_labels: Sequence[str],
-    val_texts: Sequence[str],
-    val_labels: Sequence[str],
+    train: LabelledTexts,
+    val: LabelledTexts,
     labels: Sequence[str],
     *,
+    calibration: LabelledTexts | None = None,
     text: TextSettings = TextSettings(),
     architecture: ArchitectureSettings = ArchitectureSettings(),
     training: TrainingSettings = TrainingSettings(),
+    second: SecondModelSettings = SecondModelSettings(),
+    review: ReviewSettings = ReviewSettings(),
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> FittedModel:
-    """Build the vocabulary on the training texts only, find template tokens, train, return the best epoch.
+    """Build the vocabulary on the training texts only, find template tokens, train both models.
 
-    ``labels`` fixes the class order (the model's output columns); every value of ``train_labels``
-    and ``val_labels`` must be one of them.
+    ``labels`` fixes the class order (the models' output columns); every label of the texts must
+    be one of them. ``calibration`` (hand-written free-form comments the models never train on)
+    fixes the ``needs_review`` threshold; without it, no confidence threshold is fitted.
     """
+    from lstm_model.predict import Classifier  # predict builds on this module's types
+
     labels = tuple(labels)
     index = {label: i for i, label in enumerate(labels)}
-    train_tokens = tokenize_arrow(pa.array(list(train_texts), pa.string()))
-    val_tokens = tokenize_arrow(pa.array(list(val_texts), pa.string()))
-    train_lists = train_tokens.to_pylist()
+    train_tokens = tokenize_arrow(pa.array(list(train.texts), pa.string()))
+    val_tokens = tokenize_arrow(pa.array(list(val.texts), pa.string()))
     vocab = Vocabulary.build(
-        train_lists, min_freq=text.min_freq, max_size=text.max_vocab, prefix_chars=text.prefix_chars
+        train_tokens.to_pylist(), form=text.token_form(), min_freq=text.min_freq, max_size=text.max_vocab
     )
     frames = find_frame_tokens(
-        [vocab.normalise(t) for t in train_lists], list(train_labels), min_class_coverage=text.frame_coverage
+        vocab.form.keys_arrow(train_tokens).to_pylist(),
+        list(train.labels),
+        min_class_coverage=text.frame_coverage,
     )
+    frame_mask = frame_id_mask(vocab, frames)
+    train_ids, val_ids = (
+        encode_tokens(train_tokens, vocab, text.max_len),
+        encode_tokens(val_tokens, vocab, text.max_len),
+    )
+    train_y = np.array([index[label] for label in train.labels], dtype=np.int64)
+    val_y = np.array([index[label] for label in val.labels], dtype=np.int64)
+
     seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
     model = LSTMClassifier(ModelConfig.for_data(architecture, vocab_size=len(vocab), num_classes=len(labels)))
     result = train_classifier(
-        model,
-        encode_tokens(train_tokens, vocab, text.max_len),
-        np.array([index[label] for label in train_labels], dtype=np.int64),
-        encode_tokens(val_tokens, vocab, text.max_len),
-        np.array([index[label] for label in val_labels], dtype=np.int64),
-        training,
-        frame_mask=frame_id_mask(vocab, frames),
-        on_epoch=on_epoch,
+        model, train_ids, train_y, val_ids, val_y, training, frame_mask=frame_mask, on_epoch=on_epoch
     )
+    second_model, second_result = None, None
+    if second.weight > 0:
+        second_model = BagOfKeysClassifier(BagConfig(vocab_size=len(vocab), num_classes=len(labels)))
+        second_training = replace(
+            training,
+            epochs=second.epochs,
+            learning_rate=second.learning_rate,
+            patience=second.patience,
+            seed=training.seed + SECOND_MODEL_SEED_OFFSET,
+            grad_clip=None,
+        )
+        second_result = train_classifier(
+            second_model, train_ids, train_y, val_ids, val_y, second_training, frame_mask=frame_mask
+        )
     report = TrainingReport(
         settings=training,
         device=result.device,
@@ -134,5 +179,31 @@ def fit_classifier(
         history=tuple(result.history),
         train_unknown_share=vocab.unknown_share(train_tokens),  # > 0 only with min_freq/max_vocab cuts
         val_unknown_share=vocab.unknown_share(val_tokens),
+        second_model_best_epoch=second_result.best_epoch if second_result else None,
+        second_model_epochs=len(second_result.history) if second_result else None,
     )
-    return FittedModel(model, vocab, labels, text.max_len, tuple(frames), report)
+    fitted = FittedModel(
+        model,
+        second_model,
+        second.weight,
+        vocab,
+        labels,
+        text.max_len,
+        tuple(frames),
+        ReviewPolicy(min_confidence=None),
+        report,
+    )
+    if calibration is None or not len(calibration.texts):
+        return fitted
+    classifier = Classifier.from_fitted(fitted)
+    cal, on_val = classifier.score(list(calibration.texts)), classifier.score(list(val.texts))
+    policy = fit_review_policy(
+        cal.probs,
+        np.array([index[label] for label in calibration.labels]),
+        cal.readable,
+        on_val.probs,
+        on_val.readable,
+        catch_target=review.catch_target,
+        max_validation_flagged=review.max_validation_flagged,
+    )
+    return replace(fitted, review=policy)

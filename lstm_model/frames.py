@@ -42,11 +42,11 @@ def find_frame_tokens(
 
 
 def frame_id_mask(vocab: Vocabulary, frame_tokens: Sequence[str]) -> np.ndarray:
-    """Boolean array over vocabulary ids: True for the ids of frame tokens."""
+    """Boolean array over vocabulary ids: True for the ids of frame tokens (vocabulary keys)."""
     mask = np.zeros(len(vocab), dtype=bool)
-    for tok in frame_tokens:
-        if tok in vocab:
-            mask[vocab.id_of(tok)] = True
+    for key in frame_tokens:
+        if key in vocab:
+            mask[vocab.id_of_key(key)] = True
     return mask
 
 

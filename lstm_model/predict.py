@@ -1,4 +1,4 @@
-"""Batch inference: texts in, class probabilities out, each distinct text scored once."""
+"""Batch inference: texts in, class probabilities and review flags out, each distinct text scored once."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from torch import nn
 
 from lstm_model.batching import EncodedTexts
 from lstm_model.batching import encode_ids
@@ -17,7 +18,8 @@ from lstm_model.batching import pad_rows
 from lstm_model.batching import unique_rows
 from lstm_model.bundle import ModelBundle
 from lstm_model.fit import FittedModel
-from lstm_model.model import LSTMClassifier
+from lstm_model.review import ReviewPolicy
+from lstm_model.review import has_readable_word
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import autocast_for
 from lstm_model.training import resolve_device
@@ -27,21 +29,36 @@ from lstm_model.vocab import Vocabulary
 
 @dataclass(frozen=True)
 class TextScores:
-    probs: np.ndarray  # [rows, classes], input order
+    probs: np.ndarray  # [rows, classes], input order; uniform for a row with no readable word
+    readable: np.ndarray  # bool: the text has a word (a token with a letter)
+    known: np.ndarray  # bool: at least one of its tokens is in the vocabulary
+    needs_review: np.ndarray  # bool
+    review_reason: pa.Array  # string, null where the row is not flagged
     token_count: int  # tokens in all rows (before truncation to max_len)
     unknown_count: int  # of which the vocabulary does not know
 
+    @property
+    def predicted(self) -> np.ndarray:
+        """Index of the predicted class, -1 where the text has no readable word (no class given)."""
+        return np.where(self.readable, self.probs.argmax(axis=1), -1) if len(self.probs) else np.zeros(0, int)
+
 
 class Classifier:
-    """A trained network with its vocabulary, ready to score; build once per process and reuse."""
+    """The trained networks with their vocabulary and review rule; build once per process and reuse.
+
+    With a second model, the probabilities are ``(1 - w) * LSTM + w * second``.
+    """
 
     def __init__(
         self,
-        model: LSTMClassifier,
+        model: nn.Module,
         vocab: Vocabulary,
         labels: tuple[str, ...],
         max_len: int,
         *,
+        second_model: nn.Module | None = None,
+        second_model_weight: float = 0.0,
+        review: ReviewPolicy = ReviewPolicy(min_confidence=None),
         device: str = "cpu",
         precision: str = "fp32",
         batch_size: int = 1024,
@@ -51,45 +68,74 @@ class Classifier:
         self.vocab = vocab
         self.labels = tuple(labels)
         self.max_len = max_len
+        self.review = review
         self.device = resolve_device(device)
         self.precision = precision
         self.batch_size = batch_size
-        self.model = model.to(self.device).eval()
+        self.models = [model.to(self.device).eval()]
+        self.weights = [1.0]
+        if second_model is not None and second_model_weight > 0:
+            self.models.append(second_model.to(self.device).eval())
+            self.weights = [1.0 - second_model_weight, second_model_weight]
         if precision == "bf16" and self.device.type == "cpu":
             # Casting the weights (not autocast, which oneDNN's LSTM rejects on CPU) runs the whole
             # network in bf16; the bench checks it agrees with fp32.
-            self.model = self.model.to(torch.bfloat16)
+            self.models = [m.to(torch.bfloat16) for m in self.models]
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, **options: Any) -> Classifier:
-        return cls(bundle.build_model(), bundle.vocab, bundle.labels, bundle.max_len, **options)
+        return cls(
+            bundle.build_model(),
+            bundle.vocab,
+            bundle.labels,
+            bundle.max_len,
+            second_model=bundle.build_second_model(),
+            second_model_weight=bundle.second_model_weight,
+            review=bundle.review,
+            **options,
+        )
 
     @classmethod
     def from_fitted(cls, fitted: FittedModel, **options: Any) -> Classifier:
-        """The just-trained model, scored exactly as it will be once bundled and loaded."""
-        return cls(fitted.model, fitted.vocab, fitted.labels, fitted.max_len, **options)
+        """The just-trained models, scored exactly as they will be once bundled and loaded."""
+        return cls(
+            fitted.model,
+            fitted.vocab,
+            fitted.labels,
+            fitted.max_len,
+            second_model=fitted.second_model,
+            second_model_weight=fitted.second_model_weight,
+            review=fitted.review,
+            **options,
+        )
 
-    def _predict_encoded(self, encoded: EncodedTexts) -> np.ndarray:
-        """Class probabilities per row, in input order.
+    def _predict_encoded(self, encoded: EncodedTexts) -> tuple[np.ndarray, np.ndarray]:
+        """(averaged probabilities, models disagree) per row, in input order.
 
         Each distinct id sequence is run once (see :func:`unique_rows`), in length-sorted batches
         so that little compute goes to padding.
         """
         distinct, inverse = unique_rows(encoded)
-        return self._run(distinct)[inverse]
+        per_model = self._run(distinct)
+        averaged = sum(w * p for w, p in zip(self.weights, per_model, strict=True))
+        choices = np.stack([p.argmax(axis=1) for p in per_model]) if len(distinct) else np.zeros((1, 0), int)
+        disagree = (choices != choices[0]).any(axis=0)
+        return averaged[inverse], disagree[inverse]
 
-    def _run(self, encoded: EncodedTexts) -> np.ndarray:
-        probs = np.empty((len(encoded), len(self.labels)), dtype=np.float32)
+    def _run(self, encoded: EncodedTexts) -> list[np.ndarray]:
+        out = [np.empty((len(encoded), len(self.labels)), dtype=np.float32) for _ in self.models]
         cast, _ = autocast_for(self.device)
         with torch.inference_mode(), cast:
             for rows in length_sorted_batches(encoded, self.batch_size):
                 ids, lengths = pad_rows(encoded, rows)
-                logits = self.model(ids.to(self.device), lengths)
-                probs[rows] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-        return probs
+                ids = ids.to(self.device)
+                for model, probs in zip(self.models, out, strict=True):
+                    probs[rows] = torch.softmax(model(ids, lengths).float(), dim=1).cpu().numpy()
+        return out
 
     def score(self, texts: pa.Array | pa.ChunkedArray | list[str]) -> TextScores:
-        """Probabilities for every text, plus token statistics, doing the work once per distinct text.
+        """Probabilities, review flags and token statistics for every text, doing the work once per
+        distinct text.
 
         Tokenising is the costliest step after the LSTM, so texts are dictionary-encoded first and
         only the distinct ones are tokenised, encoded and scored; results are spread back by index.
@@ -101,15 +147,27 @@ class Classifier:
             texts = texts.combine_chunks()
         encoded = pc.dictionary_encode(pc.fill_null(texts.cast(pa.string()), ""))
         distinct, index = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
-        id_lists = self.vocab.encode_arrow(tokenize_arrow(distinct))
+        tokens = tokenize_arrow(distinct)
+        readable = has_readable_word(tokens)
+        id_lists = self.vocab.encode_arrow(tokens)
+        flat_ids = id_lists.flatten().to_numpy(zero_copy_only=False)
+        parents = pc.list_parent_indices(id_lists).to_numpy()
         occurrences = np.bincount(index, minlength=len(distinct))
         lengths = pc.list_value_length(id_lists).to_numpy(zero_copy_only=False)
-        parents = pc.list_parent_indices(id_lists).to_numpy()
-        unknown = np.bincount(
-            parents[id_lists.flatten().to_numpy(zero_copy_only=False) == UNK_ID], minlength=len(distinct)
+        unknown = np.bincount(parents[flat_ids == UNK_ID], minlength=len(distinct))
+        known = np.bincount(parents[flat_ids != UNK_ID], minlength=len(distinct)) > 0
+        probs, disagree = self._predict_encoded(encode_ids(id_lists, self.max_len))
+        probs[~readable] = 1.0 / len(self.labels)  # no words: no class, not a confident guess
+        flagged, reasons = self.review.flags(probs, readable, known, disagree)
+        return TextScores(
+            probs=probs[index],
+            readable=readable[index],
+            known=known[index],
+            needs_review=flagged[index],
+            review_reason=pa.array(reasons, pa.string()).take(pa.array(index)),
+            token_count=int(lengths @ occurrences),
+            unknown_count=int(unknown @ occurrences),
         )
-        probs = self._predict_encoded(encode_ids(id_lists, self.max_len))
-        return TextScores(probs[index], int(lengths @ occurrences), int(unknown @ occurrences))
 
     def predict_proba(self, texts: pa.Array | pa.ChunkedArray | list[str]) -> np.ndarray:
         return self.score(texts).probs

@@ -1,7 +1,7 @@
 """The knobs of text encoding, the network and training, with their one set of defaults.
 
-This module imports nothing heavy (no torch), so the flow configs can take their defaults from here
-and ``comentarios --help`` stays fast. ``flows/configs.py`` exposes every field as a Prefect
+This module imports nothing heavy (no torch, no pyarrow), so the flow configs can take their defaults
+from here and ``comentarios --help`` stays fast. ``flows/configs.py`` exposes every field as a Prefect
 parameter and a CLI flag; nothing else repeats these values.
 """
 
@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import fields
+from typing import TYPE_CHECKING
 from typing import Any
+from typing import Literal
+
+if TYPE_CHECKING:
+    from lstm_model.token_form import TokenForm
+
+Pooling = Literal["last", "mean", "max", "attention"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,11 +27,24 @@ class TextSettings:
     min_freq: int = 1
     max_vocab: int = 20_000  # [PAD] and [UNK] included
     max_len: int = 64  # tokens kept per comment
-    # Tokens are cut to their first ``prefix_chars`` characters before lookup (a light stemmer);
-    # None keeps whole words.
-    prefix_chars: int | None = 5
+    # How tokens are keyed (see token_form.py): Spanish Snowball stems with stop words dropped, or
+    # whole words cut to ``prefix_chars`` characters (what models before stems did).
+    stem: bool = True
+    drop_stopwords: bool = True
+    strip_accents: bool = False
+    prefix_chars: int | None = None
     # A token in at least this share of one class's texts counts as template wording (masked).
     frame_coverage: float = 0.8
+
+    def token_form(self) -> TokenForm:
+        from lstm_model.token_form import TokenForm
+
+        return TokenForm(
+            stem=self.stem,
+            drop_stopwords=self.drop_stopwords,
+            strip_accents=self.strip_accents,
+            prefix_chars=self.prefix_chars,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +57,9 @@ class ArchitectureSettings:
     lstm_dropout: float = 0.2
     head_sizes: tuple[int, ...] = (512, 256)
     head_dropout: float = 0.2
+    # How the LSTM outputs of a comment become one vector: "last" (the reference's state after the
+    # last real token), or "mean", "max" or "attention" over every real token's output.
+    pooling: Pooling = "mean"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +78,7 @@ class TrainingSettings:
     frame_mask_prob: float = 0.9
     token_mask_prob: float = 0.3
     eval_batch_size: int = 1024
+    grad_clip: float | None = 1.0  # max gradient norm; None: no clipping
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,3 +88,29 @@ class TrainingSettings:
         """Settings from a bundle's ``training`` record (other keys in it are ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecondModelSettings:
+    """The bag-of-stems logistic regression trained beside the LSTM (see ``bag_model.py``).
+
+    It reads the same vocabulary with the same template masking; its probabilities are averaged
+    with the LSTM's. Measured on the free-form dev half (3 seeds): LSTM alone 0.618 macro-F1, the
+    average 0.670; it trains in under a second.
+    """
+
+    epochs: int = 30
+    learning_rate: float = 0.05
+    patience: int = 5
+    weight: float = 0.5  # its share of the averaged probabilities; 0 scores with the LSTM alone
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewSettings:
+    """How the ``needs_review`` confidence threshold is fitted at training time (see ``review.py``)."""
+
+    # Share of the WRONG predictions on the free-form calibration rows that must fall at or under
+    # the threshold (be flagged)...
+    catch_target: float = 0.90
+    # ...unless that flags more than this share of the (in-frame) validation rows.
+    max_validation_flagged: float = 0.03

@@ -172,7 +172,8 @@ def train_classifier(
                 loss = loss_fn(logits.float(), train_labels_t[rows].to(device))
             scaler.scale(loss).backward()
             scaler.unscale_(optimiser)
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             scaler.step(optimiser)
             scaler.update()
             total += float(loss.detach()) * len(rows)

@@ -1,4 +1,4 @@
-"""Vocabulary: the most frequent training tokens, with [PAD]=0 and [UNK]=1."""
+"""Vocabulary: the most frequent training token keys, with [PAD]=0 and [UNK]=1."""
 
 from __future__ import annotations
 
@@ -13,19 +13,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lstm_model.token_form import TokenForm
+
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Token <-> id mapping; ``itos[i]`` is the token with id ``i``."""
+    """Key <-> id mapping; ``itos[i]`` is the key with id ``i``. Tokens are keyed by ``form``."""
 
     itos: tuple[str, ...]
-    # Tokens are cut to their first ``prefix_chars`` characters before lookup: a crude Spanish stem
-    # ("precio"/"precios", "cobró"/"cobraron" -> "cobr"...), so inflections unseen in training still
-    # map to a known entry. None keeps whole words.
-    prefix_chars: int | None = None
+    form: TokenForm = TokenForm()
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -38,59 +37,64 @@ class Vocabulary:
         cls,
         token_lists: Iterable[Sequence[str]],
         *,
+        form: TokenForm = TokenForm(),
         min_freq: int = 1,
         max_size: int | None = None,
-        prefix_chars: int | None = None,
     ) -> Vocabulary:
-        """Keep the tokens seen at least ``min_freq`` times, most frequent first.
+        """Keep the keys seen at least ``min_freq`` times, most frequent first.
 
         Ties are broken alphabetically so that the same data always gives the same ids (the
         reference notebook kept tokens in first-seen order, which depends on row order).
         ``max_size`` counts the two special tokens.
         """
-        cut = (lambda t: t[:prefix_chars]) if prefix_chars else (lambda t: t)
-        counts = Counter(cut(tok) for tokens in token_lists for tok in tokens)
+        keys = form.keys_arrow(pa.array(list(token_lists), pa.list_(pa.string())))
+        counts = Counter(keys.flatten().to_pylist())
         ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
         if max_size is not None:
             ranked = ranked[: max(0, max_size - 2)]
-        return cls((PAD, UNK, *ranked), prefix_chars)
+        return cls((PAD, UNK, *ranked), form)
 
     def __len__(self) -> int:
         return len(self.itos)
 
-    def __contains__(self, token: object) -> bool:
-        return token in self._index
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
 
-    def normalise(self, tokens: Sequence[str]) -> list[str]:
-        """Tokens as the vocabulary keys them (cut to ``prefix_chars``)."""
-        return [t[: self.prefix_chars] for t in tokens] if self.prefix_chars else list(tokens)
+    def keys(self, tokens: Sequence[str]) -> list[str]:
+        """Tokens as the vocabulary keys them (stemmed, cut; dropped stop words left out)."""
+        return self.form.keys_arrow(pa.array([list(tokens)], pa.list_(pa.string())))[0].as_py()
 
     def id_of(self, token: str) -> int:
-        return self._index.get(token[: self.prefix_chars] if self.prefix_chars else token, UNK_ID)
+        """The id of a token (keyed first), [UNK] for an unknown or dropped one."""
+        key = self.form.key(token)
+        return UNK_ID if key is None else self.id_of_key(key)
 
-    def encode_arrow(self, tokens: pa.ListArray | pa.ChunkedArray) -> pa.Array:
-        """Map a list<string> array to a list<int32> array of ids, unknown tokens -> UNK_ID."""
-        if isinstance(tokens, pa.ChunkedArray):
-            tokens = tokens.combine_chunks()
-        values = tokens.values
-        if self.prefix_chars:
-            values = pc.utf8_slice_codeunits(values, 0, self.prefix_chars)
-        ids = pc.index_in(values, value_set=pa.array(self.itos, pa.string()))
+    def id_of_key(self, key: str) -> int:
+        return self._index.get(key, UNK_ID)
+
+    def encode_arrow(self, tokens: pa.ListArray | pa.ChunkedArray) -> pa.ListArray:
+        """Map a list<string> array of tokens to a list<int32> array of ids, unknown keys -> UNK_ID."""
+        keys = self.form.keys_arrow(tokens)
+        ids = pc.index_in(keys.values, value_set=pa.array(self.itos, pa.string()))
         ids = pc.fill_null(ids, UNK_ID).cast(pa.int32())
-        return pa.ListArray.from_arrays(tokens.offsets, ids, mask=tokens.is_null())
+        return pa.ListArray.from_arrays(keys.offsets, ids, mask=keys.is_null())
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[i] for i in ids]
 
     def unknown_share(self, tokens: pa.ListArray | pa.ChunkedArray) -> float:
-        """Share of tokens that map to [UNK] (0.0 when there are no tokens)."""
+        """Share of (kept) tokens that map to [UNK] (0.0 when there are none)."""
         ids = self.encode_arrow(tokens).values
         return float(np.mean(ids.to_numpy() == UNK_ID)) if len(ids) else 0.0
 
     def to_json(self) -> str:
-        return json.dumps({"prefix_chars": self.prefix_chars, "itos": list(self.itos)}, ensure_ascii=False)
+        return json.dumps({"form": self.form.to_dict(), "itos": list(self.itos)}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> Vocabulary:
         data = json.loads(text)
-        return cls(tuple(data["itos"]), data.get("prefix_chars"))
+        if "form" in data:
+            form = TokenForm.from_dict(data["form"])
+        else:  # vocabularies written before token forms: whole words cut to prefix_chars
+            form = TokenForm(prefix_chars=data.get("prefix_chars"))
+        return cls(tuple(data["itos"]), form)

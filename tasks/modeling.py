@@ -14,14 +14,18 @@ import pandas as pd
 import pyarrow as pa
 from prefect import get_run_logger
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from lstm_model.bundle import ModelBundle
 from lstm_model.evaluation import Metrics
 from lstm_model.evaluation import evaluate
 from lstm_model.fit import FittedModel
+from lstm_model.fit import LabelledTexts
 from lstm_model.fit import fit_classifier
 from lstm_model.predict import Classifier
 from lstm_model.settings import ArchitectureSettings
+from lstm_model.settings import ReviewSettings
+from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from lstm_model.training import EpochMetrics
@@ -33,17 +37,20 @@ def new_version(fingerprint: str, now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}"
 
 
-@task(name="train-model")
+@task(name="train-model", cache_policy=NO_CACHE)
 def train_model(
     splits: dict[str, pd.DataFrame],
     labels: tuple[str, ...],
     text: TextSettings,
     architecture: ArchitectureSettings,
     training: TrainingSettings,
+    second: SecondModelSettings,
+    review: ReviewSettings,
+    calibration: pd.DataFrame,
 ) -> FittedModel:
-    """:func:`~lstm_model.fit.fit_classifier` on the train and val splits, one log line per epoch."""
+    """:func:`~lstm_model.fit.fit_classifier` on the train and val splits, one log line per epoch;
+    ``calibration`` (labelled free-form comments) fits the ``needs_review`` threshold."""
     logger = get_run_logger()
-    train, val = splits["train"], splits["val"]
 
     def progress(m: EpochMetrics) -> None:
         logger.info(
@@ -58,14 +65,15 @@ def train_model(
         )
 
     fitted = fit_classifier(
-        train["comentario"].tolist(),
-        train["categoria"].tolist(),
-        val["comentario"].tolist(),
-        val["categoria"].tolist(),
+        _labelled(splits["train"]),
+        _labelled(splits["val"]),
         labels,
+        calibration=_labelled(calibration),
         text=text,
         architecture=architecture,
         training=training,
+        second=second,
+        review=review,
         on_epoch=progress,
     )
     report = fitted.report
@@ -83,7 +91,21 @@ def train_model(
         len(report.history),
         sum(h.seconds for h in report.history),
     )
+    policy = fitted.review
+    if policy.min_confidence is not None:
+        logger.info(
+            "needs_review: averaged top probability <= %.4f (catches %.1f%% of the wrong predictions on %d "
+            "calibration comments; flags %.1f%% of the validation rows)",
+            policy.min_confidence,
+            100 * (policy.calibration_catch_rate or 0.0),
+            len(calibration),
+            100 * (policy.validation_flag_rate or 0.0),
+        )
     return fitted
+
+
+def _labelled(frame: pd.DataFrame) -> LabelledTexts:
+    return LabelledTexts(frame["comentario"].tolist(), frame["categoria"].tolist())
 
 
 def evaluate_classifier(classifier: Classifier, frame: pd.DataFrame) -> Metrics:
@@ -94,7 +116,7 @@ def evaluate_classifier(classifier: Classifier, frame: pd.DataFrame) -> Metrics:
     return evaluate(truth, np.asarray(probs).argmax(axis=1), classifier.labels)
 
 
-@task(name="evaluate-model")
+@task(name="evaluate-model", cache_policy=NO_CACHE)
 def evaluate_model(fitted: FittedModel, datasets: dict[str, pd.DataFrame]) -> dict[str, Metrics]:
     """Score each labelled frame (test split, free-form set, ...) as the model will be served."""
     logger = get_run_logger()
@@ -106,7 +128,7 @@ def evaluate_model(fitted: FittedModel, datasets: dict[str, pd.DataFrame]) -> di
     return results
 
 
-@task(name="package-model")
+@task(name="package-model", cache_policy=NO_CACHE)
 def package_model(
     fitted: FittedModel, metrics: dict[str, Metrics], splits: dict[str, pd.DataFrame], fingerprint: str
 ) -> ModelBundle:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -27,12 +28,16 @@ import pyarrow.parquet as pq
 from tasks.batches import BatchFile
 from tasks.storage import Storage
 
+if TYPE_CHECKING:
+    from lstm_model.predict import TextScores
+
 PREDICTIONS = "predictions"
 REJECTED = "errors/rejected"
 UNREADABLE = "errors/unreadable"
 MISCLASSIFIED = "errors/misclassified"
 SUMMARIES = "reports/batches"
-TABLES = (PREDICTIONS, REJECTED, UNREADABLE, MISCLASSIFIED, SUMMARIES)
+REVIEW = "review"
+TABLES = (PREDICTIONS, REVIEW, REJECTED, UNREADABLE, MISCLASSIFIED, SUMMARIES)
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 
@@ -62,16 +67,40 @@ BATCH_FIELDS = [
 ]
 
 
+def probability_fields(labels: Sequence[str]) -> list[tuple[str, pa.DataType]]:
+    return [
+        ("categoria_pred", pa.string()),  # null when the comment has no readable word
+        ("confianza", pa.float32()),
+        *[(f"prob_{label}", pa.float32()) for label in labels],
+    ]
+
+
 def predictions_schema(labels: Sequence[str]) -> pa.Schema:
     return pa.schema(
         [
             *PASSTHROUGH,
-            ("categoria_pred", pa.string()),
-            ("confianza", pa.float32()),
-            *[(f"prob_{label}", pa.float32()) for label in labels],
+            *probability_fields(labels),
+            ("needs_review", pa.bool_()),
+            ("review_reason", pa.string()),  # comma-separated; null when needs_review is false
             ("model_version", pa.string()),
             *BATCH_FIELDS,
             ("scored_at", UTC_TS),
+        ]
+    )
+
+
+def review_schema(labels: Sequence[str]) -> pa.Schema:
+    """``review/``: the flagged predictions, with an empty ``categoria`` for the analyst to fill in."""
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("comentario", pa.string()),
+            *probability_fields(labels),
+            ("review_reason", pa.string()),
+            ("model_version", pa.string()),
+            *BATCH_FIELDS,
+            ("scored_at", UTC_TS),
+            ("categoria", pa.string()),
         ]
     )
 
@@ -131,6 +160,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("labelled_rows", pa.int64()),
         ("accuracy", pa.float64()),
         ("misclassified_rows", pa.int64()),
+        ("rows_flagged", pa.int64()),
         ("seconds", pa.float64()),
         ("scored_at", UTC_TS),
     ]
@@ -154,6 +184,7 @@ class BatchSummary:
     labelled_rows: int  # rows with a categoria to compare with
     accuracy: float | None  # None without labelled rows
     misclassified_rows: int
+    rows_flagged: int  # predictions with needs_review
     seconds: float
     scored_at: datetime
 
@@ -167,23 +198,35 @@ def _constant(value: object, n: int, kind: pa.DataType) -> pa.Array:
 
 
 def predictions_table(
-    valid: pa.Table, probs: np.ndarray, labels: Sequence[str], version: str, batch: BatchFile, when: datetime
+    valid: pa.Table, scores: TextScores, labels: Sequence[str], version: str, batch: BatchFile, when: datetime
 ) -> pa.Table:
-    """``predictions/`` rows for the valid rows of a chunk and their class probabilities."""
+    """``predictions/`` rows for the valid rows of a chunk, from their scores."""
     n = valid.num_rows
-    probs = probs.reshape(n, len(labels))
-    best = probs.argmax(axis=1)
+    probs = scores.probs.reshape(n, len(labels))
+    predicted = scores.predicted
+    names = np.asarray(labels, dtype=object)[np.maximum(predicted, 0)]
     columns = {name: valid[name] for name in valid.column_names if name != "row_number"}
-    columns["categoria_pred"] = pa.array(np.asarray(labels, dtype=object)[best], pa.string())
+    columns["categoria_pred"] = pa.array(names, pa.string(), mask=predicted < 0)
     columns["confianza"] = pa.array(probs.max(axis=1, initial=0.0), pa.float32())
     for i, label in enumerate(labels):
         columns[f"prob_{label}"] = pa.array(probs[:, i], pa.float32())
+    columns["needs_review"] = pa.array(scores.needs_review, pa.bool_())
+    columns["review_reason"] = scores.review_reason
     columns["model_version"] = _constant(version, n, pa.string())
     columns["batch"] = _constant(batch.name, n, pa.string())
     columns["batch_key"] = _constant(batch.key, n, pa.string())
     columns["row_number"] = valid["row_number"]
     columns["scored_at"] = _constant(when, n, UTC_TS)
     return pa.table(columns, schema=predictions_schema(labels))
+
+
+def review_table(preds: pa.Table, labels: Sequence[str]) -> pa.Table:
+    """``review/`` rows: the chunk's predictions with ``needs_review``, ready for an analyst's label."""
+    flagged = preds.filter(pc.fill_null(preds["needs_review"], False))
+    schema = review_schema(labels)
+    columns = {name: flagged[name] for name in schema.names if name != "categoria"}
+    columns["categoria"] = pa.nulls(flagged.num_rows, pa.string())
+    return pa.table(columns, schema=schema)
 
 
 def misclassified_table(
@@ -194,7 +237,9 @@ def misclassified_table(
     ``seen_tokens`` turns comments into the tokens as the model saw them (stems, ``[UNK]``).
     """
     truth = valid["categoria"]
-    wrong = pc.fill_null(pc.and_(pc.is_valid(truth), pc.not_equal(truth, preds["categoria_pred"])), False)
+    # A row given no class (no readable word) is not right either.
+    differs = pc.fill_null(pc.not_equal(truth, preds["categoria_pred"]), True)
+    wrong = pc.fill_null(pc.and_(pc.is_valid(truth), differs), False)
     take = pa.array(np.flatnonzero(wrong.to_numpy(zero_copy_only=False)), pa.int64())
     comments = valid["comentario"].take(take)
     return pa.table(

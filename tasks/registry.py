@@ -15,6 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from lstm_model.bundle import BUNDLE_FILES
+from lstm_model.bundle import MODEL_FILES
 from lstm_model.bundle import ModelBundle
 from tasks.storage import Storage
 
@@ -67,7 +68,9 @@ def load_bundle(storage: Storage, version: str = "latest") -> ModelBundle:
             f"model version {resolved!r} not found (or incomplete) under {storage.uri(MODELS)}"
         )
     folder = version_dir(resolved)
-    return ModelBundle.from_files({name: storage.read_bytes(f"{folder}/{name}") for name in BUNDLE_FILES})
+    written = json.loads(storage.read_text(f"{folder}/{COMPLETE}"))["files"]
+    names = [name for name in MODEL_FILES if name in written or name in BUNDLE_FILES]
+    return ModelBundle.from_files({name: storage.read_bytes(f"{folder}/{name}") for name in names})
 
 
 @task(name="resolve-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)

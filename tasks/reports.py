@@ -149,6 +149,7 @@ def batch_summary_rows(results: Sequence[BatchResult]) -> list[dict]:
                 "rows_in": r.rows_in,
                 "predicted": r.rows_predicted,
                 "rejected": r.rows_rejected,
+                "flagged_for_review": s.rows_flagged if s else None,
                 "class_mix": ", ".join(f"{k}={v}" for k, v in s.class_counts) if s else None,
                 "mean_confianza": _rounded(s.mean_confianza) if s else None,
                 "unknown_token_share": _rounded(s.unknown_token_share) if s else None,

@@ -38,6 +38,7 @@ from tasks.memory import release_freed_memory
 from tasks.outputs import MISCLASSIFIED
 from tasks.outputs import PREDICTIONS
 from tasks.outputs import REJECTED
+from tasks.outputs import REVIEW
 from tasks.outputs import SUMMARIES
 from tasks.outputs import UNREADABLE
 from tasks.outputs import BatchSummary
@@ -45,6 +46,7 @@ from tasks.outputs import misclassified_table
 from tasks.outputs import parts_of
 from tasks.outputs import predictions_table
 from tasks.outputs import rejected_table
+from tasks.outputs import review_table
 from tasks.outputs import unreadable_table
 from tasks.outputs import write_part
 from tasks.registry import load_bundle
@@ -137,6 +139,7 @@ class BatchTally:
     rejected: int = 0
     labelled: int = 0
     misclassified: int = 0
+    flagged: int = 0
     tokens: int = 0
     unknown_tokens: int = 0
     confidence_sum: float = 0.0
@@ -149,8 +152,10 @@ class BatchTally:
         self.tokens += scores.token_count
         self.unknown_tokens += scores.unknown_count
         self.confidence_sum += float(scores.probs.max(axis=1).sum()) if len(scores.probs) else 0.0
+        self.flagged += int(scores.needs_review.sum())
         for item in pc.value_counts(preds["categoria_pred"]).to_pylist():
-            self.class_counts[item["values"]] += item["counts"]
+            if item["values"] is not None:  # rows with no readable word get no class
+                self.class_counts[item["values"]] += item["counts"]
 
     def add_labelled(self, labelled: int, misclassified: int) -> None:
         self.labelled += labelled
@@ -182,6 +187,7 @@ class BatchTally:
             labelled_rows=self.labelled,
             accuracy=share(self.labelled - self.misclassified, self.labelled),
             misclassified_rows=self.misclassified,
+            rows_flagged=self.flagged,
             seconds=seconds,
             scored_at=when,
         )
@@ -222,8 +228,12 @@ def score_file(
             )
             valid = checked.valid
             scores = model.classifier.score(valid["comentario"])
-            preds = predictions_table(valid, scores.probs, model.classifier.labels, version, batch, when)
+            preds = predictions_table(valid, scores, model.classifier.labels, version, batch, when)
             write_part(storage, PREDICTIONS, when, batch.key, part, preds)
+            if scores.needs_review.any():
+                write_part(
+                    storage, REVIEW, when, batch.key, part, review_table(preds, model.classifier.labels)
+                )
             if checked.rejected.num_rows:
                 write_part(
                     storage, REJECTED, when, batch.key, part, rejected_table(checked.rejected, batch, when)

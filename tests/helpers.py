@@ -62,9 +62,11 @@ def build_model_store(root: Path, dataset: pd.DataFrame) -> Path:
     import torch
 
     from lstm_model.bundle import ModelBundle
+    from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
     from lstm_model.settings import ArchitectureSettings
     from lstm_model.settings import TrainingSettings
+    from tasks.freeform import load_freeform
     from tasks.registry import LATEST
     from tasks.registry import set_latest
     from tasks.registry import write_version
@@ -73,17 +75,20 @@ def build_model_store(root: Path, dataset: pd.DataFrame) -> Path:
     if (root / LATEST).exists():
         return root
     val = np.random.default_rng(0).choice(len(dataset), 200, replace=False)
+    calibration = load_freeform().dev
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 busy cores: OpenMP spinning makes 2 threads ~100x slower than 1
     try:
         fitted = fit_classifier(
-            dataset["comentario"].tolist(),
-            dataset["categoria"].tolist(),
-            dataset["comentario"].iloc[val].tolist(),
-            dataset["categoria"].iloc[val].tolist(),
+            LabelledTexts(dataset["comentario"].tolist(), dataset["categoria"].tolist()),
+            LabelledTexts(dataset["comentario"].iloc[val].tolist(), dataset["categoria"].iloc[val].tolist()),
             LABELS,
+            calibration=LabelledTexts(calibration["comentario"].tolist(), calibration["categoria"].tolist()),
             architecture=ArchitectureSettings(**SMALL_ARCHITECTURE),
-            training=TrainingSettings(epochs=2, batch_size=32, device="cpu", seed=0),
+            # no template masking: these tests need a model that gets the templated rows right
+            training=TrainingSettings(
+                epochs=2, batch_size=32, device="cpu", seed=0, frame_mask_prob=0.0, token_mask_prob=0.1
+            ),
         )
     finally:
         torch.set_num_threads(threads)
@@ -187,12 +192,13 @@ TINY_ARCHITECTURE = {
 }
 
 
-def tiny_bundle(version: str = "20250101T000000Z-abcdef12", **fields):
+def tiny_bundle(version: str = "20250101T000000Z-abcdef12", text=None, pooling: str = "mean", **fields):
     """A very small model trained for two epochs on :func:`comment_rows`: enough to round-trip
     through files and the registry, and to score. ``fields`` replace bundle fields."""
     from dataclasses import replace
 
     from lstm_model.bundle import ModelBundle
+    from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
     from lstm_model.settings import ArchitectureSettings
     from lstm_model.settings import TextSettings
@@ -201,13 +207,12 @@ def tiny_bundle(version: str = "20250101T000000Z-abcdef12", **fields):
     frame = comment_rows(16)
     texts, categories = frame["comentario"].tolist(), frame["categoria"].tolist()
     fitted = fit_classifier(
-        texts,
-        categories,
-        texts,
-        categories,
+        LabelledTexts(texts, categories),
+        LabelledTexts(texts, categories),
         LABELS,
-        text=TextSettings(max_len=16),
-        architecture=ArchitectureSettings(**TINY_ARCHITECTURE),
+        calibration=LabelledTexts(texts[:4], categories[:4]),
+        text=text or TextSettings(max_len=16),
+        architecture=ArchitectureSettings(**TINY_ARCHITECTURE, pooling=pooling),
         training=TrainingSettings(epochs=2, batch_size=4, device="cpu"),
     )
     return replace(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -15,12 +17,15 @@ from helpers import tiny_bundle
 from lstm_model.batching import encode_tokens
 from lstm_model.bundle import BUNDLE_FILES
 from lstm_model.bundle import META_FILE
+from lstm_model.bundle import SECOND_WEIGHTS_FILE
 from lstm_model.bundle import SPLITS_FILE
 from lstm_model.bundle import VOCAB_FILE
 from lstm_model.bundle import WEIGHTS_FILE
 from lstm_model.bundle import ModelBundle
 from lstm_model.evaluation import evaluate
 from lstm_model.predict import Classifier
+from lstm_model.settings import TextSettings
+from lstm_model.token_form import TokenForm
 from lstm_model.tokenizer import tokenize_arrow
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -53,10 +58,11 @@ def trained():
 
 
 class TestBundleRoundTrip:
-    def test_to_files_writes_the_four_files(self, trained):
+    def test_to_files_writes_the_four_files_and_the_second_model(self, trained):
         _, bundle = trained
         files = bundle.to_files()
-        assert set(files) == set(BUNDLE_FILES) == {WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE}
+        assert set(BUNDLE_FILES) == {WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE}
+        assert set(files) == {*BUNDLE_FILES, SECOND_WEIGHTS_FILE}
         assert all(isinstance(v, bytes) and v for v in files.values())
 
     def test_loaded_bundle_predicts_exactly_the_same_probabilities(self, trained):
@@ -65,13 +71,18 @@ class TestBundleRoundTrip:
         original = Classifier.from_bundle(bundle).predict_proba(PROBE_TEXTS)
         again = Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS)
         assert np.array_equal(original, again)
-        # ... and those are the trained model's own probabilities
+        # ... and those are the trained models' own probabilities, averaged; a text with no word
+        # (PROBE_TEXTS[3] is "") gets no class: uniform probabilities.
         encoded = encode_tokens(tokenize_arrow(pa.array(PROBE_TEXTS)), bundle.vocab, bundle.max_len)
+        second, weight = bundle.build_second_model(), bundle.second_model_weight
         model.eval()
         with torch.no_grad():
             direct = [
-                torch.softmax(model(*_single(encoded, i)), dim=1)[0].numpy() for i in range(len(PROBE_TEXTS))
+                (1 - weight) * torch.softmax(model(*_single(encoded, i)), dim=1)[0].numpy()
+                + weight * torch.softmax(second(*_single(encoded, i)), dim=1)[0].numpy()
+                for i in range(len(PROBE_TEXTS))
             ]
+        direct[3] = np.full(len(bundle.labels), 1 / len(bundle.labels))
         np.testing.assert_allclose(again, np.stack(direct), rtol=0, atol=1e-6)
         assert np.allclose(again.sum(axis=1), 1.0)
 
@@ -80,7 +91,7 @@ class TestBundleRoundTrip:
         loaded = ModelBundle.from_files(bundle.to_files())
         assert loaded.version == bundle.version
         assert loaded.model_config == bundle.model_config
-        assert loaded.vocab == bundle.vocab and loaded.vocab.prefix_chars == 5
+        assert loaded.vocab == bundle.vocab and loaded.vocab.form == bundle.vocab.form
         assert loaded.labels == bundle.labels
         assert loaded.max_len == 16
         assert loaded.data_fingerprint == bundle.data_fingerprint
@@ -132,3 +143,48 @@ class TestBundleIncomplete:
     def test_empty_mapping(self):
         with pytest.raises(ValueError, match="incomplete"):
             ModelBundle.from_files({})
+
+
+class TestTextAndModelOptionsRoundTrip:
+    """The tokenizer settings and the pooling are part of the bundle: scoring reads like training."""
+
+    @pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+    def test_pooling_and_token_form_survive(self, pooling):
+        form = {"stem": True, "drop_stopwords": True, "strip_accents": True, "prefix_chars": 6}
+        bundle, _ = tiny_bundle(text=TextSettings(max_len=16, **form), pooling=pooling)
+        loaded = ModelBundle.from_files(bundle.to_files())
+        assert loaded.model_config.pooling == pooling
+        assert loaded.vocab.form == TokenForm(**form)
+        assert loaded.review == bundle.review and loaded.second_model_weight == bundle.second_model_weight
+        np.testing.assert_array_equal(
+            Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS),
+            Classifier.from_bundle(bundle).predict_proba(PROBE_TEXTS),
+        )
+
+
+class TestOldBundles:
+    """A bundle written before stems, pooling and the second model (tests/data/bundle_prefix5_last:
+    trained by the code of commit 20c9fe5) loads as it was trained and scores exactly as it did."""
+
+    FOLDER = Path(__file__).parent / "data" / "bundle_prefix5_last"
+
+    def test_scores_as_it_was_trained(self):
+        files = {p.name: p.read_bytes() for p in self.FOLDER.iterdir() if p.name != "expected.json"}
+        bundle = ModelBundle.from_files(files)
+        assert bundle.vocab.form == TokenForm(prefix_chars=5)
+        assert bundle.model_config.pooling == "last"
+        assert bundle.second_state_dict is None and bundle.review.min_confidence is None
+        expected = json.loads((self.FOLDER / "expected.json").read_text())
+        scores = Classifier.from_bundle(bundle).score(expected["texts"])
+        readable = [i for i, text in enumerate(expected["texts"]) if text]
+        np.testing.assert_allclose(
+            scores.probs[readable], np.array(expected["probs"])[readable], rtol=0, atol=1e-6
+        )
+        # The one change: a text with no word ("") is given no class any more (uniform, flagged).
+        assert np.allclose(scores.probs[expected["texts"].index("")], 0.25)
+        # It never had a review threshold: only what it cannot read, or knows no word of, is flagged.
+        reasons = dict(zip(expected["texts"], scores.review_reason.to_pylist(), strict=True))
+        assert {text: r for text, r in reasons.items() if r} == {
+            "": "no_readable_words",
+            "zzz qqq": "no_known_words",
+        }

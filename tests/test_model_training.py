@@ -22,6 +22,8 @@ from lstm_model.frames import mask_tokens
 from lstm_model.model import LSTMClassifier
 from lstm_model.model import ModelConfig
 from lstm_model.settings import ArchitectureSettings
+from lstm_model.settings import ReviewSettings
+from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from lstm_model.splits import stratified_split
@@ -241,11 +243,20 @@ class TestTrainModelTaskReproducible:
         labels = tuple(sorted(frame["categoria"].unique()))
         config = TrainingSettings(epochs=1, batch_size=4, seed=5, device="cpu")
         with disable_run_logger():
-            a = train_model.fn(splits, labels, TextSettings(), ArchitectureSettings(**TINY), config)
+            settings = (
+                TextSettings(),
+                ArchitectureSettings(**TINY),
+                config,
+                SecondModelSettings(),
+                ReviewSettings(),
+            )
+            a = train_model.fn(splits, labels, *settings, calibration=frame.iloc[12:])
             torch.rand(3)  # any other use of torch's global generator in between
-            b = train_model.fn(splits, labels, TextSettings(), ArchitectureSettings(**TINY), config)
-        sa, sb = a.model.state_dict(), b.model.state_dict()
-        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+            b = train_model.fn(splits, labels, *settings, calibration=frame.iloc[12:])
+        for model_a, model_b in ((a.model, b.model), (a.second_model, b.second_model)):
+            sa, sb = model_a.state_dict(), model_b.state_dict()
+            assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        assert a.review == b.review
 
 
 # ---------------------------------------------------------------------------------------------- metrics

@@ -121,7 +121,7 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
 ):
     from flows.configs import TrainConfig
     from flows.train import train_lstm
-    from lstm_model.bundle import BUNDLE_FILES
+    from lstm_model.bundle import MODEL_FILES
     from tasks.registry import load_bundle
     from tasks.storage import Storage
 
@@ -146,7 +146,7 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
     assert summary.model_uri == s3_prefix / f"store/models/{summary.version}"
     assert s3_server.get(f"{s3_prefix.key}/store/models/LATEST").decode().strip() == summary.version
     version_files = {k.rsplit("/", 1)[-1] for k in s3_prefix.keys(f"store/models/{summary.version}")}
-    assert version_files == {*BUNDLE_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
+    assert version_files == {*MODEL_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
     assert s3_prefix.keys() == sorted(
         ["source/comentarios.json", "store/models/LATEST"]
         + [f"store/models/{summary.version}/{n}" for n in version_files]

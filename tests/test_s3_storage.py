@@ -211,7 +211,7 @@ def test_output_part_is_read_by_pandas_from_s3(s3_server, s3_prefix):
 def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix, shared_dataset):
     import torch
 
-    from lstm_model.bundle import BUNDLE_FILES
+    from lstm_model.bundle import MODEL_FILES
     from tasks.registry import LATEST
     from tasks.registry import ModelNotFound
     from tasks.registry import is_complete
@@ -232,13 +232,13 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
     assert s3_prefix.keys("store/models") == sorted(
         [
             f"store/models/{bundle.version}/{name}"
-            for name in (*BUNDLE_FILES, "learning_curve.png", "_COMPLETE")
+            for name in (*MODEL_FILES, "learning_curve.png", "_COMPLETE")
         ]
         + ["store/models/LATEST"]
     )
     assert s3_server.get(f"{s3_prefix.key}/store/{LATEST}").decode().strip() == bundle.version
     manifest = json.loads(s3_server.get(f"{s3_prefix.key}/store/models/{bundle.version}/_COMPLETE"))
-    assert set(manifest["files"]) == {*BUNDLE_FILES, "learning_curve.png"}
+    assert set(manifest["files"]) == {*MODEL_FILES, "learning_curve.png"}
 
     loaded = load_bundle(storage)  # through LATEST
     assert loaded.version == bundle.version and loaded.labels == LABELS and loaded.vocab == bundle.vocab

@@ -13,6 +13,7 @@ from lstm_model.batching import EncodedTexts
 from lstm_model.batching import encode_tokens
 from lstm_model.batching import length_sorted_batches
 from lstm_model.batching import pad_rows
+from lstm_model.token_form import TokenForm
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.vocab import PAD
 from lstm_model.vocab import PAD_ID
@@ -164,31 +165,31 @@ class TestVocabularyConstruction:
 
 class TestVocabularyPrefixChars:
     def test_inflections_share_one_entry(self):
-        vocab = Vocabulary.build([["precio", "precios"], ["cobró"]], prefix_chars=4)
+        vocab = Vocabulary.build([["precio", "precios"], ["cobró"]], form=TokenForm(prefix_chars=4))
         # "prec" is counted twice (precio + precios), so it comes before "cobr"
         assert vocab.itos == (PAD, UNK, "prec", "cobr")
 
     def test_lookup_cuts_unseen_inflections(self):
-        vocab = Vocabulary.build([["precio"]], prefix_chars=4)
+        vocab = Vocabulary.build([["precio"]], form=TokenForm(prefix_chars=4))
         assert vocab.id_of("precioso") == vocab.id_of("precio") == 2
         assert vocab.id_of("pre") == UNK_ID  # shorter than the prefix and not in the vocabulary
 
-    def test_normalise(self):
-        vocab = Vocabulary.build([["precio"]], prefix_chars=4)
-        assert vocab.normalise(["precios", "al"]) == ["prec", "al"]
-        assert Vocabulary.build([["precio"]]).normalise(["precios"]) == ["precios"]
+    def test_keys(self):
+        vocab = Vocabulary.build([["precio"]], form=TokenForm(prefix_chars=4))
+        assert vocab.keys(["precios", "al"]) == ["prec", "al"]
+        assert Vocabulary.build([["precio"]]).keys(["precios"]) == ["precios"]
 
     def test_encode_arrow_applies_the_prefix(self):
-        vocab = Vocabulary.build([["cobró"]], prefix_chars=4)
+        vocab = Vocabulary.build([["cobró"]], form=TokenForm(prefix_chars=4))
         assert vocab.encode_arrow(_tokens(["cobraron", "nada"])).to_pylist() == [[2, UNK_ID]]
 
 
 class TestVocabularyJson:
     def test_round_trip(self):
-        vocab = Vocabulary.build([["canción", "año", "año"], ["pingüino"]], prefix_chars=5)
+        vocab = Vocabulary.build([["canción", "año", "año"], ["pingüino"]], form=TokenForm(prefix_chars=5))
         again = Vocabulary.from_json(vocab.to_json())
         assert again == vocab
-        assert again.prefix_chars == 5
+        assert again.form.prefix_chars == 5
         assert [again.id_of(t) for t in ["año", "canciones", "pingüinos", "zzz"]] == [
             vocab.id_of(t) for t in ["año", "canciones", "pingüinos", "zzz"]
         ]
@@ -196,7 +197,7 @@ class TestVocabularyJson:
     def test_json_keeps_non_ascii_text(self):
         text = Vocabulary.build([["año"]]).to_json()
         assert "año" in text
-        assert json.loads(text) == {"prefix_chars": None, "itos": [PAD, UNK, "año"]}
+        assert json.loads(text) == {"form": TokenForm().to_dict(), "itos": [PAD, UNK, "año"]}
 
 
 class TestEncodeArrow:
@@ -305,3 +306,36 @@ class TestLengthSortedBatches:
         flat = np.concatenate(batches)
         assert sorted(flat.tolist()) == [0, 1, 2, 3]
         assert encoded.lengths[flat].tolist() == [1, 2, 3, 5]
+
+
+class TestSpanishTokenForm:
+    FORM = TokenForm(stem=True, drop_stopwords=True)
+
+    def test_inflections_share_a_stem(self):
+        keys = [self.FORM.key(word) for word in ("envío", "envíos", "precio", "precios")]
+        assert keys[0] == keys[1] and keys[2] == keys[3]
+
+    def test_stop_words_are_dropped(self):
+        assert self.FORM.key("de") is None and self.FORM.key("que") is None
+        rows = self.FORM.keys_arrow(_tokens(["el", "pedido", "de", "ayer"], ["y", "de"], None)).to_pylist()
+        assert rows == [[self.FORM.key("pedido"), self.FORM.key("ayer")], [], None]
+
+    def test_each_distinct_token_is_keyed_once_per_call(self, monkeypatch):
+        import lstm_model.token_form as token_form
+
+        seen: list[list[str]] = []
+        real = token_form.TokenForm._keys
+        monkeypatch.setattr(
+            token_form.TokenForm, "_keys", lambda self, words: seen.append(list(words)) or real(self, words)
+        )
+        self.FORM.keys_arrow(_tokens(["pedido", "pedido", "roto"], ["pedido", "roto"]))
+        assert [sorted(call) for call in seen] == [["pedido", "roto"]]
+
+    def test_strip_accents_keeps_enye(self):
+        form = TokenForm(strip_accents=True)
+        assert [form.key(w) for w in ("envío", "pingüino", "año")] == ["envio", "pinguino", "año"]
+
+    def test_vocabulary_keys_are_stems_and_lookup_stems_too(self):
+        vocab = Vocabulary.build([["envíos", "rápidos"], ["envío"]], form=self.FORM)
+        assert vocab.id_of("envío") == vocab.id_of("envíos") != UNK_ID
+        assert vocab.id_of("de") == UNK_ID  # a stop word is never a key

@@ -18,7 +18,7 @@ import pytest
 
 from flows.configs import TrainConfig
 from helpers import predicted_labels
-from lstm_model.bundle import BUNDLE_FILES
+from lstm_model.bundle import MODEL_FILES
 from lstm_model.predict import Classifier
 from tasks.registry import load_bundle
 from tasks.storage import Storage
@@ -26,7 +26,7 @@ from tasks.validation import DatasetError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-VERSION_FILES = {*BUNDLE_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
+VERSION_FILES = {*MODEL_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
 
 
 def small_config(source: Path | str, storage: Path, **overrides) -> TrainConfig:

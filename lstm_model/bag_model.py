@@ -1,0 +1,43 @@
+"""A bag-of-stems logistic regression: the second model beside the LSTM.
+
+It sees a comment as the set of its vocabulary keys, without order: the mean of one weight row per
+known key, plus a bias. On free-form comments that is as good as the LSTM (it cannot overfit the
+templates' word order), and averaging the two is steadier than either. Training uses the same loop,
+vocabulary and template masking as the LSTM (``training.train_classifier``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lstm_model.vocab import UNK_ID
+
+
+@dataclass(frozen=True, kw_only=True)
+class BagConfig:
+    vocab_size: int
+    num_classes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BagOfKeysClassifier(nn.Module):
+    """Mean of per-key class weights ([PAD] and [UNK] ignored) plus a bias -> class logits."""
+
+    def __init__(self, config: BagConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.weights = nn.Embedding(config.vocab_size, config.num_classes)
+        nn.init.zeros_(self.weights.weight)
+        self.bias = nn.Parameter(torch.zeros(config.num_classes))
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Same inputs as the LSTM (right-padded ids, lengths); padding is ignored by its id."""
+        known = (ids > UNK_ID).to(self.weights.weight.dtype)
+        total = (self.weights(ids) * known[..., None]).sum(1)
+        return total / known.sum(1, keepdim=True).clamp(min=1.0) + self.bias

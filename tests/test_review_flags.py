@@ -1,0 +1,170 @@
+"""Which predictions are flagged for review: the rule, how its threshold is fitted, and the review/ table."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from helpers import LABELS
+from helpers import assert_exactly_once
+from helpers import dataset_rows
+from helpers import read_table
+from helpers import score
+from helpers import write_batch
+from lstm_model.review import ReviewPolicy
+from lstm_model.review import fit_review_policy
+from lstm_model.review import has_readable_word
+from lstm_model.tokenizer import tokenize_arrow
+from tasks.outputs import review_schema
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+UNREADABLE = {
+    "emoji": "😡😡🙄📦",
+    "digits": "12345 678",
+    "zero_width": "\u200b\u200c\u200d\ufeff",
+    "punctuation": "¡¿?! ... ---",
+}
+
+
+class TestReadableWords:
+    def test_a_word_needs_a_letter(self):
+        texts = [*UNREADABLE.values(), "ok 👍", "pedido 123", "ÑANDÚ"]
+        readable = has_readable_word(tokenize_arrow(pa.array(texts)))
+        assert readable.tolist() == [False] * len(UNREADABLE) + [True, True, True]
+
+    def test_null_and_empty_rows_have_no_word(self):
+        assert has_readable_word(tokenize_arrow(pa.array([None, "", "a"]))).tolist() == [False, False, True]
+
+
+class TestPolicyFlags:
+    PROBS = np.array(
+        [[0.97, 0.01, 0.01, 0.01], [0.60, 0.20, 0.10, 0.10], [0.25, 0.25, 0.25, 0.25], [0.9, 0.1, 0, 0]]
+    )
+
+    def test_reasons(self):
+        policy = ReviewPolicy(min_confidence=0.8)
+        readable = np.array([True, True, False, True])
+        known = np.array([True, True, False, False])
+        disagree = np.array([False, True, True, False])
+        flagged, reasons = policy.flags(self.PROBS, readable, known, disagree)
+        assert flagged.tolist() == [False, True, True, True]
+        assert reasons == [None, "low_confidence,models_disagree", "no_readable_words", "no_known_words"]
+
+    def test_without_a_fitted_threshold_only_unreadable_and_unknown_rows_are_flagged(self):
+        flagged, _ = ReviewPolicy(min_confidence=None).flags(
+            self.PROBS, np.array([True, True, True, False]), np.array([True, True, False, False])
+        )
+        assert flagged.tolist() == [False, False, True, True]
+
+
+class TestFitReviewPolicy:
+    def _probs(self, tops: list[float], classes: list[int]) -> np.ndarray:
+        probs = np.full((len(tops), 4), 0.0)
+        for row, (top, cls) in enumerate(zip(tops, classes, strict=True)):
+            probs[row] = (1 - top) / 3
+            probs[row, cls] = top
+        return probs
+
+    def test_threshold_catches_the_target_share_of_wrong_calibration_rows(self):
+        # ten wrong calibration predictions (truth 1, predicted 0) with top probabilities .50 ... .95
+        tops = [0.50 + 0.05 * i for i in range(10)]
+        cal = self._probs(tops, [0] * 10)
+        val = self._probs([0.99] * 100, [0] * 100)
+        policy = fit_review_policy(
+            cal,
+            np.ones(10, int),
+            np.ones(10, bool),
+            val,
+            np.ones(100, bool),
+            catch_target=0.8,
+            max_validation_flagged=0.03,
+        )
+        assert math.isclose(policy.min_confidence, tops[7])  # the 8th smallest: 8 of 10 caught
+        assert policy.calibration_catch_rate == 0.8 and policy.validation_flag_rate == 0.0
+
+    def test_the_validation_cap_wins(self):
+        cal = self._probs([0.95] * 10, [0] * 10)  # wrong, and confident
+        val_tops = [0.90 + 0.001 * i for i in range(100)]  # right, less confident
+        val = self._probs(val_tops, [0] * 100)
+        policy = fit_review_policy(
+            cal,
+            np.ones(10, int),
+            np.ones(10, bool),
+            val,
+            np.ones(100, bool),
+            catch_target=0.9,
+            max_validation_flagged=0.03,
+        )
+        assert policy.min_confidence < val_tops[3]  # at most 3 of 100 validation rows flagged
+        assert policy.validation_flag_rate == 0.03 and policy.calibration_catch_rate == 0.0
+
+    def test_unreadable_calibration_rows_count_as_caught(self):
+        cal = self._probs([0.9, 0.9, 0.25, 0.25], [0, 0, 0, 0])
+        readable = np.array([True, True, False, False])
+        val = self._probs([0.99] * 10, [0] * 10)
+        policy = fit_review_policy(
+            cal,
+            np.ones(4, int),
+            readable,
+            val,
+            np.ones(10, bool),
+            catch_target=0.5,
+            max_validation_flagged=0.1,
+        )
+        assert policy.min_confidence == 0.0  # the two unreadable rows already make half
+        assert policy.calibration_catch_rate == 0.5
+
+
+def test_unreadable_comments_are_flagged_and_given_no_class(root, storage, shared_dataset):
+    frame = dataset_rows(shared_dataset, 8, "u")
+    for row, text in enumerate(UNREADABLE.values()):
+        frame.loc[row, "comentario"] = text
+    batch = write_batch(root, "unreadable_rows.parquet", frame)
+
+    result = score(storage, batch)
+
+    preds = read_table(root, "predictions").set_index("row_number")
+    assert len(preds) == 8 and result.rows_rejected == 0  # unreadable comments are predictions, not errors
+    for row in range(len(UNREADABLE)):
+        assert preds.loc[row, "needs_review"] and preds.loc[row, "review_reason"] == "no_readable_words"
+        assert pd.isna(preds.loc[row, "categoria_pred"])
+        assert np.allclose([preds.loc[row, f"prob_{label}"] for label in LABELS], 0.25)
+        assert preds.loc[row, "confianza"] == pytest.approx(0.25)
+    assert result.summary.rows_flagged == int(preds["needs_review"].sum()) >= len(UNREADABLE)
+    assert sum(n for _, n in result.summary.class_counts) == 8 - len(UNREADABLE)  # no class for them
+    review = read_table(root, "review")
+    assert set(range(len(UNREADABLE))) <= set(review["row_number"])
+
+
+def test_review_table_reads_with_pandas_and_duckdb_and_stays_exactly_once(root, storage, shared_dataset):
+    frame = dataset_rows(shared_dataset, 12, "r")
+    frame.loc[[2, 7], "comentario"] = ["🙄🙄", "42"]
+    frame.loc[5, "comentario"] = "xq nadie me contesta el whatsapp??"  # free-form: likely flagged
+    batch = write_batch(root, "flagged.parquet", frame)
+
+    score(storage, batch, chunk_rows=5)
+    score(storage, batch, chunk_rows=4)  # scored again (what --rescore does): replaced, not added
+
+    assert_exactly_once(root, batch.key, 12)
+    preds = read_table(root, "predictions")
+    review = pd.read_parquet(root / "review")
+    assert list(review.columns) == [*review_schema(LABELS).names, "scored_date"]
+    assert sorted(review["row_number"]) == sorted(preds.loc[preds["needs_review"], "row_number"])
+    assert review["row_number"].is_unique and review["categoria"].isna().all()
+    assert {2, 7} <= set(review["row_number"])
+    assert review["scored_at"].nunique() == 1, "rows of the first scoring survived"
+    duck = duckdb.sql(
+        f"select review_reason, count(*) from read_parquet('{root}/review/**/*.parquet', hive_partitioning=true) "
+        "group by 1"
+    ).fetchall()
+    assert dict(duck) == review.groupby("review_reason").size().to_dict()
+    columns = duckdb.sql(
+        f"select * from read_parquet('{root}/review/**/*.parquet', hive_partitioning=true)"
+    ).columns
+    assert columns == [*review_schema(LABELS).names, "scored_date"]
