@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from typing import TYPE_CHECKING
+from typing import Any
 from typing import Literal
 from typing import TypeVar
 
@@ -31,11 +32,17 @@ if TYPE_CHECKING:
 # The defaults of the model and training fields live in lstm_model/settings.py; read them from there.
 _TEXT, _ARCH, _TRAIN = TextSettings(), ArchitectureSettings(), TrainingSettings()
 _SECOND, _REVIEW = SecondModelSettings(), ReviewSettings()
-S = TypeVar("S", TextSettings, ArchitectureSettings, TrainingSettings)
+S = TypeVar("S")
 
 DEFAULT_SOURCE = (
     "https://raw.githubusercontent.com/mauriciogupi/nlp-master/main/Sesion2/comentarios_train.json"
 )
+
+
+def _share(default: float, description: str, *, below_one: bool = False, above_zero: bool = False) -> Any:
+    """A field for a share in [0, 1] (``below_one``: less than 1; ``above_zero``: more than 0)."""
+    bounds = {"gt" if above_zero else "ge": 0, "lt" if below_one else "le": 1}
+    return Field(default, description=description, **bounds)
 
 
 class StorageParams(BaseModel):
@@ -62,6 +69,11 @@ class StorageParams(BaseModel):
 
         return Storage(self.storage, self.s3_endpoint_url)
 
+    def _settings(self, kind: type[S]) -> S:
+        """The settings dataclass ``kind`` filled from this config's fields of the same names."""
+        values = {f.name: getattr(self, f.name) for f in fields(kind) if f.name in type(self).model_fields}
+        return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
 
 class TrainConfig(StorageParams):
     """Parameters of ``train-lstm``; each is also a ``comentarios train`` flag."""
@@ -73,12 +85,8 @@ class TrainConfig(StorageParams):
     )
     categories: list[str] = Field(list(CATEGORIES), description="Allowed categoria values (the classes).")
     severities: list[str] = Field(list(SEVERITIES), description="Allowed severidad values.")
-    val_fraction: float = Field(
-        0.1, ge=0, lt=1, description="Share of valid rows held out for early stopping."
-    )
-    test_fraction: float = Field(
-        0.1, ge=0, lt=1, description="Share of valid rows held out for the test metrics."
-    )
+    val_fraction: float = _share(0.1, "Share of valid rows held out for early stopping.", below_one=True)
+    test_fraction: float = _share(0.1, "Share of valid rows held out for the test metrics.", below_one=True)
     seed: int = Field(
         _TRAIN.seed,
         description="Seed of the split, the weights and the batch order (CPU runs are reproducible).",
@@ -113,9 +121,9 @@ class TrainConfig(StorageParams):
     embedding_dim: int = Field(_ARCH.embedding_dim, ge=1, description="Embedding size.")
     hidden_size: int = Field(_ARCH.hidden_size, ge=1, description="LSTM hidden units.")
     num_layers: int = Field(_ARCH.num_layers, ge=1, description="Stacked LSTM layers.")
-    lstm_dropout: float = Field(_ARCH.lstm_dropout, ge=0, lt=1, description="Dropout between LSTM layers.")
+    lstm_dropout: float = _share(_ARCH.lstm_dropout, "Dropout between LSTM layers.", below_one=True)
     head_sizes: list[int] = Field(list(_ARCH.head_sizes), description="Hidden layer sizes of the MLP head.")
-    head_dropout: float = Field(_ARCH.head_dropout, ge=0, lt=1, description="Dropout in the MLP head.")
+    head_dropout: float = _share(_ARCH.head_dropout, "Dropout in the MLP head.", below_one=True)
     pooling: Pooling = Field(
         _ARCH.pooling,
         description="How the LSTM outputs become one vector: mean, max or attention over every token, "
@@ -130,54 +138,33 @@ class TrainConfig(StorageParams):
     patience: int = Field(
         _TRAIN.patience, ge=1, description="Epochs without validation improvement before stopping."
     )
-    frame_coverage: float = Field(
+    frame_coverage: float = _share(
         _TEXT.frame_coverage,
-        gt=0,
-        le=1,
-        description="A token in at least this share of one class's texts counts as template wording.",
+        "A token in at least this share of one class's texts counts as template wording.",
+        above_zero=True,
     )
-    frame_mask_prob: float = Field(
-        _TRAIN.frame_mask_prob,
-        ge=0,
-        lt=1,
-        description="Chance of masking each template token during training.",
+    frame_mask_prob: float = _share(
+        _TRAIN.frame_mask_prob, "Chance of masking each template token during training.", below_one=True
     )
-    token_mask_prob: float = Field(
-        _TRAIN.token_mask_prob,
-        ge=0,
-        lt=1,
-        description="Chance of masking any token during training (word dropout).",
+    token_mask_prob: float = _share(
+        _TRAIN.token_mask_prob, "Chance of masking any token during training (word dropout).", below_one=True
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         _TRAIN.device, description="auto uses CUDA when present; cuda without a GPU is an error."
     )
-    second_model_weight: float = Field(
-        _SECOND.weight,
-        ge=0,
-        le=1,
-        description="Share of the bag-of-stems model in the averaged probabilities (0: the LSTM alone).",
+    second_model_weight: float = _share(
+        _SECOND.weight, "Share of the bag-of-stems model in the averaged probabilities (0: the LSTM alone)."
     )
-    review_catch_target: float = Field(
+    review_catch_target: float = _share(
         _REVIEW.catch_target,
-        gt=0,
-        le=1,
-        description="needs_review threshold: flag this share of the wrong predictions on the free-form "
+        "needs_review threshold: flag this share of the wrong predictions on the free-form "
         "calibration comments...",
+        above_zero=True,
     )
-    review_max_flagged: float = Field(
-        _REVIEW.max_validation_flagged,
-        ge=0,
-        le=1,
-        description="...unless that flags more than this share of the validation rows.",
+    review_max_flagged: float = _share(
+        _REVIEW.max_validation_flagged, "...unless that flags more than this share of the validation rows."
     )
-    promote_threshold: float = Field(
-        0.95, ge=0, le=1, description="Test macro-F1 needed to make the new model 'latest'."
-    )
-
-    def _settings(self, kind: type[S]) -> S:
-        """The settings dataclass ``kind`` filled from this config's fields of the same names."""
-        values = {f.name: getattr(self, f.name) for f in fields(kind) if f.name in type(self).model_fields}
-        return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    promote_threshold: float = _share(0.95, "Test macro-F1 needed to make the new model 'latest'.")
 
     def text_settings(self) -> TextSettings:
         return self._settings(TextSettings)
@@ -245,10 +232,4 @@ class ScoreConfig(StorageParams):
     def scoring_settings(self) -> ScoringSettings:
         from tasks.scoring import ScoringSettings
 
-        return ScoringSettings(
-            max_comment_chars=self.max_comment_chars,
-            chunk_rows=self.chunk_rows,
-            precision=self.precision,
-            device=self.device,
-            inference_batch=self.inference_batch,
-        )
+        return self._settings(ScoringSettings)

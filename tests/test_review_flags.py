@@ -71,20 +71,27 @@ class TestFitReviewPolicy:
             probs[row, cls] = top
         return probs
 
+    def _fit(
+        self, cal: np.ndarray, val: np.ndarray, catch_target: float, max_flagged: float, cal_readable=None
+    ):
+        readable = np.ones(len(cal), bool) if cal_readable is None else cal_readable
+        truth = np.ones(len(cal), int)  # every calibration row is class 1; the probabilities pick class 0
+        return fit_review_policy(
+            cal,
+            truth,
+            readable,
+            val,
+            np.ones(len(val), bool),
+            catch_target=catch_target,
+            max_validation_flagged=max_flagged,
+        )
+
     def test_threshold_catches_the_target_share_of_wrong_calibration_rows(self):
         # ten wrong calibration predictions (truth 1, predicted 0) with top probabilities .50 ... .95
         tops = [0.50 + 0.05 * i for i in range(10)]
         cal = self._probs(tops, [0] * 10)
         val = self._probs([0.99] * 100, [0] * 100)
-        policy = fit_review_policy(
-            cal,
-            np.ones(10, int),
-            np.ones(10, bool),
-            val,
-            np.ones(100, bool),
-            catch_target=0.8,
-            max_validation_flagged=0.03,
-        )
+        policy = self._fit(cal, val, 0.8, 0.03)
         assert math.isclose(policy.min_confidence, tops[7])  # the 8th smallest: 8 of 10 caught
         assert policy.calibration_catch_rate == 0.8 and policy.validation_flag_rate == 0.0
 
@@ -92,15 +99,7 @@ class TestFitReviewPolicy:
         cal = self._probs([0.95] * 10, [0] * 10)  # wrong, and confident
         val_tops = [0.90 + 0.001 * i for i in range(100)]  # right, less confident
         val = self._probs(val_tops, [0] * 100)
-        policy = fit_review_policy(
-            cal,
-            np.ones(10, int),
-            np.ones(10, bool),
-            val,
-            np.ones(100, bool),
-            catch_target=0.9,
-            max_validation_flagged=0.03,
-        )
+        policy = self._fit(cal, val, 0.9, 0.03)
         assert policy.min_confidence < val_tops[3]  # at most 3 of 100 validation rows flagged
         assert policy.validation_flag_rate == 0.03 and policy.calibration_catch_rate == 0.0
 
@@ -108,15 +107,7 @@ class TestFitReviewPolicy:
         cal = self._probs([0.9, 0.9, 0.25, 0.25], [0, 0, 0, 0])
         readable = np.array([True, True, False, False])
         val = self._probs([0.99] * 10, [0] * 10)
-        policy = fit_review_policy(
-            cal,
-            np.ones(4, int),
-            readable,
-            val,
-            np.ones(10, bool),
-            catch_target=0.5,
-            max_validation_flagged=0.1,
-        )
+        policy = self._fit(cal, val, 0.5, 0.1, cal_readable=readable)
         assert policy.min_confidence == 0.0  # the two unreadable rows already make half
         assert policy.calibration_catch_rate == 0.5
 
