@@ -44,6 +44,24 @@ def write_batch(path: Path, rows: list[dict], n: int, *, seed: int = 0, row_grou
     return path
 
 
+def distinct_comments(texts: list[str], n: int, *, seed: int = 0) -> list[str]:
+    """``n`` comments that are nearly all different to the model: each is a dataset comment with three
+    of its words replaced by words drawn from the whole dataset (so most stay in the vocabulary).
+
+    Batches sampled from the dataset repeat its ~1,150 distinct texts, and scoring runs each distinct
+    token sequence once; real comment streams repeat little, and these batches measure that case.
+    """
+    rng = np.random.default_rng(seed)
+    pool = sorted({word for text in texts for word in text.split()})
+    out = []
+    for pick in rng.integers(0, len(texts), n):
+        words = texts[pick].split()
+        for position, word in zip(rng.integers(0, len(words), 3), rng.integers(0, len(pool), 3), strict=True):
+            words[position] = pool[word]
+        out.append(" ".join(words))
+    return out
+
+
 @dataclass(frozen=True)
 class Trained:
     fitted: object  # lstm_model.fit.FittedModel

@@ -30,7 +30,7 @@ for device in cuda cpu; do
 done
 
 echo "== scoring 1,000,000 rows, Parquet in and out"
-"$PY" bench/score_throughput.py --rows 1000000 --precision fp32 --device cuda cpu --skip-baselines \
+"$PY" bench/score_throughput.py --rows 1000000 --distinct --precision auto fp32 --device cuda cpu \
   --workdir "$WORK/bench" | tee -a "$WORK/summary.txt"
 
 echo "== summary (total $(( $(date +%s) - started )) s)"

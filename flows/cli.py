@@ -21,6 +21,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from flows.server_start import start_temporary_server
+
 
 def _none_or(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
@@ -87,10 +89,14 @@ def config_from_args(model: type[BaseModel], args: argparse.Namespace) -> BaseMo
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    server = start_temporary_server()  # boots while the flow's modules import
     from flows.configs import TrainConfig
     from flows.train import train_lstm
 
-    summary = train_lstm(config_from_args(TrainConfig, args))
+    config = config_from_args(TrainConfig, args)
+    if server:
+        server.join()
+    summary = train_lstm(config)
     print(
         f"model version: {summary.version} ({'promoted to latest' if summary.promoted else 'NOT promoted'})"
     )
@@ -103,10 +109,14 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    server = start_temporary_server()  # boots while the flow's modules import
     from flows.configs import ScoreConfig
     from flows.score import score_batches
 
-    summary = score_batches(config_from_args(ScoreConfig, args))
+    config = config_from_args(ScoreConfig, args)
+    if server:
+        server.join()
+    summary = score_batches(config)
     print(f"model version: {summary.model_version}")
     print(f"batches:       {len(summary.scored)} scored")
     print(

@@ -204,12 +204,14 @@ class ScoreConfig(StorageParams):
         ge=1,
         description="Rows read, validated and scored at a time; bounds memory whatever the file size.",
     )
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32",
-        description="Inference precision. bf16 pays off only on CPUs with bf16 instructions; "
-        "check speed and agreement with bench/score_throughput.py.",
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Inference precision. auto: bf16 where the CPU has it natively (AMX, AVX-512 BF16) or "
+        "on a GPU, if it predicts as fp32 does on the check rows; fp32 otherwise (fp16: GPU only).",
     )
-    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Device for inference.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Device for inference (auto: CUDA when present)."
+    )
     inference_batch: int = Field(
         1_024, ge=1, description="Rows per forward pass (length-sorted within each chunk)."
     )

@@ -74,20 +74,22 @@ class ReviewPolicy:
         top = probs.max(axis=1) if len(probs) else np.zeros(0)
         low = top <= self.min_confidence if self.min_confidence is not None else np.zeros(len(top), bool)
         unreadable, unknown = ~readable, readable & ~known
-        flagged = unreadable | unknown | low
         disagree = disagree if disagree is not None else np.zeros(len(top), bool)
-        reasons: list[str | None] = []
-        for row in range(len(top)):
-            if not flagged[row]:
-                reasons.append(None)
-                continue
-            parts = [NO_READABLE_WORDS] if unreadable[row] else [NO_KNOWN_WORDS] if unknown[row] else []
-            if low[row] and not unreadable[row]:
-                parts.append(LOW_CONFIDENCE)
-            if disagree[row] and not unreadable[row]:
-                parts.append(MODELS_DISAGREE)
-            reasons.append(",".join(parts))
-        return flagged, reasons
+        # One reason string per combination (there are few), picked by a code: no Python per row.
+        code = unreadable * 1 + unknown * 2 + (low & readable) * 4 + (disagree & readable) * 8
+        flagged = unreadable | unknown | low
+        names = np.array([_reason(c) for c in range(16)], dtype=object)
+        return flagged, list(np.where(flagged, names[code], None))
+
+
+def _reason(code: int) -> str:
+    """The reason text of a combination of flags (bit 1: unreadable, 2: unknown, 4: low, 8: disagree)."""
+    if code & 1:
+        return NO_READABLE_WORDS
+    parts = [NO_KNOWN_WORDS] if code & 2 else []
+    parts += [LOW_CONFIDENCE] if code & 4 else []
+    parts += [MODELS_DISAGREE] if code & 8 else []
+    return ",".join(parts)
 
 
 def fit_review_policy(

@@ -194,7 +194,7 @@ class BatchSummary:
 
 
 def _constant(value: object, n: int, kind: pa.DataType) -> pa.Array:
-    return pa.array([value] * n, kind)
+    return pa.repeat(pa.scalar(value, kind), n)
 
 
 def predictions_table(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from datetime import UTC
 from datetime import datetime
 from functools import lru_cache
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -23,9 +25,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from lstm_model.bundle import ModelBundle
+from lstm_model.precision import PrecisionChoice
+from lstm_model.precision import choose_precision
 from lstm_model.predict import Classifier
 from lstm_model.predict import TextScores
 from lstm_model.tokenizer import tokenize_arrow
+from lstm_model.training import resolve_device
 from tasks.batches import BatchFile
 from tasks.batches import BatchStatus
 from tasks.batches import LedgerRecord
@@ -34,6 +39,7 @@ from tasks.batches import write_ledger
 from tasks.chunk_checks import REQUIRED
 from tasks.chunk_checks import check_chunk
 from tasks.duplicate_ids import duplicate_rows
+from tasks.freeform import load_freeform
 from tasks.memory import release_freed_memory
 from tasks.outputs import MISCLASSIFIED
 from tasks.outputs import PREDICTIONS
@@ -50,6 +56,7 @@ from tasks.outputs import review_table
 from tasks.outputs import unreadable_table
 from tasks.outputs import write_part
 from tasks.registry import load_bundle
+from tasks.registry import version_dir
 from tasks.storage import Storage
 
 
@@ -76,16 +83,20 @@ class BatchResult:
     summary: BatchSummary | None = None  # None for an unreadable batch
 
 
+EVAL_ROWS_FILE = "eval.parquet"  # a version's evaluation rows, when it keeps them
+
+
 class UnreadableBatch(Exception):
     pass
 
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """A loaded bundle and the classifier built from it."""
+    """A loaded bundle, the classifier built from it, and the precision it runs in (and why)."""
 
     bundle: ModelBundle
     classifier: Classifier
+    precision: PrecisionChoice
 
     def seen_tokens(self, comments: pa.Array) -> list[list[str]]:
         """Comments as the model reads them: vocabulary keys (stems), unknown words as ``[UNK]``."""
@@ -102,8 +113,31 @@ def _scoring_model(
     storage: Storage, version: str, precision: str, device: str, batch_size: int
 ) -> ScoringModel:
     bundle = load_bundle(storage, version)
-    classifier = Classifier.from_bundle(bundle, device=device, precision=precision, batch_size=batch_size)
-    return ScoringModel(bundle, classifier)
+    check_texts = precision_check_texts(storage, version)
+
+    def agreement_of(candidate: str) -> float:
+        reference = Classifier.from_bundle(bundle, device=device, precision="fp32").score(check_texts)
+        reduced = Classifier.from_bundle(bundle, device=device, precision=candidate).score(check_texts)
+        return float(np.mean(reference.predicted == reduced.predicted))
+
+    choice = choose_precision(precision, resolve_device(device), agreement_of)
+    classifier = Classifier.from_bundle(
+        bundle, device=device, precision=choice.precision, batch_size=batch_size
+    )
+    return ScoringModel(bundle, classifier, choice)
+
+
+def precision_check_texts(storage: Storage, version: str) -> list[str]:
+    """Comments a reduced precision must predict as fp32 does before it is used: the version's own
+    evaluation rows when it has them (``eval.parquet``), and the hand-written free-form set."""
+    sets = load_freeform()
+    texts = [*sets.dev["comentario"], *sets.final["comentario"]]
+    stored = f"{version_dir(version)}/{EVAL_ROWS_FILE}"
+    if storage.exists(stored):
+        texts += pq.read_table(io.BytesIO(storage.read_bytes(stored)), columns=["comentario"])[
+            "comentario"
+        ].to_pylist()
+    return [t for t in texts if isinstance(t, str)]
 
 
 def load_scoring_model(storage: Storage, version: str, settings: ScoringSettings) -> ScoringModel:
@@ -219,6 +253,8 @@ def score_file(
         return BatchResult(batch.name, batch.key, "unreadable", reason=reason)
 
     model = load_scoring_model(storage, version, settings)
+    choice = model.precision
+    log(f"{batch.name}: model {version} on {model.classifier.device} in {choice.precision} ({choice.reason})")
     labelled_batch = "categoria" in parquet.schema_arrow.names
     tally = BatchTally(model.classifier.labels)
     try:

@@ -11,6 +11,7 @@ should not pay for it.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -41,9 +42,14 @@ class Check:
 @dataclass(frozen=True)
 class Rule:
     name: str
-    column: str
+    column: str  # the view column the checks run on
     checks: tuple[Check, ...]
-    reason: Callable[[Any], str]
+    reason: Callable[[Any], str]  # called with the input value of ``quotes`` (default: ``column``)
+    quotes: str | None = None
+
+    @property
+    def quoted_column(self) -> str:
+        return self.quotes or self.column
 
 
 @dataclass(frozen=True)
@@ -69,13 +75,27 @@ def _gx_batch_definition():
     return asset.add_batch_definition_whole_dataframe("whole")
 
 
-def _validate(frame: pd.DataFrame, expectations: list, result_format: dict | str = "SUMMARY"):
+@lru_cache(maxsize=16)
+def _suite(spec: tuple[tuple[str, str, str, str], ...]):
+    """The suite of (rule, column, expectation class, JSON kwargs) checks, built once per process: a
+    scoring run validates every chunk with the same rules, and building a suite is a third of the
+    cost of a validation."""
     import great_expectations as gx
+    import great_expectations.expectations as gxe
 
+    # Each expectation carries its rule's name: GX does not return results in suite order (it
+    # groups them by the metrics they share), and two rules may check the same column.
+    expectations = [
+        getattr(gxe, kind)(column=column, meta={"rule": rule}, **json.loads(kwargs))
+        for rule, column, kind, kwargs in spec
+    ]
+    return gx.ExpectationSuite(name="checks", expectations=expectations)
+
+
+def _validate(frame: pd.DataFrame, spec: tuple, result_format: dict | str = "SUMMARY"):
     with _GX_LOCK:
         batch = _gx_batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        suite = gx.ExpectationSuite(name="checks", expectations=expectations)
-        return batch.validate(suite, result_format=result_format)
+        return batch.validate(_suite(spec), result_format=result_format)
 
 
 NOT_NULL = Check("ExpectColumnValuesToNotBeNull")
@@ -97,9 +117,8 @@ COMENTARIO_BLANK = Rule(
 
 def missing_columns(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
     """Required columns that the frame lacks, checked with GX's ``ExpectColumnToExist``."""
-    import great_expectations.expectations as gxe
-
-    result = _validate(frame.head(0), [gxe.ExpectColumnToExist(column=column) for column in required])
+    spec = tuple((f"column_{column}", column, "ExpectColumnToExist", "{}") for column in required)
+    result = _validate(frame.head(0), spec)
     return [r.expectation_config.kwargs["column"] for r in result.results if not r.success]
 
 
@@ -107,18 +126,15 @@ def failing_rows(view: pd.DataFrame, rules: Sequence[Rule]) -> dict[str, set[int
     """Rule name -> positions (values of ``_row``) of the rows that break it."""
     if view.empty:
         return {rule.name: set() for rule in rules}
-    import great_expectations.expectations as gxe
-
-    expectations, owners = [], []
-    for rule in rules:
-        for check in rule.checks:
-            expectations.append(getattr(gxe, check.kind)(column=rule.column, **check.kwargs))
-            owners.append(rule.name)
-    result = _validate(
-        view, expectations, {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]}
+    spec = tuple(
+        (rule.name, rule.column, check.kind, json.dumps(check.kwargs, sort_keys=True))
+        for rule in rules
+        for check in rule.checks
     )
+    result = _validate(view, spec, {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]})
     failures: dict[str, set[int]] = {rule.name: set() for rule in rules}
-    for owner, outcome in zip(owners, result.results, strict=True):
+    for outcome in result.results:
+        owner = outcome.expectation_config.meta["rule"]
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
             raise RuntimeError(
                 f"validation rule {owner} could not run: {outcome.exception_info['exception_message']}"
@@ -145,7 +161,10 @@ def apply_rules(frame: pd.DataFrame, view: pd.DataFrame, rules: Sequence[Rule]) 
     rejected = frame.iloc[positions].copy()
     rejected["rule"] = [",".join(r.name for r in broken[p]) for p in positions]
     rejected["reason"] = [
-        "; ".join(r.reason(frame.iloc[p][r.column] if r.column in frame.columns else None) for r in broken[p])
+        "; ".join(
+            r.reason(frame.iloc[p][r.quoted_column] if r.quoted_column in frame.columns else None)
+            for r in broken[p]
+        )
         for p in positions
     ]
     keep = [p for p in range(len(frame)) if p not in broken]
