@@ -66,6 +66,7 @@ def predictions_schema(labels: Sequence[str]) -> pa.Schema:
     return pa.schema(
         [
             *PASSTHROUGH,
+            ("comentario_date", pa.date32()),  # UTC day of ``timestamp`` (null without one)
             ("categoria_pred", pa.string()),
             ("confianza", pa.float32()),
             *[(f"prob_{label}", pa.float32()) for label in labels],
@@ -174,6 +175,9 @@ def predictions_table(
     probs = probs.reshape(n, len(labels))
     best = probs.argmax(axis=1)
     columns = {name: valid[name] for name in valid.column_names if name != "row_number"}
+    # The day the comment was written, for "how many per category yesterday" by comment date
+    # (``scored_date`` is the day of the run). ``timestamp`` is UTC, so this is its UTC day.
+    columns["comentario_date"] = pc.cast(valid["timestamp"], pa.date32())
     columns["categoria_pred"] = pa.array(np.asarray(labels, dtype=object)[best], pa.string())
     columns["confianza"] = pa.array(probs.max(axis=1, initial=0.0), pa.float32())
     for i, label in enumerate(labels):
