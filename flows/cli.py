@@ -121,7 +121,7 @@ def _print_paths(paths: dict[str, str]) -> None:
     """The last lines of a run's summary: where what it wrote is (what an analyst opens next)."""
     print("written:")
     for name, uri in paths.items():
-        print(f"  {name + ':':22s} {uri}")
+        print(f"  {name + ':':24s} {uri}")
 
 
 def _run_train(args: argparse.Namespace) -> int:
