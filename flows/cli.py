@@ -24,9 +24,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from flows.errors import hide_console_tracebacks
 from flows.errors import one_line
 from flows.errors import quiet_environment
+from flows.errors import tidy_console
 
 if typing.TYPE_CHECKING:
     from flows.score import ScoreSummary
@@ -182,7 +182,7 @@ def _print_score_summary(summary: ScoreSummary) -> None:
 
 def _quiet_unless_verbose(args: argparse.Namespace) -> None:
     if not args.verbose:
-        hide_console_tracebacks()
+        tidy_console()
 
 
 def _run_deploy(args: argparse.Namespace) -> int:

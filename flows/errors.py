@@ -67,9 +67,19 @@ class _WithoutTraceback(logging.Formatter):
         return self.inner.format(record)
 
 
-def hide_console_tracebacks() -> None:
-    """Prefect's console log lines without tracebacks (call after Prefect is imported: it configures
-    logging on import, and later set-ups only change levels, so the handler keeps this formatter)."""
+def _not_the_server_stop(record: logging.LogRecord) -> bool:
+    """False for Prefect's "Stopping temporary server" line: it is logged at interpreter exit, after the
+    CLI's summary or its one-line error, which should be the last thing a person reads."""
+    return not (record.name == "prefect" and str(record.msg).startswith("Stopping temporary server"))
+
+
+def tidy_console() -> None:
+    """Prefect's console log lines without tracebacks, and without the exit-time server stop line.
+
+    Call after Prefect is imported: it configures logging on import, and later set-ups only change
+    levels, so the handler keeps this formatter and filter. Only the console changes: the run's Prefect
+    logs keep everything.
+    """
     from prefect.logging.handlers import PrefectConsoleHandler
 
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
@@ -79,6 +89,7 @@ def hide_console_tracebacks() -> None:
                 handler.formatter, _WithoutTraceback
             ):
                 handler.setFormatter(_WithoutTraceback(handler.formatter))
+                handler.addFilter(_not_the_server_stop)
 
 
 # ---------------------------------------------------------------------------------- before a flow starts
