@@ -178,9 +178,9 @@ def _fmt(value: object, name: str = "") -> str:
     return str(value)
 
 
-def numeric_fields() -> list[str]:
+def numeric_fields(summary_type: type = BatchSummary) -> list[str]:
     """The numbers of :class:`BatchSummary` (ints and floats, optional or not), key columns first."""
-    hints = typing.get_type_hints(BatchSummary)
+    hints = typing.get_type_hints(summary_type)
     numbers = []
     for name, hint in hints.items():
         kinds = {a for a in typing.get_args(hint) if a is not type(None)} or {hint}
@@ -191,7 +191,7 @@ def numeric_fields() -> list[str]:
 
 def batch_table(results: Sequence[BatchResult], failed: Mapping[str, str]) -> Table:
     """One row per batch: key columns first, every other number of its summary after, the reason last."""
-    columns = numeric_fields()
+    columns = numeric_fields(next((type(r.summary) for r in results if r.summary), BatchSummary))
     headers = ("batch", "status", *[KEY_COLUMNS.get(c, c.replace("_", " ")) for c in columns], "reason")
     rows = []
     for r in results:
