@@ -68,7 +68,10 @@ def histogram_png(counts: Sequence[int], edges: Sequence[float], title: str, xla
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     left = np.asarray(edges[:-1])
-    ax.bar(left, counts, width=np.diff(edges), align="edge", edgecolor="white")
+    bars = ax.bar(left, counts, width=np.diff(edges), align="edge", edgecolor="white")
+    # the count on each non-empty bar: a few doubtful rows next to a tall bar would not show otherwise
+    ax.bar_label(bars, labels=[f"{c:,}" if c else "" for c in counts], fontsize=7, padding=1)
+    ax.margins(y=0.12)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
     ax.set_title(title)

@@ -118,10 +118,11 @@ def to_markdown(blocks: Iterable[Block]) -> str:
 
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #222; }
+p { max-width: 70em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child { text-align: left; white-space: nowrap; }
 th { background: #f3f3f3; }
 img { max-width: 100%; }
 """
@@ -249,7 +250,11 @@ def class_mix_blocks(
         )
         for i, label in enumerate(labels)
     )
-    days = f"{previous_days[-1]} to {previous_days[0]}" if previous_days else "none before this run"
+    days = (
+        " to ".join(sorted({previous_days[-1], previous_days[0]}))
+        if previous_days
+        else "none before this run"
+    )
     blocks: list[Block] = [
         Text(
             f"Predicted classes: this run ({run_total:,} rows), the previous {PREVIOUS_DAYS} scoring days in "
