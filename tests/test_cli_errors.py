@@ -39,8 +39,8 @@ class Done:
         return self.err.rstrip("\n").splitlines()
 
 
-def comentarios(*args: str, cwd: Path, timeout: float = 300) -> Done:
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+def comentarios(*args: str, cwd: Path, timeout: float = 300, **extra_env: str) -> Done:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | extra_env
     # the CLI's own defaults are under test: no telemetry settings from the test session
     env.pop("DO_NOT_TRACK", None)
     env.pop("PREFECT_SERVER_ANALYTICS_ENABLED", None)
@@ -138,6 +138,21 @@ def test_train_with_a_source_that_cannot_be_read(tmp_path):
         "training source missing.json does not exist (--source)",
     )
     assert not (tmp_path / "storage").exists()
+
+
+def test_deploy_without_a_reachable_server(tmp_path):
+    assert_one_line(
+        comentarios("deploy", cwd=tmp_path),
+        1,
+        "comentarios deploy: no Prefect server configured (PREFECT_API_URL is not set)",
+        "prefect server start",
+    )
+    port = closed_port()
+    assert_one_line(
+        comentarios("deploy", cwd=tmp_path, PREFECT_API_URL=f"http://127.0.0.1:{port}/api"),
+        1,
+        f"cannot connect to 127.0.0.1:{port} of PREFECT_API_URL",
+    )
 
 
 def test_verbose_adds_the_traceback(tmp_path):
