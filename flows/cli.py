@@ -177,7 +177,7 @@ def _print_score_summary(summary: ScoreSummary) -> None:
     print(
         f"rows:          {summary.rows_in} in, {summary.rows_predicted} predicted, {summary.rows_rejected} rejected"
     )
-    _print_paths({**summary.tables, "run report": summary.report_uri})
+    _print_paths({**summary.tables, **({"run report": summary.report_uri} if summary.report_uri else {})})
 
 
 def _quiet_unless_verbose(args: argparse.Namespace) -> None:

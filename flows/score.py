@@ -39,7 +39,7 @@ class ScoreSummary(BaseModel):
     rows_predicted: int
     rows_rejected: int
     tables: dict[str, str] = {}  # output table -> URI, for the tables this run wrote rows to
-    report_uri: str | None = None  # the run report (HTML) under reports/runs/
+    report_uri: str | None = None  # the run report (HTML) under reports/runs/, if one was written
 
 
 def build_task_runner(config: ScoreConfig) -> TaskRunner:
@@ -89,7 +89,10 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
                 except Exception as exc:  # one bad batch never stops the others; the run fails at the end
                     failed[batch.name] = f"{type(exc).__name__}: {exc}"
     publish_batch_summaries(results)
-    report_uri = publish_run_report(storage, version, results, failed)
+    # The report never hides how the batches went: if it cannot be written (storage down), its task
+    # logs the error and the run goes on to its own outcome.
+    report = publish_run_report(storage, version, results, failed, return_state=True)
+    report_uri = report.result() if report.is_completed() else None
     summary = ScoreSummary(
         model_version=version,
         scored=[r.batch for r in results if r.status == "scored"],

@@ -422,12 +422,16 @@ def report_name(when: datetime, run_id: str | None) -> str:
     return f"{RUNS}/{when:%Y%m%dT%H%M%SZ}-{(run_id or uuid.uuid4().hex)[:8]}.html"
 
 
-@task(name="publish-run-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="publish-run-report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
 def publish_run_report(
     storage: Storage, version: str, results: list[BatchResult], failed: dict[str, str]
-) -> str:
-    """Build the run's report, write it as HTML under ``reports/runs/`` and publish it as the run's
-    markdown artifact; returns the HTML file's URI."""
+) -> str | None:
+    """Build the run's report and publish it as the run's markdown artifact; when the run looked at any
+    batch, write it as HTML under ``reports/runs/`` too and return that file's URI.
+
+    A run with nothing new only publishes the artifact: its page would be the same empty one every
+    night, and a rerun with nothing new must leave the storage as it was.
+    """
     from prefect.runtime import flow_run
 
     when = datetime.now(UTC)
@@ -437,8 +441,6 @@ def publish_run_report(
     previous, days = previous_class_mix(storage, keys)
     edges = confidence_edges(len(labels))
     scored_keys = [r.key for r in results if r.status == "scored"]
-    rel = report_name(when, flow_run.get_id())
-    uri = storage.uri(rel)
     title, blocks = build_report(
         when=when,
         storage_uri=storage.uri(),
@@ -453,12 +455,17 @@ def publish_run_report(
         confidence_bin_edges=edges,
         model_uri=storage.uri(version_dir(version)),
     )
-    blocks.append(Text(f"This report as HTML: {uri}"))
-    storage.write_text(rel, to_html(blocks, title))
+    uri = None
+    if results or failed:
+        rel = report_name(when, flow_run.get_id())
+        uri = storage.uri(rel)
+        blocks.append(Text(f"This report as HTML: {uri}"))
+        storage.write_text(rel, to_html(blocks, title))
     create_markdown_artifact(
         key=ARTIFACT_KEY,
         markdown=to_markdown(blocks),
-        description=f"{title}: model {version}, {len(results) + len(failed)} batch(es); HTML copy {uri}",
+        description=f"{title}: model {version}, {len(results) + len(failed)} batch(es)"
+        + (f"; HTML copy {uri}" if uri else ""),
     )
-    get_run_logger().info("Run report: %s", uri)
+    get_run_logger().info("Run report: %s", uri or f"artifact {ARTIFACT_KEY} only (nothing new)")
     return uri

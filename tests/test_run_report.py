@@ -213,12 +213,40 @@ def test_each_scoring_run_publishes_its_report(report_root, prefect_harness, sha
     assert run1.tables["errors/rejected"] == str(report_root / "errors" / "rejected")
 
 
-def test_a_run_with_nothing_new_still_reports(report_root, prefect_harness):
+def test_a_run_with_nothing_new_publishes_only_the_artifact(report_root, prefect_harness):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter
+    from prefect.client.schemas.filters import ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
     from flows.configs import ScoreConfig
     from flows.score import score_batches
 
     run = score_batches(ScoreConfig(storage=str(report_root)))
-    page = Path(run.report_uri).read_text(encoding="utf-8")
-    assert "No new batches: nothing was scored." in page and "No rows were predicted in this run." in page
-    assert headings(page, r"<h2>(.+?)</h2>") == list(SECTIONS)
-    assert run.tables == {}
+    assert run.report_uri is None and run.tables == {}
+    assert not (report_root / "reports").exists()  # a rerun with nothing new leaves storage as it was
+    with get_client(sync_client=True) as client:
+        (latest,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["score-run-report"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert "No new batches: nothing was scored." in latest.data
+    assert "No rows were predicted in this run." in latest.data
+    assert headings(latest.data, r"^## (.+)$") == list(SECTIONS)
+
+
+def test_a_report_that_cannot_be_written_does_not_hide_the_run(report_root, prefect_harness, shared_dataset):
+    """Storage refuses the report (a file where its folder should be): the batch is scored, the run
+    completes, and the summary says no report was written."""
+    from flows.configs import ScoreConfig
+    from flows.score import score_batches
+
+    (report_root / "reports").mkdir()
+    (report_root / "reports" / "runs").write_text("not a folder")
+    write_batch(
+        report_root, "lote.parquet", dataset_rows(shared_dataset, 8, "lote").drop(columns=["categoria"])
+    )
+    run = score_batches(ScoreConfig(storage=str(report_root)))
+    assert run.scored == ["lote.parquet"] and run.rows_predicted == 8
+    assert run.report_uri is None and "predictions" in run.tables
