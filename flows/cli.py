@@ -1,16 +1,19 @@
 """``comentarios``: one subcommand per flow; every flow parameter is a flag generated from its config.
 
 Flags come from the pydantic config's fields (name, type, default, description), so the CLI, the
-Prefect parameters and the deployment YAML can never drift apart.
+Prefect parameters and the deployment YAML can never drift apart. Flags are never abbreviated (a typo
+is refused, not taken for another flag), and every failure ends in one line on stderr
+(``flows/errors.py``); ``--verbose`` adds the tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
-import os
 import shlex
 import sys
+import traceback
 import types
 import typing
 from collections.abc import Callable
@@ -21,7 +24,34 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from flows.errors import one_line
+from flows.errors import quiet_environment
+from flows.errors import tidy_console
 from flows.server_start import start_temporary_server
+
+if typing.TYPE_CHECKING:
+    from flows.score import ScoreSummary
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no multi-line usage) naming the --help to read,
+    and that never takes an abbreviation for a flag (``--stor`` is refused, not read as ``--storage``);
+    ``comentarios`` uses it for every subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def reject_unknown(self, unknown: Sequence[str]) -> typing.NoReturn:
+        """Refuse arguments no flag takes, suggesting the closest flag for a typo."""
+        flags = [flag for action in self._actions for flag in action.option_strings]
+        word = unknown[0].split("=", 1)[0]
+        close = difflib.get_close_matches(word, flags, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        self.error(f"unrecognized argument{'s' if len(unknown) > 1 else ''}: {' '.join(unknown)}{hint}")
 
 
 def _none_or(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -88,51 +118,90 @@ def config_from_args(model: type[BaseModel], args: argparse.Namespace) -> BaseMo
     return model(**given)
 
 
+def _print_paths(paths: dict[str, str]) -> None:
+    """The last lines of a run's summary: where what it wrote is (what an analyst opens next)."""
+    print("written:")
+    for name, uri in paths.items():
+        print(f"  {name + ':':24s} {uri}")
+
+
 def _run_train(args: argparse.Namespace) -> int:
-    server = start_temporary_server()  # boots while the flow's modules import
     from flows.configs import TrainConfig
-    from flows.train import train_lstm
+    from flows.errors import check_train
 
     config = config_from_args(TrainConfig, args)
+    check_train(config)
+    server = start_temporary_server()  # boots while the flow's modules import
+    from flows.train import train_lstm
+
+    _quiet_unless_verbose(args)
     if server:
         server.join()
     summary = train_lstm(config)
     print(
         f"model version: {summary.version} ({'promoted to latest' if summary.promoted else 'NOT promoted'})"
     )
-    print(f"model folder:  {summary.model_uri}")
     print(f"device:        {summary.device}")
     print(f"rows:          {summary.valid_rows} valid, {summary.rejected_rows} rejected")
     for name, m in summary.metrics.items():
         print(f"{name + ':':14s} accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}")
+    _print_paths(
+        {
+            "model folder": summary.model_uri,
+            "rejected training rows": f"{summary.model_uri}/rejected_rows.parquet",
+            "learning curve": f"{summary.model_uri}/learning_curve.png",
+        }
+    )
     return 0
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    server = start_temporary_server()  # boots while the flow's modules import
     from flows.configs import ScoreConfig
-    from flows.score import score_batches
+    from flows.errors import check_score
 
     config = config_from_args(ScoreConfig, args)
+    check_score(config)
+    server = start_temporary_server()  # boots while the flow's modules import
+    from flows.score import BatchesFailed
+    from flows.score import score_batches
+
+    _quiet_unless_verbose(args)
     if server:
         server.join()
-    summary = score_batches(config)
+    try:
+        summary = score_batches(config)
+    except BatchesFailed as exc:  # the good batches are written: say where, then fail with one line
+        if exc.summary is not None:
+            _print_score_summary(exc.summary)
+        raise
+    _print_score_summary(summary)
+    return 0
+
+
+def _print_score_summary(summary: ScoreSummary) -> None:
     print(f"model version: {summary.model_version}")
     print(f"batches:       {len(summary.scored)} scored")
     print(
         f"rows:          {summary.rows_in} in, {summary.rows_predicted} predicted, {summary.rows_rejected} rejected"
     )
     print(f"review:        {summary.rows_flagged} predictions flagged needs_review")
-    return 0
+    _print_paths({**summary.tables, **({"run report": summary.report_uri} if summary.report_uri else {})})
+
+
+def _quiet_unless_verbose(args: argparse.Namespace) -> None:
+    if not args.verbose:
+        tidy_console()
 
 
 def _run_deploy(args: argparse.Namespace) -> int:
     import subprocess
 
+    from flows.deploy import SETTINGS
     from flows.deploy import stand_up
 
+    flags = {name: getattr(args, name) for name in SETTINGS}
     try:
-        stand_up(args.project_dir, runtime_project_dir=args.runtime_project_dir)
+        stand_up(args.project_dir, flags, runtime_project_dir=args.runtime_project_dir)
     except subprocess.CalledProcessError as exc:
         print(
             f"comentarios deploy: failed: {shlex.join(exc.cmd)} exited with {exc.returncode}", file=sys.stderr
@@ -144,33 +213,51 @@ def _run_deploy(args: argparse.Namespace) -> int:
 def _run_worker(args: argparse.Namespace) -> int:
     from flows.deploy import start_worker
 
-    return start_worker(args.pool)
+    return start_worker(args.pool, args.type)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OneLineParser:
     from flows.configs import ScoreConfig
     from flows.configs import TrainConfig
+    from flows.deploy import SETTINGS
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="comentarios",
         description="Classify Spanish customer comments with an LSTM, orchestrated by Prefect.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    verbose = OneLineParser(add_help=False)
+    verbose.add_argument(
+        "--verbose", action="store_true", help="On failure, print the full traceback too (default: one line)."
+    )
     flow_commands = [
         ("train", "train-lstm", "Train, evaluate and publish a model", TrainConfig, _run_train),
         ("score", "score-batches", "Score new Parquet batches", ScoreConfig, _run_score),
     ]
     for name, flow_name, what, config, run in flow_commands:
         command = commands.add_parser(
-            name, help=f"Run the {flow_name} flow.", description=f"{what} (flow {flow_name})."
+            name,
+            help=f"Run the {flow_name} flow.",
+            description=f"{what} (flow {flow_name}).",
+            parents=[verbose],
         )
         add_config_flags(command, config)
         command.set_defaults(run=run)
     deploy = commands.add_parser(
         "deploy",
+        parents=[verbose],
         help="Create the gpu and cpu work pools and deploy deployments/prefect.yaml to PREFECT_API_URL.",
-        description="Create the work pools and the train-gpu and score-nightly deployments (see deployments/README.md).",
+        description="Create the missing work pools, store the settings given here as Prefect Variables, and "
+        "deploy train-gpu and score-nightly (see deployments/README.md). A setting not given keeps its "
+        "Variable's value, or its default if the Variable is not set.",
     )
+    for name, (variable, env_name) in SETTINGS.items():
+        deploy.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=None,
+            help=f"Sets the Prefect Variable {variable} (default: ${env_name} if set).",
+        )
     deploy.add_argument(
         "--project-dir", type=Path, default=None, help="Project checkout the workers run (default: this one)."
     )
@@ -181,24 +268,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.set_defaults(run=_run_deploy)
     worker = commands.add_parser(
-        "worker", help="Start a Prefect worker for the gpu or cpu pool (foreground)."
+        "worker",
+        help="Start a Prefect worker for the gpu or cpu pool (foreground; SIGTERM or Ctrl-C stops it).",
+        description="Become `prefect worker start --pool POOL --type TYPE` (the same process: a signal "
+        "sent to it reaches the worker). The worker creates its pool if it does not exist.",
+        parents=[verbose],
     )
     worker.add_argument("--pool", required=True, choices=["gpu", "cpu"])
+    worker.add_argument(
+        "--type", default="process", help="Work pool type, if the worker creates the pool (default: process)."
+    )
     worker.set_defaults(run=_run_worker)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Without PREFECT_API_URL, Prefect starts a temporary local server; on a busy 2-core machine its
-    # first start (database migrations) can take longer than Prefect's 20 s default.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].reject_unknown(unknown)
+    quiet_environment()  # before the flow modules import Prefect
     try:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # the flow already logged the traceback; the CLI ends with one line
-        print(f"comentarios {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # the flow logged the details (and sent them to its Prefect logs)
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(f"comentarios {args.command}: {one_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -15,12 +15,19 @@ from flows.configs import ScoreConfig
 from tasks.batches import find_batches
 from tasks.registry import resolve_model
 from tasks.reports import publish_batch_summaries
+from tasks.run_report import publish_run_report
+from tasks.run_report import tables_written
 from tasks.scoring import BatchResult
 from tasks.scoring import score_batch
 
 
 class BatchesFailed(RuntimeError):
-    """Raised after every good batch is written, so the run ends Failed and an alert can fire."""
+    """Raised after every good batch is written, so the run ends Failed and an alert can fire; carries
+    the run's summary (what was written) for the CLI to print."""
+
+    def __init__(self, message: str, summary: ScoreSummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class ScoreSummary(BaseModel):
@@ -32,6 +39,8 @@ class ScoreSummary(BaseModel):
     rows_predicted: int
     rows_rejected: int
     rows_flagged: int  # predictions with needs_review
+    tables: dict[str, str] = {}  # output table -> URI, for the tables this run wrote rows to
+    report_uri: str | None = None  # the run report (HTML) under reports/runs/, if one was written
 
 
 def build_task_runner(config: ScoreConfig) -> TaskRunner:
@@ -81,6 +90,10 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
                 except Exception as exc:  # one bad batch never stops the others; the run fails at the end
                     failed[batch.name] = f"{type(exc).__name__}: {exc}"
     publish_batch_summaries(results)
+    # The report never hides how the batches went: if it cannot be written (storage down), its task
+    # logs the error and the run goes on to its own outcome.
+    report = publish_run_report(storage, version, results, failed, return_state=True)
+    report_uri = report.result() if report.is_completed() else None
     summary = ScoreSummary(
         model_version=version,
         scored=[r.batch for r in results if r.status == "scored"],
@@ -90,6 +103,8 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
         rows_predicted=sum(r.rows_predicted for r in results),
         rows_rejected=sum(r.rows_rejected for r in results),
         rows_flagged=sum(r.summary.rows_flagged for r in results if r.summary),
+        tables=tables_written(storage, results),
+        report_uri=report_uri,
     )
     logger.info(
         "Scored %d batch(es): %d rows in, %d predicted (%d flagged for review), %d rejected",
@@ -102,5 +117,5 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
     problems = [f"{name}: unreadable ({why})" for name, why in summary.unreadable.items()]
     problems += [f"{name}: failed ({why})" for name, why in failed.items()]
     if problems:
-        raise BatchesFailed(f"{len(problems)} batch(es) not scored: " + "; ".join(problems))
+        raise BatchesFailed(f"{len(problems)} batch(es) not scored: " + "; ".join(problems), summary)
     return summary

@@ -59,16 +59,14 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     metrics = evaluate_model(fitted, {name: rows for name, rows in evaluation_sets.items() if len(rows)})
     bundle = package_model(fitted, metrics, splits, fingerprint(checked.valid))
     version = bundle.version
+    curve = learning_curve_png(fitted.report.history, fitted.report.best_epoch)
     model_uri = publish_model(
         storage,
         bundle,
-        {
-            "rejected_rows.parquet": parquet_bytes(checked.rejected),
-            "learning_curve.png": learning_curve_png(fitted.report.history, fitted.report.best_epoch),
-        },
+        {"rejected_rows.parquet": parquet_bytes(checked.rejected), "learning_curve.png": curve},
     )
     promoted = promote_model(storage, version, metrics["test"].macro_f1, config.promote_threshold)
-    publish_training_artifacts(version, metrics, promoted, fitted.report.device)
+    publish_training_artifacts(version, metrics, promoted, fitted.report.device, curve)
     summary = TrainSummary(
         version=version,
         model_uri=model_uri,

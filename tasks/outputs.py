@@ -79,6 +79,7 @@ def predictions_schema(labels: Sequence[str]) -> pa.Schema:
     return pa.schema(
         [
             *PASSTHROUGH,
+            ("comentario_date", pa.date32()),  # UTC day of ``timestamp`` (null without one)
             *probability_fields(labels),
             ("needs_review", pa.bool_()),
             ("review_reason", pa.string()),  # comma-separated; null when needs_review is false
@@ -206,6 +207,9 @@ def predictions_table(
     predicted = scores.predicted
     names = np.asarray(labels, dtype=object)[np.maximum(predicted, 0)]
     columns = {name: valid[name] for name in valid.column_names if name != "row_number"}
+    # The day the comment was written, for "how many per category yesterday" by comment date
+    # (``scored_date`` is the day of the run). ``timestamp`` is UTC, so this is its UTC day.
+    columns["comentario_date"] = pc.cast(valid["timestamp"], pa.date32())
     columns["categoria_pred"] = pa.array(names, pa.string(), mask=predicted < 0)
     columns["confianza"] = pa.array(probs.max(axis=1, initial=0.0), pa.float32())
     for i, label in enumerate(labels):

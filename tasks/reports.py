@@ -16,6 +16,10 @@ from prefect.cache_policies import NO_CACHE
 
 from lstm_model.evaluation import Metrics
 from lstm_model.training import EpochMetrics
+from tasks.charts import confusion_png
+from tasks.charts import data_uri
+from tasks.charts import figure_png
+from tasks.charts import pyplot
 from tasks.scoring import BatchResult
 
 
@@ -47,11 +51,7 @@ def parquet_bytes(table: pa.Table | pd.DataFrame) -> bytes:
 
 
 def learning_curve_png(history: list[EpochMetrics], best_epoch: int) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [h.epoch for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [h.train_loss for h in history], marker="o", label="train loss")
@@ -70,10 +70,7 @@ def learning_curve_png(history: list[EpochMetrics], best_epoch: int) -> bytes:
         f"Learning curve (best epoch {best_epoch}, restored; validation texts have their template words masked)"
     )
     fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=100)
-    plt.close(fig)
-    return out.getvalue()
+    return figure_png(fig)
 
 
 def metrics_rows(metrics: dict[str, Metrics]) -> list[dict]:
@@ -116,10 +113,21 @@ def confusion_markdown(m: Metrics, title: str) -> str:
     return "\n".join([f"### {title}", "", header, rule, *body, ""])
 
 
+def confusion_section(m: Metrics, title: str) -> str:
+    """A confusion matrix as a picture (what a person reads first) above the same counts as a table."""
+    image = f"![confusion matrix: {title}]({data_uri(confusion_png(m, title))})"
+    return "\n".join([image, "", confusion_markdown(m, title)])
+
+
 @task(name="publish-training-artifacts", cache_policy=NO_CACHE)
 def publish_training_artifacts(
-    version: str, metrics: dict[str, Metrics], promoted: bool, device: str
+    version: str, metrics: dict[str, Metrics], promoted: bool, device: str, learning_curve: bytes
 ) -> None:
+    """The metrics table, the confusion matrices and the learning curve, as artifacts of the run.
+
+    The pictures are PNGs inside the markdown (``data:`` URIs, which the Prefect UI shows), so they are
+    in the UI next to the run, not only in storage.
+    """
     create_table_artifact(
         key="train-metrics",
         table=metrics_rows(metrics),
@@ -127,10 +135,15 @@ def publish_training_artifacts(
     )
     create_markdown_artifact(
         key="train-confusion-matrix",
-        markdown="\n".join(confusion_markdown(m, f"{name} ({version})") for name, m in metrics.items()),
+        markdown="\n".join(confusion_section(m, f"{name} ({version})") for name, m in metrics.items()),
         description=f"Confusion matrices of model {version}",
     )
-    get_run_logger().info("Published metrics and confusion-matrix artifacts for %s", version)
+    create_markdown_artifact(
+        key="train-learning-curve",
+        markdown=f"### Learning curve ({version})\n\n![learning curve of {version}]({data_uri(learning_curve)})\n",
+        description=f"Loss, accuracy and macro-F1 per epoch of model {version}",
+    )
+    get_run_logger().info("Published metrics, confusion-matrix and learning-curve artifacts for %s", version)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -150,12 +163,13 @@ def batch_summary_rows(results: Sequence[BatchResult]) -> list[dict]:
                 "predicted": r.rows_predicted,
                 "rejected": r.rows_rejected,
                 "flagged_for_review": s.rows_flagged if s else None,
-                "class_mix": ", ".join(f"{k}={v}" for k, v in s.class_counts) if s else None,
                 "mean_confianza": _rounded(s.mean_confianza) if s else None,
                 "unknown_token_share": _rounded(s.unknown_token_share) if s else None,
                 "training_unknown_token_share": _rounded(s.training_unknown_token_share) if s else None,
                 "accuracy": _rounded(s.accuracy) if s else None,
                 "reason": r.reason,
+                # last: the widest column, it pushed the numbers off screen (the run report has a chart)
+                "class_mix": ", ".join(f"{k}={v}" for k, v in s.class_counts) if s else None,
             }
         )
     return rows

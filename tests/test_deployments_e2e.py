@@ -1,13 +1,18 @@
 """End to end: a real Prefect server, ``deployments/prefect.yaml`` deployed by ``deployments/stand_up.sh``,
-one process worker per pool, and runs started with ``prefect deployment run`` as an operator would.
+one ``comentarios worker`` per pool, and runs started with ``prefect deployment run`` as an operator would.
 
-Checks, in order: the stand-up script creates the pools and both deployments (parameters, pull step,
-the score-nightly cron schedule with its time zone, its concurrency limit of one with ENQUEUE); the
-server's scheduler creates the nightly runs at 02:00 in that time zone; train-gpu (small model, two
-epochs) ends Completed and promotes a model (models/LATEST); score-nightly, with the deployment's own
-parameters, scores a 200-row batch into predictions/; two score-nightly runs started back to back
-never overlap: the second waits (AwaitingConcurrencySlot) and starts after the first ended, and the
-batch they both see is scored once.
+Checks, in order: the stand-up script creates the pools, stores the settings as Prefect Variables (flags
+for the local run, ``COMENTARIOS_*`` variables for the S3 one) and deploys both deployments (parameters,
+pull step, the score-nightly cron schedule with its time zone, its concurrency limit of one with
+ENQUEUE); train-gpu (small model, two epochs) ends Completed and promotes a model (models/LATEST);
+score-nightly, with the deployment's own parameters, scores a 200-row batch into predictions/; two
+score-nightly runs started back to back never overlap: the second waits (AwaitingConcurrencySlot) and
+starts after the first ended, and the batch they both see is scored once; the server's scheduler
+creates the nightly runs at 02:00 in that time zone. Then (local run only) a failed run says why in
+``prefect flow-run logs``; both workers stop on SIGTERM with no process left (one started with SIGINT
+ignored, as ``&`` in a script starts it); and the plain ``prefect deploy`` with nothing exported keeps
+the Variables' settings, uses the documented defaults once they are unset, and stops with one line
+naming a missing work pool.
 
 Everything the test starts (server, workers) runs in its own process group and is stopped in the
 fixture teardown, on success or failure. It takes a few minutes on a loaded 2-core machine.
@@ -33,8 +38,10 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import psutil
 import pytest
 
+from flows.configs import DEFAULT_SOURCE
 from tasks.storage import Storage
 
 pytest_plugins = ("s3_support",)  # the moto S3 server, for the S3 variant
@@ -85,7 +92,9 @@ class Processes:
         self.logs = logs
         self.started: list[tuple[str, subprocess.Popen, Path]] = []
 
-    def start(self, name: str, command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    def start(
+        self, name: str, command: list[str], env: dict[str, str], cwd: Path, ignore_sigint: bool = False
+    ) -> subprocess.Popen:
         log = self.logs / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -96,6 +105,8 @@ class Processes:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # what a non-interactive shell does to a background job (`comentarios worker &` in a script)
+                preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
             )
         self.started.append((name, proc, log))
         return proc
@@ -139,13 +150,20 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         procs.stop_all()
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = RUN_TIMEOUT) -> str:
-    """Run a command to completion; fail with its output if it exits non-zero."""
+def _run(
+    args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = RUN_TIMEOUT
+) -> tuple[int, str]:
+    """Run a command to completion: its exit code and its output (stdout then stderr)."""
     done = subprocess.run(
         args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{output[-6000:]}"
+    return done.returncode, done.stdout + done.stderr
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = RUN_TIMEOUT) -> str:
+    """Run a command to completion; fail with its output if it exits non-zero."""
+    code, output = _run(args, env, cwd, timeout)
+    assert code == 0, f"{' '.join(args)} exited {code}:\n{output[-6000:]}"
     return output
 
 
@@ -251,12 +269,13 @@ class Operator:
         self.mark(f"server healthy after {took:.1f} s")
 
     def stand_up(self) -> None:
-        """Pools and deployments, exactly as documented (deployments/stand_up.sh)."""
-        output = _cli([str(STAND_UP)], self.env, cwd=self.workdir)
-        assert "prefect worker start --pool gpu" in output and "prefect worker start --pool cpu" in output, (
-            output
-        )
-        self.mark("stand_up.sh: pools created, both deployments deployed")
+        """Pools, Variables and deployments, as documented: ``stand_up.sh`` (= ``comentarios deploy``) with
+        flags (the README's operator block) for the local run, with ``COMENTARIOS_*`` for the S3 one."""
+        flags = [] if self.backend == "s3" else ["--storage", self.storage, "--source", str(SHARED_DATA)]
+        output = _cli([str(STAND_UP), *flags, "--timezone", TZ], self.env, cwd=self.workdir)
+        assert "comentarios worker --pool gpu" in output and "comentarios worker --pool cpu" in output, output
+        assert f"timezone = {TZ}  (Prefect Variable comentarios_tz)" in output, output
+        self.mark("stand_up.sh: pools created, Variables set, both deployments deployed")
 
     def check_pools_and_deployments(self, client) -> None:
         pools = {pool.name: pool.type for pool in client.read_work_pools()}
@@ -296,11 +315,89 @@ class Operator:
         )
 
     def start_workers(self) -> None:
-        """One worker per pool, started away from the checkout."""
+        """One ``comentarios worker`` per pool, started away from the checkout; the cpu one with SIGINT
+        ignored, as a script's ``comentarios worker --pool cpu &`` starts it."""
         for pool in ("gpu", "cpu"):
             self.processes.start(
-                f"worker-{pool}", [*_prefect_bin(), "worker", "start", "--pool", pool], self.env, self.workdir
+                f"worker-{pool}",
+                [sys.executable, "-m", "flows.cli", "worker", "--pool", pool],
+                self.env,
+                self.workdir,
+                ignore_sigint=pool == "cpu",
             )
+
+    def workers_stop_on_sigterm(self) -> None:
+        """``kill <pid>`` of each ``comentarios worker``: it stops, and nothing it started is left."""
+        workers = [(name, proc) for name, proc, _ in self.processes.started if name.startswith("worker-")]
+        for name, proc in workers:
+            assert proc.poll() is None, f"{name} is not running:\n{_tail(self.processes.log(name))}"
+            proc.send_signal(signal.SIGTERM)  # the pid only, as `kill <pid>` does; not the group
+        for name, proc in workers:
+            try:
+                proc.wait(60)  # generous: an idle worker stops in about a second
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{name} still running 60 s after SIGTERM:\n{_tail(self.processes.log(name))}")
+            left = [p for p in psutil.process_iter(["pid"]) if _session_of(p.pid) == proc.pid]
+            assert not left, f"{name}: processes left in its session: {left}"
+            assert "stopped!" in self.processes.log(name).read_text(errors="replace")
+        self.mark("both workers stopped on SIGTERM, no process left")
+
+    def failed_run_says_why_in_its_logs(self) -> None:
+        """A run that fails: ``--watch`` only says Failed; ``prefect flow-run logs <id>`` says why."""
+        nowhere = json.dumps({"storage": str(self.workdir / "no-storage-here"), "model": "latest"})
+        code, output = _run(
+            [
+                *_prefect_bin(),
+                *("deployment", "run", "score-batches/score-nightly", "--param", f"config={nowhere}"),
+                *("--watch", "--watch-timeout", str(RUN_TIMEOUT)),
+            ],
+            self.env,
+            timeout=RUN_TIMEOUT + 60,
+        )
+        assert code != 0 and "Failed" in output, output[-3000:]
+        logs = self.prefect("flow-run", "logs", str(_flow_run_id(output)))
+        assert "no promoted model under" in logs and "train one" in logs, logs[-3000:]
+        self.mark("failed run: `prefect flow-run logs <id>` names the missing model")
+
+    def plain_prefect_deploy(self, client, expect_ok: bool = True) -> str:
+        """What a Prefect user types first, from the checkout, with no COMENTARIOS_* exported."""
+        assert not [k for k in self.env if k.startswith("COMENTARIOS_")]
+        code, output = _run(
+            [*_prefect_bin(), "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)], self.env
+        )
+        assert "Traceback" not in output and "Value for placeholder" not in output, output[-4000:]
+        assert (code == 0) == expect_ok, f"exit {code}:\n{output[-4000:]}"
+        return output
+
+    def plain_prefect_deploy_needs_nothing_exported(self, client) -> None:
+        """The plain deploy keeps the settings in the Variables; once they are unset, the defaults;
+        without a work pool, one line naming it."""
+        before = client.read_deployment_by_name("score-batches/score-nightly").parameters
+        self.plain_prefect_deploy(client)
+        assert client.read_deployment_by_name("score-batches/score-nightly").parameters == before
+        self.mark("plain `prefect deploy`, nothing exported: the Variables' settings kept")
+
+        for variable in client.read_variables():
+            if variable.name.startswith("comentarios_"):
+                client.delete_variable_by_name(variable.name)
+        output = self.plain_prefect_deploy(client)
+        assert "(default; to change: prefect variable set comentarios_storage VALUE)" in output, output
+        train = client.read_deployment_by_name("train-lstm/train-gpu")
+        score = client.read_deployment_by_name("score-batches/score-nightly")
+        defaults = {"storage": str(REPO / "storage"), "s3_endpoint_url": ""}
+        assert train.parameters == {"config": {**defaults, "source": DEFAULT_SOURCE, "device": "auto"}}
+        assert score.parameters == {"config": {**defaults, "model": "latest"}}
+        schedule = score.schedules[0].schedule
+        assert (schedule.cron, schedule.timezone) == ("0 2 * * *", "UTC")
+        assert train.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+        ]
+        self.mark("plain `prefect deploy`, no Variables: the documented defaults")
+
+        client.delete_work_pool("gpu")
+        output = self.plain_prefect_deploy(client, expect_ok=False)
+        assert "references work pool 'gpu' which does not exist" in " ".join(output.split()), output
+        self.mark("plain `prefect deploy` without the gpu pool: one line naming it")
 
     def train(self, client) -> None:
         """train-gpu with a small model, as an operator would (--watch waits for the end)."""
@@ -398,7 +495,16 @@ class Operator:
         self.mark(f"scheduler: {len(upcoming)} nightly runs, next at {local[0].isoformat()}")
 
 
-def operator_environment(home: Path, api_url: str, storage: str, endpoint: str) -> dict[str, str]:
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def operator_environment(
+    home: Path, api_url: str, storage: str, endpoint: str, backend: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "COMENTARIOS_"))}
     env.update(
         {
@@ -417,15 +523,18 @@ def operator_environment(home: Path, api_url: str, storage: str, endpoint: str) 
             # flow runs: one torch/BLAS thread each (2 busy cores; spinning threads are much slower)
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
-            # what deployments/prefect.yaml reads (stand_up.sh would default the unset ones)
-            "COMENTARIOS_STORAGE": storage,
-            "COMENTARIOS_S3_ENDPOINT_URL": endpoint,
-            "COMENTARIOS_SOURCE": str(SHARED_DATA),
-            "COMENTARIOS_TZ": TZ,
             "PYTHON": sys.executable,
         }
     )
-    return env  # COMENTARIOS_PROJECT_DIR unset: stand_up defaults it to the checkout
+    if backend == "s3":  # settings from the environment; the local run passes them as flags
+        env.update(
+            {
+                "COMENTARIOS_STORAGE": storage,
+                "COMENTARIOS_S3_ENDPOINT_URL": endpoint,
+                "COMENTARIOS_SOURCE": str(SHARED_DATA),
+            }
+        )
+    return env  # COMENTARIOS_PROJECT_DIR unset: the checkout stand_up.sh deploys from
 
 
 @pytest.mark.e2e
@@ -446,7 +555,7 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset, backe
     workdir.mkdir()
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = operator_environment(home, api_url, storage, endpoint)
+    env = operator_environment(home, api_url, storage, endpoint, backend)
     operator = Operator(processes, env, api_url, storage, endpoint, workdir, backend)
     try:
         operator.start_server(port, tmp_path)
@@ -458,6 +567,10 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset, backe
             operator.score_with_deployment_parameters(client, shared_dataset)
             operator.two_runs_never_overlap(client, shared_dataset)
             operator.scheduler_made_the_nightly_runs(client)
+            if backend == "local":
+                operator.failed_run_says_why_in_its_logs()
+                operator.workers_stop_on_sigterm()
+                operator.plain_prefect_deploy_needs_nothing_exported(client)
     except BaseException:
         for name in ("server", "worker-gpu", "worker-cpu"):
             print(f"--- {name} log (tail)\n{_tail(processes.log(name), 3000)}", flush=True)

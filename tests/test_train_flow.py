@@ -97,6 +97,35 @@ class TestCleanRunVersionFolder:
         summary, root, _ = clean_run
         assert (root / "models" / summary.version / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
 
+    def test_artifacts_show_the_learning_curve_and_confusion_matrices_as_images(self, clean_run):
+        """In the run's artifacts (the Prefect UI), not only in storage: PNGs inside the markdown."""
+        import base64
+        import re
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter
+        from prefect.client.schemas.filters import ArtifactFilterKey
+
+        summary, root, _ = clean_run
+        keys = ["train-learning-curve", "train-confusion-matrix"]
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+            )
+        mine = {a.key: a.data for a in artifacts if summary.version in (a.description or "")}
+        assert set(mine) == set(keys)
+        images = {
+            key: [
+                base64.b64decode(d) for d in re.findall(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", text)
+            ]
+            for key, text in mine.items()
+        }
+        curve = (root / "models" / summary.version / "learning_curve.png").read_bytes()
+        assert images["train-learning-curve"] == [curve]  # the same picture as in storage
+        assert len(images["train-confusion-matrix"]) == 2  # test and freeform
+        assert all(png[:8] == PNG_MAGIC for png in images["train-confusion-matrix"])
+        assert "| true \\ predicted |" in mine["train-confusion-matrix"]  # the counts as a table too
+
     def test_bundle_metrics_hold_test_and_freeform(self, clean_run):
         summary, root, _ = clean_run
         meta = json.loads((root / "models" / summary.version / "bundle.json").read_text())
