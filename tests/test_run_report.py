@@ -97,7 +97,12 @@ def test_the_key_counts_come_first_and_a_count_added_to_the_summary_shows_up_by_
     assert table.headers[:6] == ("batch", "status", "rows in", "predicted", "rejected", "flagged for review")
     assert "translated rows" in table.headers
     row = dict(zip(table.headers, table.rows[0], strict=True))
-    assert (row["rows in"], row["predicted"], row["rejected"], row["flagged for review"]) == ("10", "9", "1", "2")
+    assert (row["rows in"], row["predicted"], row["rejected"], row["flagged for review"]) == (
+        "10",
+        "9",
+        "1",
+        "2",
+    )
     assert row["translated rows"] == "4"
     failed = dict(zip(table.headers, table.rows[1], strict=True))
     assert (failed["status"], failed["reason"]) == ("failed", "OSError: gone")
