@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
@@ -115,15 +116,33 @@ def load_scoring_model(storage: Storage, version: str, settings: ScoringSettings
         return _scoring_model(storage, version, settings.precision, settings.device, settings.inference_batch)
 
 
+def is_decoding_error(exc: BaseException) -> bool:
+    """True if Arrow itself could not make sense of the bytes (a property of the file, never retried).
+
+    Arrow reports bad data as ``ArrowException`` subclasses, or as a bare ``OSError`` it creates
+    itself ("Unexpected end of stream", "Corrupt snappy compressed data"). Storage errors reach us
+    as the objects the file object raised: an ``OSError`` subclass, or one with an errno or a cause.
+    """
+    if isinstance(exc, pa.ArrowException):
+        return True
+    return type(exc) is OSError and exc.errno is None and exc.__cause__ is None and exc.__context__ is None
+
+
+@contextmanager
+def unreadable_on_bad_bytes(what: str) -> Iterator[None]:
+    """Turn Arrow's complaints about the file's bytes into :class:`UnreadableBatch` ("<what>: <error>")."""
+    try:
+        yield
+    except Exception as exc:
+        if is_decoding_error(exc):
+            raise UnreadableBatch(f"{what}: {exc}") from None
+        raise
+
+
 def open_parquet(handle: IO[bytes]) -> pq.ParquetFile:
     """The batch as a Parquet file with the required columns, or :class:`UnreadableBatch` saying why."""
-    try:
+    with unreadable_on_bad_bytes("not a readable Parquet file"):  # "magic bytes not found", "size is 0 bytes"
         parquet = pq.ParquetFile(handle)
-    except (
-        pa.ArrowInvalid,
-        pa.ArrowNotImplementedError,
-    ) as exc:  # "magic bytes not found", "size is 0 bytes"
-        raise UnreadableBatch(f"not a readable Parquet file: {exc}") from None
     names = parquet.schema_arrow.names
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -209,12 +228,10 @@ def _read_chunks(parquet: pq.ParquetFile, chunk_rows: int) -> Iterator[pa.Record
     chunks = parquet.iter_batches(batch_size=chunk_rows)
     rows = 0
     while True:
-        try:
-            chunk = next(chunks)
-        except StopIteration:
+        with unreadable_on_bad_bytes(f"cannot be read after row {rows:,}"):
+            chunk = next(chunks, None)
+        if chunk is None:
             return
-        except pa.ArrowException as exc:
-            raise UnreadableBatch(f"cannot be read after row {rows:,}: {exc}") from None
         rows += chunk.num_rows
         yield chunk
 
@@ -248,7 +265,8 @@ def score_file(
     try:
         with storage.open_version(batch.uri, batch.version) as handle:
             parquet = open_parquet(handle)
-            duplicates = duplicate_rows(parquet, settings.chunk_rows)
+            with unreadable_on_bad_bytes("its id column cannot be read"):
+                duplicates = duplicate_rows(parquet, settings.chunk_rows)
             model = load_scoring_model(storage, version, settings)
             tally = _score_chunks(
                 storage, batch, parquet, duplicates, model, version, settings, when, check, log
@@ -304,12 +322,10 @@ def _score_chunks(
     labelled_batch = "categoria" in parquet.schema_arrow.names
     tally = BatchTally(model.classifier.labels)
     for part, chunk in enumerate(_read_chunks(parquet, settings.chunk_rows)):
-        try:
+        with unreadable_on_bad_bytes("its columns cannot be read as a batch"):  # values Arrow cannot type
             checked = check_chunk(
                 pa.Table.from_batches([chunk]), tally.rows_in, duplicates, settings.max_comment_chars
             )
-        except pa.ArrowException as exc:  # a column whose values Arrow cannot take as its type
-            raise UnreadableBatch(f"columns cannot be read as a batch: {exc}") from None
         valid = checked.valid
         scores = model.classifier.score(valid["comentario"])
         preds = predictions_table(valid, scores.probs, model.classifier.labels, version, batch, when)
