@@ -384,3 +384,40 @@ def test_short_outage_is_healed_by_the_task_retry(
     preds, _ = assert_exactly_once(s3_prefix, dict.fromkeys(keys.values(), 20))
     assert len(preds) == 40
     assert prefix_ledger_keys(s3_prefix) == sorted(keys.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# (f) An object replaced between the listing and the read waits for the next run (ETag check)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_object_replaced_after_the_listing_is_scored_next_run_whole(
+    prefect_harness, s3_server, s3_prefix, model_store, shared_dataset, monkeypatch
+):
+    import tasks.batches
+    from tasks.storage import Storage
+
+    put_model(Storage(s3_prefix / "store", s3_server.endpoint), model_store)
+    first_upload = dataset_rows(shared_dataset, 6, "s3f-partial")
+    final = dataset_rows(shared_dataset, 12, "s3f-final")
+    put_batch(s3_prefix, "late.parquet", first_upload)
+    real_listing = tasks.batches.list_input_files
+    uploaded = {}
+
+    def listing_then_the_producer_uploads_again(*args, **kwargs):
+        listed = real_listing(*args, **kwargs)
+        uploaded["key"] = put_batch(s3_prefix, "late.parquet", final)
+        return listed
+
+    monkeypatch.setattr(tasks.batches, "list_input_files", listing_then_the_producer_uploads_again)
+    first = run_score(s3_prefix, s3_server.endpoint)
+    monkeypatch.undo()
+
+    assert first.scored == [] and "is not the version listed (ETag" in first.skipped["late.parquet"]
+    assert table(s3_prefix, "predictions").empty and prefix_ledger_keys(s3_prefix) == []
+
+    second = run_score(s3_prefix, s3_server.endpoint)
+
+    assert second.scored == ["late.parquet"] and second.rows_in == 12
+    preds, _ = assert_exactly_once(s3_prefix, {uploaded["key"]: 12})
+    assert sorted(preds["id"]) == sorted(final["id"])
