@@ -183,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # first start (database migrations) can take longer than Prefect's 20 s default.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     try:
+        if args.command in ("train", "score"):
+            from flows.prefect_api import start_temporary_api
+
+            start_temporary_api()  # so that Ctrl-C ends the run, not the server it reports to
         return args.run(args)
     except KeyboardInterrupt:
         return 130

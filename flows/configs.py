@@ -75,6 +75,9 @@ class TrainConfig(StorageParams):
     test_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of valid rows held out for the test metrics."
     )
+    min_rows_per_class: int = Field(
+        10, ge=1, description="Valid rows each class needs; a dataset with fewer fails and publishes nothing."
+    )
     seed: int = Field(
         _TRAIN.seed,
         description="Seed of the split, the weights and the batch order (CPU runs are reproducible).",

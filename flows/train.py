@@ -40,10 +40,16 @@ class TrainSummary(BaseModel):
 @flow(name="train-lstm", log_prints=True)
 def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     storage = config.storage_root()
-    raw = fetch_source(storage, config.source)
-    frame = parse_source(raw, config.source)
+    frame = parse_source(fetch_source(storage, config.source))
     checked = validate_training_data(frame, config.categories, config.severities)
-    splits = split_dataset(checked.valid, config.val_fraction, config.test_fraction, config.seed)
+    splits = split_dataset(
+        checked.valid,
+        config.val_fraction,
+        config.test_fraction,
+        config.seed,
+        config.categories,
+        config.min_rows_per_class,
+    )
     fitted = train_model(
         splits,
         tuple(sorted(config.categories)),
