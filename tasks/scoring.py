@@ -36,6 +36,7 @@ from tasks.batches import ledger_path
 from tasks.batches import write_ledger
 from tasks.chunk_checks import REQUIRED
 from tasks.chunk_checks import check_chunk
+from tasks.claims import ClaimLost
 from tasks.duplicate_ids import duplicate_rows
 from tasks.memory import release_freed_memory
 from tasks.outputs import MISCLASSIFIED
@@ -272,12 +273,14 @@ def score_file(
                 storage, batch, parquet, duplicates, model, version, settings, when, check, log
             )
     except UnreadableBatch as exc:
+        check()
         remove_outputs(storage, batch.key)  # whatever chunks came before the unreadable page
         reason = str(exc)
-        check()
         write_part(storage, UNREADABLE, when, batch.key, 0, unreadable_table(batch, reason, when))
         write_ledger(storage, LedgerRecord.for_batch(batch, "unreadable", when, reason=reason, **extra))
         return BatchResult(batch.name, batch.key, "unreadable", reason=reason)
+    except ClaimLost:
+        raise  # the batch is another run's now: its files must not be touched
     except BaseException:
         # A batch that fails half-way must not leave rows in the tables (analysts read them without
         # looking at the ledger): remove its parts, then let Prefect retry or report the failure.

@@ -149,3 +149,34 @@ def _start_of(pid: int) -> str:
     from tasks.claims import _start_ticks
 
     return _start_ticks(pid)
+
+
+def test_a_run_that_lost_its_claim_mid_batch_stops_and_deletes_nothing(root, shared_dataset):
+    """Run A is paused past its lease; run B takes the batch over and starts writing. When A resumes,
+    it finds out before its next write and stops, leaving B's files alone."""
+    from flows.configs import ScoreConfig
+    from helpers import MODEL_VERSION
+    from helpers import dataset_rows
+    from helpers import write_batch
+    from tasks.batches import read_ledger
+    from tasks.scoring import score_file
+
+    storage = Storage(str(root))
+    batch = write_batch(root, "a.parquet", dataset_rows(shared_dataset, 30, "lost"))
+    held = acquire(storage, batch.key, owner="run A", batch=batch.name, lease_seconds=30)
+    b_part = root / "predictions" / "scored_date=2030-01-01" / f"{batch.key}-00000.parquet"
+
+    def meanwhile(line: str) -> None:
+        if "part 0" in line:  # A has written its first part: B takes over and writes its own
+            plant(storage, replace(held.record, generation=held.record.generation + 1, owner="run B"))
+            b_part.parent.mkdir(parents=True, exist_ok=True)
+            b_part.write_bytes(b"B's part")
+            held.renew()
+
+    settings = ScoreConfig(chunk_rows=10).scoring_settings()
+    with pytest.raises(ClaimLost, match="another run took the claim over"):
+        score_file(storage, batch, MODEL_VERSION, settings, meanwhile, check=held.check)
+    held.release()
+    assert b_part.read_bytes() == b"B's part", "the run that lost the claim deleted the new holder's output"
+    assert read_ledger(storage, batch.key) is None
+    assert current_claim(storage, batch.key).owner == "run B"
