@@ -110,6 +110,9 @@ def _run_score(args: argparse.Namespace) -> int:
     print(f"model version: {summary.model_version}")
     print(f"batches:       {len(summary.scored)} scored")
     print(
+        f"files skipped: {len(summary.skipped)} (the log says why), {summary.unchanged} unchanged since scored"
+    )
+    print(
         f"rows:          {summary.rows_in} in, {summary.rows_predicted} predicted, {summary.rows_rejected} rejected"
     )
     return 0
