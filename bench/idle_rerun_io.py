@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,9 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench._common import REPO
 from bench._common import load_rows
 from bench._common import quick_bundle
+from bench._common import run_python
 
 CHILD = """
 import sys
@@ -75,27 +73,9 @@ def write_batches(incoming: Path, rows: list[dict], batches: int, megabytes: int
 
 def run_score(root: Path, home: Path) -> tuple[int, int]:
     """``comentarios score --storage root`` in a subprocess; its rchar at exit and after its imports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(
-        {
-            "PREFECT_HOME": str(home),
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, "score", "--storage", str(root), "--min-file-age", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RCHAR ")), None)
-    if done.returncode or line is None:
-        raise SystemExit(f"comentarios score failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    total, imports = line.split()[1:]
+    total, imports = run_python(
+        CHILD, ["score", "--storage", str(root), "--min-file-age", "0"], home, "RCHAR"
+    ).split()
     return int(total), int(imports)
 
 

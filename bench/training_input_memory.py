@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -25,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import REPO
 from bench._common import load_rows
+from bench._common import run_python
 
 CHILD = """
 import json, resource, sys, time
@@ -74,27 +72,9 @@ def make_sources(folder: Path, megabytes: int) -> tuple[Path, Path]:
 
 
 def measure(source: Path, workdir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(
-        {
-            "PREFECT_HOME": str(workdir / "prefect-home"),
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
+    return json.loads(
+        run_python(CHILD, [str(source), str(workdir / "storage")], workdir / "prefect-home", "RESULT")
     )
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(source), str(workdir / "storage")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if done.returncode or line is None:
-        raise SystemExit(f"the measured run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
