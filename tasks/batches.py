@@ -71,7 +71,6 @@ class InputFile:
     name: str  # path relative to the input root
     location: str  # its key in the path index (see :func:`tasks.path_index.location_of`)
     version: FileVersion
-    previous: PathRecord | None = None  # what the path index knew of this location
 
     def batch(self, key: str) -> BatchFile:
         return BatchFile(self.uri, self.name, key, self.version.size, self.version)
@@ -260,7 +259,7 @@ def find_batches(storage: Storage, input_uri: str | None, rescore: bool, min_fil
         elif known is not None and known.matches(version) and known.key in committed:
             result.known[name] = _describe(known)
         else:
-            result.files.append(InputFile(uris[path], name, locations[path], version, known))
+            result.files.append(InputFile(uris[path], name, locations[path], version))
     for name, why in sorted({**result.skipped, **result.known}.items()):
         level = logger.warning if "unreadable" in why else logger.info
         level("Skipping %s: %s", name, why)

@@ -38,7 +38,13 @@ def test_ctrl_c_during_training_ends_the_run_crashed_within_10_s(shared_dataset_
     log_path = tmp_path / "train.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_as_from_a_terminal,
         )
     try:
         deadline = time.monotonic() + 300
@@ -50,7 +56,8 @@ def test_ctrl_c_during_training_ends_the_run_crashed_within_10_s(shared_dataset_
         try:
             code = proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 10 s after Ctrl-C:\n{log_path.read_text()[-3000:]}")
+            masks = _signal_masks(proc.pid)
+            pytest.fail(f"still running 10 s after Ctrl-C ({masks}):\n{log_path.read_text()[-3000:]}")
         took = time.monotonic() - interrupted
     finally:
         if proc.poll() is None:
@@ -65,3 +72,18 @@ def test_ctrl_c_during_training_ends_the_run_crashed_within_10_s(shared_dataset_
     assert not (storage / "models").exists(), "an interrupted training published a model"
     with pytest.raises(ProcessLookupError):  # the temporary server was stopped too, not orphaned
         os.killpg(proc.pid, 0)
+
+
+def _as_from_a_terminal() -> None:
+    """A shell starts a foreground command with SIGINT at its default and unblocked, whatever the
+    state of the process that starts it (a child inherits ignored and blocked signals)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_masks(pid: int) -> str:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "no /proc status"
+    return ", ".join(line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
