@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +107,24 @@ def quick_bundle(rows: list[dict], epochs: int = 4, seed: int = 42):
 
     trained = fit_on_rows(rows, TrainConfig(epochs=epochs, seed=seed))
     return ModelBundle.from_fitted(trained.fitted, version="bench", data_fingerprint="bench")
+
+
+def run_python(code: str, args: list[str], prefect_home: Path, marker: str) -> str:
+    """Run ``code`` in a fresh interpreter (its own ephemeral Prefect server, telemetry off) and return
+    what it printed after ``marker`` on a line of its own; exit with its stderr if it failed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(
+        {
+            "PREFECT_HOME": str(prefect_home),
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith(marker + " ")), None)
+    if done.returncode or line is None:
+        raise SystemExit(f"the measured run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return line[len(marker) + 1 :]

@@ -61,7 +61,9 @@ def main() -> None:
         set_latest(storage, "bench")
         started = time.perf_counter()
         summary = score_batches(
-            ScoreConfig(storage=str(root), input=str(incoming), task_runner="dask", workers=workers)
+            ScoreConfig(
+                storage=str(root), input=str(incoming), task_runner="dask", workers=workers, min_file_age=0
+            )
         )
         timings[workers] = time.perf_counter() - started
         print(

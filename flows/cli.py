@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 from flows.errors import one_line
 from flows.errors import quiet_environment
 from flows.errors import tidy_console
-from flows.server_start import start_temporary_server
+from flows.prefect_api import start_temporary_api
 
 if typing.TYPE_CHECKING:
     from flows.score import ScoreSummary
@@ -131,7 +131,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(TrainConfig, args)
     check_train(config)
-    server = start_temporary_server()  # boots while the flow's modules import
+    server = start_temporary_api()  # boots while the flow's modules import; out of Ctrl-C's reach
     from flows.train import train_lstm
 
     _quiet_unless_verbose(args)
@@ -161,7 +161,7 @@ def _run_score(args: argparse.Namespace) -> int:
 
     config = config_from_args(ScoreConfig, args)
     check_score(config)
-    server = start_temporary_server()  # boots while the flow's modules import
+    server = start_temporary_api()  # boots while the flow's modules import; out of Ctrl-C's reach
     from flows.score import BatchesFailed
     from flows.score import score_batches
 
@@ -181,6 +181,9 @@ def _run_score(args: argparse.Namespace) -> int:
 def _print_score_summary(summary: ScoreSummary) -> None:
     print(f"model version: {summary.model_version}")
     print(f"batches:       {len(summary.scored)} scored")
+    print(
+        f"files skipped: {len(summary.skipped)} (the log says why), {summary.unchanged} unchanged since scored"
+    )
     print(
         f"rows:          {summary.rows_in} in, {summary.rows_predicted} predicted, {summary.rows_rejected} rejected"
     )

@@ -87,6 +87,9 @@ class TrainConfig(StorageParams):
     severities: list[str] = Field(list(SEVERITIES), description="Allowed severidad values.")
     val_fraction: float = _share(0.1, "Share of valid rows held out for early stopping.", below_one=True)
     test_fraction: float = _share(0.1, "Share of valid rows held out for the test metrics.", below_one=True)
+    min_rows_per_class: int = Field(
+        10, ge=1, description="Valid rows each class needs; a dataset with fewer fails and publishes nothing."
+    )
     seed: int = Field(
         _TRAIN.seed,
         description="Seed of the split, the weights and the batch order (CPU runs are reproducible).",
@@ -195,6 +198,18 @@ class ScoreConfig(StorageParams):
     )
     rescore: bool = Field(
         False, description="Score batches again even if already scored, replacing their previous output."
+    )
+    min_file_age: float = Field(
+        3.0,
+        ge=0,
+        description="Seconds since a file's last modification before it is scored; younger files may "
+        "still be written and wait for the next run.",
+    )
+    claim_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Lease of the claim a run takes on each batch it scores (renewed every third of it); "
+        "a killed run's batches are taken over once it runs out.",
     )
     max_comment_chars: int = Field(
         5_000, ge=1, description="Longer comentarios are rejected (rule comentario_too_long)."

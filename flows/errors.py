@@ -169,6 +169,10 @@ def check_score(config: ScoreConfig) -> None:
     try:
         version = resolve_version(storage, config.model)
     except ModelNotFound as exc:
+        if config.model != "latest":  # a name that is no version name (a path, say)
+            raise ActionableError(
+                f"{exc} (--model)", "pass --model latest or the name of a folder under models/"
+            ) from exc
         raise ActionableError(
             f"no promoted model under {storage.uri('models')}",
             f"train one first (comentarios train --storage {config.storage}) or pass --model <version>",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 
 from prefect import flow
 from prefect import get_run_logger
@@ -12,13 +13,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from flows.configs import ScoreConfig
+from tasks.batch_job import ScoringRun
+from tasks.batch_job import score_batch
 from tasks.batches import find_batches
 from tasks.registry import resolve_model
 from tasks.reports import publish_batch_summaries
 from tasks.run_report import publish_run_report
 from tasks.run_report import tables_written
 from tasks.scoring import BatchResult
-from tasks.scoring import score_batch
 
 
 class BatchesFailed(RuntimeError):
@@ -35,6 +37,10 @@ class ScoreSummary(BaseModel):
     scored: list[str]
     unreadable: dict[str, str]
     failed: dict[str, str]
+    skipped: dict[
+        str, str
+    ] = {}  # file -> why it was not scored by this run (claimed elsewhere, too young...)
+    unchanged: int = 0  # files scored by earlier runs and unchanged since: not read at all
     rows_in: int
     rows_predicted: int
     rows_rejected: int
@@ -66,39 +72,50 @@ def build_task_runner(config: ScoreConfig) -> TaskRunner:
     )
 
 
+def _run_id() -> str:
+    """This flow run's id (named in claims and ledger records); a fresh id outside Prefect."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4())
+
+
 @flow(name="score-batches", log_prints=True)
 def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
     logger = get_run_logger()
     storage = config.storage_root()
     version = resolve_model(storage, config.model)
-    batches = find_batches(storage, config.input, config.rescore)
+    found = find_batches(storage, config.input, config.rescore, config.min_file_age)
     settings = config.scoring_settings()
+    run = ScoringRun(run_id=_run_id(), claim_seconds=config.claim_seconds, rescore=config.rescore)
     results: list[BatchResult] = []
     failed: dict[str, str] = {}
-    if batches:
+    if found.files:
         with build_task_runner(config) as runner:
             futures = [
                 runner.submit(
                     score_batch,
-                    {"storage": storage, "batch": batch, "version": version, "settings": settings},
+                    {"storage": storage, "file": file, "version": version, "settings": settings, "run": run},
                 )
-                for batch in batches
+                for file in found.files
             ]
-            for batch, future in zip(batches, futures, strict=True):
+            for file, future in zip(found.files, futures, strict=True):
                 try:
                     results.append(future.result())
                 except Exception as exc:  # one bad batch never stops the others; the run fails at the end
-                    failed[batch.name] = f"{type(exc).__name__}: {exc}"
-    publish_batch_summaries(results)
+                    failed[file.name] = f"{type(exc).__name__}: {exc}"
+    processed = [r for r in results if r.status != "skipped"]
+    publish_batch_summaries(processed)
     # The report never hides how the batches went: if it cannot be written (storage down), its task
     # logs the error and the run goes on to its own outcome.
-    report = publish_run_report(storage, version, results, failed, return_state=True)
+    report = publish_run_report(storage, version, processed, failed, return_state=True)
     report_uri = report.result() if report.is_completed() else None
     summary = ScoreSummary(
         model_version=version,
         scored=[r.batch for r in results if r.status == "scored"],
         unreadable={r.batch: r.reason or "" for r in results if r.status == "unreadable"},
         failed=failed,
+        skipped={**found.skipped, **{r.batch: r.reason or "" for r in results if r.status == "skipped"}},
+        unchanged=len(found.known),
         rows_in=sum(r.rows_in for r in results),
         rows_predicted=sum(r.rows_predicted for r in results),
         rows_rejected=sum(r.rows_rejected for r in results),
@@ -107,12 +124,15 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
         report_uri=report_uri,
     )
     logger.info(
-        "Scored %d batch(es): %d rows in, %d predicted (%d flagged for review), %d rejected",
+        "Scored %d batch(es): %d rows in, %d predicted (%d flagged for review), %d rejected; "
+        "%d file(s) skipped, %d unchanged",
         len(summary.scored),
         summary.rows_in,
         summary.rows_predicted,
         summary.rows_flagged,
         summary.rows_rejected,
+        len(summary.skipped),
+        summary.unchanged,
     )
     problems = [f"{name}: unreadable ({why})" for name, why in summary.unreadable.items()]
     problems += [f"{name}: failed ({why})" for name, why in failed.items()]

@@ -6,6 +6,7 @@ The flow only wires tasks; every step lives in ``tasks/`` (I/O, validation, repo
 
 from __future__ import annotations
 
+import pandas as pd
 from prefect import flow
 from prefect import get_run_logger
 from pydantic import BaseModel
@@ -25,6 +26,7 @@ from tasks.source import parse_source
 from tasks.training_data import fingerprint
 from tasks.training_data import split_dataset
 from tasks.training_data import validate_training_data
+from tasks.validation import ValidationOutcome
 
 
 class TrainSummary(BaseModel):
@@ -37,13 +39,26 @@ class TrainSummary(BaseModel):
     metrics: dict[str, dict[str, float]]
 
 
+def prepare_data(config: TrainConfig) -> tuple[ValidationOutcome, dict[str, pd.DataFrame]]:
+    """Source -> validated rows -> split: everything before training (bench/training_input_memory.py
+    measures its peak memory through this same function)."""
+    frame = parse_source(fetch_source(config.storage_root(), config.source))
+    checked = validate_training_data(frame, config.categories, config.severities)
+    splits = split_dataset(
+        checked.valid,
+        config.val_fraction,
+        config.test_fraction,
+        config.seed,
+        config.categories,
+        config.min_rows_per_class,
+    )
+    return checked, splits
+
+
 @flow(name="train-lstm", log_prints=True)
 def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     storage = config.storage_root()
-    raw = fetch_source(storage, config.source)
-    frame = parse_source(raw, config.source)
-    checked = validate_training_data(frame, config.categories, config.severities)
-    splits = split_dataset(checked.valid, config.val_fraction, config.test_fraction, config.seed)
+    checked, splits = prepare_data(config)
     freeform = load_freeform_eval(config.categories)
     fitted = train_model(
         splits,

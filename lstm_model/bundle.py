@@ -2,13 +2,17 @@
 
 The bundle serialises to a ``{filename: bytes}`` mapping; the storage tasks decide where those bytes
 go. Weights are a plain state_dict so loading uses ``torch.load(..., weights_only=True)`` and never
-unpickles arbitrary objects from storage.
+unpickles arbitrary objects from storage. Loading checks that the files agree with each other (labels,
+vocabulary, network sizes and weights): a mismatch is refused with the file it concerns, instead of a
+model that loads and scores wrongly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -31,6 +35,22 @@ SPLITS_FILE = "splits.json"
 SECOND_WEIGHTS_FILE = "second_model.pt"  # bundles trained before the second model have none
 BUNDLE_FILES = (WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE)  # every bundle has these
 MODEL_FILES = (*BUNDLE_FILES, SECOND_WEIGHTS_FILE)  # what a bundle can hold
+
+
+def labels_digest(labels: Sequence[str]) -> str:
+    """SHA-256 of the class labels in order: the order maps the network's outputs to classes."""
+    return hashlib.sha256(json.dumps(list(labels), ensure_ascii=False).encode()).hexdigest()
+
+
+def labels_in_meta(meta: bytes) -> list[str]:
+    return list(_json(meta, META_FILE)["labels"])
+
+
+def _json(data: bytes, name: str):
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name} is not valid JSON ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -119,24 +139,65 @@ class ModelBundle:
         missing = [name for name in BUNDLE_FILES if name not in files]
         if missing:
             raise ValueError(f"model bundle is incomplete, missing {missing}")
-        meta = json.loads(files[META_FILE])
+        meta = _json(files[META_FILE], META_FILE)
+        vocab = _json(files[VOCAB_FILE], VOCAB_FILE)
         second = files.get(SECOND_WEIGHTS_FILE)
-        return cls(
-            version=meta["version"],
-            model_config=ModelConfig.from_dict(meta["model_config"]),
-            state_dict=_load_tensors(files[WEIGHTS_FILE]),
-            vocab=Vocabulary.from_json(files[VOCAB_FILE].decode()),
-            labels=tuple(meta["labels"]),
-            max_len=meta["max_len"],
-            data_fingerprint=meta["data_fingerprint"],
-            training=TrainingReport.from_dict(meta.get("training", {})),
-            metrics={name: Metrics.from_dict(m) for name, m in meta.get("metrics", {}).items()},
-            splits=json.loads(files[SPLITS_FILE]),
-            frame_tokens=tuple(meta.get("frame_tokens", [])),
-            second_state_dict=_load_tensors(second) if second is not None else None,
-            second_model_weight=meta.get("second_model_weight", 0.0) if second is not None else 0.0,
-            review=ReviewPolicy.from_dict(meta.get("review")),
-        )
+        try:
+            bundle = cls(
+                version=meta["version"],
+                model_config=ModelConfig.from_dict(meta["model_config"]),
+                state_dict=_load_tensors(files[WEIGHTS_FILE]),
+                vocab=Vocabulary.from_dict(vocab),
+                labels=tuple(meta["labels"]),
+                max_len=meta["max_len"],
+                data_fingerprint=meta["data_fingerprint"],
+                training=TrainingReport.from_dict(meta.get("training", {})),
+                metrics={name: Metrics.from_dict(m) for name, m in meta.get("metrics", {}).items()},
+                splits=_json(files[SPLITS_FILE], SPLITS_FILE),
+                frame_tokens=tuple(meta.get("frame_tokens", [])),
+                second_state_dict=_load_tensors(second) if second is not None else None,
+                second_model_weight=meta.get("second_model_weight", 0.0) if second is not None else 0.0,
+                review=ReviewPolicy.from_dict(meta.get("review")),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(
+                f"{META_FILE} or {VOCAB_FILE} lacks a field or has a wrong one ({exc!r})"
+            ) from None
+        bundle.check_consistency()
+        return bundle
+
+    def check_consistency(self) -> None:
+        """Raise ``ValueError`` unless labels, vocabulary, network sizes and weights fit together."""
+        labels = self.labels
+        if not labels or not all(isinstance(label, str) and label for label in labels):
+            raise ValueError(f"{META_FILE}: labels must be non-empty strings, got {list(labels)!r}")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"{META_FILE}: labels repeat: {list(labels)!r}")
+        if len(set(self.vocab.itos)) != len(self.vocab.itos):
+            raise ValueError(f"{VOCAB_FILE}: tokens repeat")
+        config = self.model_config
+        if config.num_classes != len(labels):
+            raise ValueError(
+                f"{META_FILE}: {len(labels)} labels but the network has {config.num_classes} outputs"
+            )
+        if config.vocab_size != len(self.vocab):
+            raise ValueError(
+                f"{VOCAB_FILE} has {len(self.vocab):,} entries but the network embeds {config.vocab_size:,}"
+            )
+        try:
+            LSTMClassifier(config).load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise ValueError(
+                f"{WEIGHTS_FILE} does not fit the network in {META_FILE}: {' '.join(first[1:2] or first[:1])}"
+            ) from None
+        try:
+            self.build_second_model()
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise ValueError(
+                f"{SECOND_WEIGHTS_FILE} does not fit the vocabulary and labels: {' '.join(first[1:2] or first[:1])}"
+            ) from None
 
 
 def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -92,7 +92,10 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, text: str) -> Vocabulary:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Vocabulary:
         if "form" in data:
             form = TokenForm.from_dict(data["form"])
         else:  # vocabularies written before token forms: whole words cut to prefix_chars

@@ -1,7 +1,8 @@
 """Scoring one batch file end to end, in bounded memory, exactly once.
 
-:func:`score_file` is the whole job for one file (plain Python, testable without Prefect);
-:func:`score_batch` is the Prefect task that wraps it with retries and log lines.
+:func:`score_file` is the whole job for one batch once its content is known and claimed (plain Python,
+testable without Prefect); :mod:`tasks.batch_job` reads, claims and hands each file to it, and holds
+the Prefect task.
 """
 
 from __future__ import annotations
@@ -10,19 +11,22 @@ import io
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
 from datetime import datetime
 from functools import lru_cache
+from typing import IO
+from typing import Any
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from prefect import get_run_logger
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from lstm_model.bundle import ModelBundle
 from lstm_model.precision import PrecisionChoice
@@ -32,12 +36,12 @@ from lstm_model.predict import TextScores
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import resolve_device
 from tasks.batches import BatchFile
-from tasks.batches import BatchStatus
 from tasks.batches import LedgerRecord
 from tasks.batches import ledger_path
 from tasks.batches import write_ledger
 from tasks.chunk_checks import REQUIRED
 from tasks.chunk_checks import check_chunk
+from tasks.claims import ClaimLost
 from tasks.duplicate_ids import duplicate_rows
 from tasks.freeform import load_freeform
 from tasks.memory import release_freed_memory
@@ -71,16 +75,19 @@ class ScoringSettings:
     inference_batch: int
 
 
+ResultStatus = Literal["scored", "unreadable", "skipped"]
+
+
 @dataclass(frozen=True)
 class BatchResult:
     batch: str
-    key: str
-    status: BatchStatus
+    key: str | None  # None when the file was skipped before its content was known
+    status: ResultStatus
     rows_in: int = 0
     rows_predicted: int = 0
     rows_rejected: int = 0
-    reason: str | None = None  # why the batch is unreadable
-    summary: BatchSummary | None = None  # None for an unreadable batch
+    reason: str | None = None  # why the batch is unreadable, or was skipped
+    summary: BatchSummary | None = None  # None for an unreadable or skipped batch
 
 
 EVAL_ROWS_FILE = "eval.parquet"  # a version's evaluation rows, when it keeps them
@@ -146,17 +153,37 @@ def load_scoring_model(storage: Storage, version: str, settings: ScoringSettings
         return _scoring_model(storage, version, settings.precision, settings.device, settings.inference_batch)
 
 
-def open_parquet(storage: Storage, batch: BatchFile) -> pq.ParquetFile:
-    """The batch as a Parquet file with the required columns, or :class:`UnreadableBatch` saying why."""
-    handle = storage.open_uri(batch.uri)  # I/O errors (missing file, S3 outage) propagate: Prefect retries
+def is_decoding_error(exc: BaseException) -> bool:
+    """True if Arrow itself could not make sense of the bytes (a property of the file, never retried).
+
+    Arrow reports bad data as ``ArrowException`` subclasses, or as a bare ``OSError`` it creates
+    itself ("Unexpected end of stream", "Corrupt snappy compressed data"). Storage errors reach us
+    as the objects the file object raised: an ``OSError`` subclass, or one with an errno or a cause.
+    """
+    if isinstance(exc, pa.ArrowException):
+        return True
+    return type(exc) is OSError and exc.errno is None and exc.__cause__ is None and exc.__context__ is None
+
+
+@contextmanager
+def unreadable_on_bad_bytes(what: str) -> Iterator[None]:
+    """Turn Arrow's complaints about the file's bytes into :class:`UnreadableBatch` ("<what>: <error>")."""
     try:
+        yield
+    except Exception as exc:
+        if is_decoding_error(exc):
+            raise UnreadableBatch(f"{what}: {exc}") from None
+        raise
+
+
+def open_parquet(handle: IO[bytes]) -> pq.ParquetFile:
+    """The batch as a Parquet file with the required columns, or :class:`UnreadableBatch` saying why."""
+    with unreadable_on_bad_bytes("not a readable Parquet file"):  # "magic bytes not found", "size is 0 bytes"
         parquet = pq.ParquetFile(handle)
-    except (
-        pa.ArrowInvalid,
-        pa.ArrowNotImplementedError,
-    ) as exc:  # "magic bytes not found", "size is 0 bytes"
-        raise UnreadableBatch(f"not a readable Parquet file: {exc}") from None
     names = parquet.schema_arrow.names
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UnreadableBatch(f"duplicate column name(s): {', '.join(repeated)} (found: {', '.join(names)})")
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise UnreadableBatch(f"required column(s) missing: {', '.join(missing)} (found: {', '.join(names)})")
@@ -227,72 +254,87 @@ class BatchTally:
         )
 
 
-def _remove_outputs(storage: Storage, batch: BatchFile) -> None:
-    for leftover in parts_of(storage, batch.key):
+def remove_outputs(storage: Storage, key: str) -> None:
+    """Delete every output file of batch ``key`` (all tables, all days), leftovers of killed writes too."""
+    for leftover in parts_of(storage, key):
         storage.delete(leftover)
 
 
+def _no_claim() -> None:
+    return None
+
+
+def _read_chunks(parquet: pq.ParquetFile, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """The file's record batches; a page Arrow cannot decode makes the batch unreadable (never retried)."""
+    chunks = parquet.iter_batches(batch_size=chunk_rows)
+    rows = 0
+    while True:
+        with unreadable_on_bad_bytes(f"cannot be read after row {rows:,}"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            return
+        rows += chunk.num_rows
+        yield chunk
+
+
 def score_file(
-    storage: Storage, batch: BatchFile, version: str, settings: ScoringSettings, log=None
+    storage: Storage,
+    batch: BatchFile,
+    version: str,
+    settings: ScoringSettings,
+    log=None,
+    *,
+    check: Callable[[], None] = _no_claim,
+    ledger_fields: dict[str, Any] | None = None,
 ) -> BatchResult:
-    """Score one batch: clear leftovers, stream chunks through rules and model, write parts, then the ledger."""
+    """Score one batch: clear leftovers, stream chunks through rules and model, write parts, then the ledger.
+
+    ``check`` raises when this run may no longer write the batch (its claim was lost); it is
+    called before every output file. ``ledger_fields`` are extra fields of the ledger record.
+    The file is read through :meth:`Storage.open_version`, so only the bytes of ``batch.version``
+    (the bytes that were hashed into ``batch.key``) are ever scored.
+    """
     log = log or (lambda *a: None)
+    extra = ledger_fields or {}
     started = time.perf_counter()
     when = datetime.now(UTC)
     # Un-commit first (the ledger entry is the commit point; it exists here only with --rescore), then
     # remove whatever an earlier or interrupted run wrote for this batch.
+    check()
     storage.delete(ledger_path(batch.key))
-    _remove_outputs(storage, batch)
+    remove_outputs(storage, batch.key)
     try:
-        parquet = open_parquet(storage, batch)
-        duplicates = duplicate_rows(parquet, settings.chunk_rows)
+        with storage.open_version(batch.uri, batch.version) as handle:
+            parquet = open_parquet(handle)
+            with unreadable_on_bad_bytes("its id column cannot be read"):
+                duplicates = duplicate_rows(parquet, settings.chunk_rows)
+            model = load_scoring_model(storage, version, settings)
+            choice = model.precision
+            log(
+                f"{batch.name}: model {version} on {model.classifier.device} in {choice.precision} ({choice.reason})"
+            )
+            tally = _score_chunks(
+                storage, batch, parquet, duplicates, model, version, settings, when, check, log
+            )
     except UnreadableBatch as exc:
+        check()
+        remove_outputs(storage, batch.key)  # whatever chunks came before the unreadable page
         reason = str(exc)
         write_part(storage, UNREADABLE, when, batch.key, 0, unreadable_table(batch, reason, when))
-        write_ledger(storage, LedgerRecord.for_batch(batch, "unreadable", when, reason=reason))
+        write_ledger(storage, LedgerRecord.for_batch(batch, "unreadable", when, reason=reason, **extra))
         return BatchResult(batch.name, batch.key, "unreadable", reason=reason)
-
-    model = load_scoring_model(storage, version, settings)
-    choice = model.precision
-    log(f"{batch.name}: model {version} on {model.classifier.device} in {choice.precision} ({choice.reason})")
-    labelled_batch = "categoria" in parquet.schema_arrow.names
-    tally = BatchTally(model.classifier.labels)
-    try:
-        for part, chunk in enumerate(parquet.iter_batches(batch_size=settings.chunk_rows)):
-            checked = check_chunk(
-                pa.Table.from_batches([chunk]), tally.rows_in, duplicates, settings.max_comment_chars
-            )
-            valid = checked.valid
-            scores = model.classifier.score(valid["comentario"])
-            preds = predictions_table(valid, scores, model.classifier.labels, version, batch, when)
-            write_part(storage, PREDICTIONS, when, batch.key, part, preds)
-            if scores.needs_review.any():
-                write_part(
-                    storage, REVIEW, when, batch.key, part, review_table(preds, model.classifier.labels)
-                )
-            if checked.rejected.num_rows:
-                write_part(
-                    storage, REJECTED, when, batch.key, part, rejected_table(checked.rejected, batch, when)
-                )
-            if labelled_batch and valid.num_rows:
-                wrong = misclassified_table(valid, preds, model.seen_tokens)
-                tally.add_labelled(int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0), wrong.num_rows)
-                if wrong.num_rows:
-                    write_part(storage, MISCLASSIFIED, when, batch.key, part, wrong)
-            tally.add_chunk(chunk.num_rows, checked.rejected.num_rows, scores, preds)
-            release_freed_memory()
-            log(
-                f"{batch.name}: part {part}: {tally.rows_in:,} rows read, {tally.predicted:,} predicted, "
-                f"{tally.rejected:,} rejected"
-            )
+    except ClaimLost:
+        raise  # the batch is another run's now: its files must not be touched
     except BaseException:
         # A batch that fails half-way must not leave rows in the tables (analysts read them without
         # looking at the ledger): remove its parts, then let Prefect retry or report the failure.
-        _remove_outputs(storage, batch)
+        remove_outputs(storage, batch.key)
         raise
     summary = tally.summary(batch, model, time.perf_counter() - started, when)
+    check()
     write_part(storage, SUMMARIES, when, batch.key, 0, summary.to_table())
     tally.check_every_row_accounted_for(batch)
+    check()
     write_ledger(
         storage,
         LedgerRecord.for_batch(
@@ -303,6 +345,7 @@ def score_file(
             rows_in=tally.rows_in,
             rows_predicted=tally.predicted,
             rows_rejected=tally.rejected,
+            **extra,
         ),
     )
     return BatchResult(
@@ -310,25 +353,46 @@ def score_file(
     )
 
 
-@task(
-    name="score-batch",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    task_run_name="score-{batch.name}",
-)
-def score_batch(storage: Storage, batch: BatchFile, version: str, settings: ScoringSettings) -> BatchResult:
-    """Prefect task around :func:`score_file`; a retry starts the batch over (leftovers are removed first)."""
-    logger = get_run_logger()
-    result = score_file(storage, batch, version, settings, log=logger.info)
-    if result.status == "unreadable":
-        logger.error("Unreadable batch %s: %s (file left in place)", batch.uri, result.reason)
-    else:
-        logger.info(
-            "Scored %s: %d rows in, %d predicted, %d rejected",
-            batch.name,
-            result.rows_in,
-            result.rows_predicted,
-            result.rows_rejected,
+def _score_chunks(
+    storage: Storage,
+    batch: BatchFile,
+    parquet: pq.ParquetFile,
+    duplicates: set[int],
+    model: ScoringModel,
+    version: str,
+    settings: ScoringSettings,
+    when: datetime,
+    check: Callable[[], None],
+    log,
+) -> BatchTally:
+    """Every chunk through the row rules and the model, its parts written as it goes."""
+    labelled_batch = "categoria" in parquet.schema_arrow.names
+    tally = BatchTally(model.classifier.labels)
+    for part, chunk in enumerate(_read_chunks(parquet, settings.chunk_rows)):
+        with unreadable_on_bad_bytes("its columns cannot be read as a batch"):  # values Arrow cannot type
+            checked = check_chunk(
+                pa.Table.from_batches([chunk]), tally.rows_in, duplicates, settings.max_comment_chars
+            )
+        valid = checked.valid
+        scores = model.classifier.score(valid["comentario"])
+        preds = predictions_table(valid, scores, model.classifier.labels, version, batch, when)
+        check()
+        write_part(storage, PREDICTIONS, when, batch.key, part, preds)
+        if scores.needs_review.any():
+            write_part(storage, REVIEW, when, batch.key, part, review_table(preds, model.classifier.labels))
+        if checked.rejected.num_rows:
+            write_part(
+                storage, REJECTED, when, batch.key, part, rejected_table(checked.rejected, batch, when)
+            )
+        if labelled_batch and valid.num_rows:
+            wrong = misclassified_table(valid, preds, model.seen_tokens)
+            tally.add_labelled(int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0), wrong.num_rows)
+            if wrong.num_rows:
+                write_part(storage, MISCLASSIFIED, when, batch.key, part, wrong)
+        tally.add_chunk(chunk.num_rows, checked.rejected.num_rows, scores, preds)
+        release_freed_memory()
+        log(
+            f"{batch.name}: part {part}: {tally.rows_in:,} rows read, {tally.predicted:,} predicted, "
+            f"{tally.rejected:,} rejected"
         )
-    return result
+    return tally

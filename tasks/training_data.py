@@ -23,6 +23,7 @@ from tasks.validation import DatasetError
 from tasks.validation import Rule
 from tasks.validation import ValidationOutcome
 from tasks.validation import apply_rules
+from tasks.validation import as_given
 from tasks.validation import missing_columns
 from tasks.validation import short
 from tasks.validation import text_or_null
@@ -77,10 +78,10 @@ def check_training_rows(
         )
     view = pd.DataFrame(
         {
-            "id": frame["id"].astype(object),
+            "id": as_given(frame["id"]),
             "comentario": text_or_null(frame["comentario"]),
-            "categoria": frame["categoria"].astype(object),
-            "severidad": frame["severidad"].astype(object),
+            "categoria": as_given(frame["categoria"]),
+            "severidad": as_given(frame["severidad"]),
             "sentimiento": pd.to_numeric(frame["sentimiento"], errors="coerce").astype(float),
             "timestamp": text_or_null(frame["timestamp"]),
         }
@@ -117,12 +118,36 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
 
 
+def check_classes(
+    valid: pd.DataFrame, splits: dict[str, pd.DataFrame], categories: Sequence[str], min_rows: int
+) -> None:
+    """Raise :class:`DatasetError` unless every class has ``min_rows`` valid rows and appears in
+    every split that has rows: a model that never saw a class, or is tested without it, must not be
+    published (it would report "accuracy 0.0000 (0 rows)" and look like a result)."""
+    counts = valid["categoria"].value_counts()
+    few = {label: int(counts.get(label, 0)) for label in categories if counts.get(label, 0) < min_rows}
+    if few:
+        listed = ", ".join(f"{label} {n}" for label, n in few.items())
+        raise DatasetError(f"too few valid rows to train: {listed} (at least {min_rows} per class needed)")
+    for name, part in splits.items():
+        missing = sorted(set(categories) - set(part["categoria"])) if len(part) or name == "train" else []
+        if missing:
+            raise DatasetError(f"the {name} split has no rows of class {', '.join(missing)}")
+
+
 @task(name="split-dataset")
 def split_dataset(
-    frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
+    frame: pd.DataFrame,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    categories: Sequence[str] = CATEGORIES,
+    min_rows_per_class: int = 10,
 ) -> dict[str, pd.DataFrame]:
     parts = stratified_split(
         frame["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
     )
+    splits = {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
+    check_classes(frame, splits, categories, min_rows_per_class)
     get_run_logger().info("Split %s", {name: len(rows) for name, rows in parts.items()})
-    return {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
+    return splits

@@ -176,8 +176,19 @@ def apply_rules(frame: pd.DataFrame, view: pd.DataFrame, rules: Sequence[Rule]) 
 
 
 def text_or_null(values: pd.Series) -> pd.Series:
-    """Strings stay; anything else (numbers, lists, NaN) becomes null, so text rules see it as missing."""
+    """Strings stay; anything else (numbers, lists, NaN) becomes null, so text rules see it as missing.
+
+    A column of pandas' string dtype holds only text and nulls already: it is returned as it is
+    (no copy as Python objects, which costs hundreds of MB on a large training set).
+    """
+    if isinstance(values.dtype, pd.StringDtype):
+        return values
     return values.map(lambda v: v if isinstance(v, str) else None).astype(object)
+
+
+def as_given(values: pd.Series) -> pd.Series:
+    """The column for rules that compare values: string columns as they are, anything else as objects."""
+    return values if isinstance(values.dtype, pd.StringDtype) else values.astype(object)
 
 
 def short(value: Any, limit: int = 60) -> str:

@@ -6,7 +6,9 @@ Test modules import this as ``helpers`` (pytest puts tests/ on sys.path).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import fsspec
@@ -109,7 +111,11 @@ def new_storage_root(model_store: Path, root: Path) -> Path:
 
 
 def write_batch(root: Path, name: str, data: pd.DataFrame | pa.Table | bytes, folder: str = "incoming"):
-    """Write one batch file under ``<root>/<folder>/`` and return its :class:`BatchFile`."""
+    """Write one batch file under ``<root>/<folder>/`` and return its :class:`BatchFile`.
+
+    The file's modification time is set a minute back, as if it had landed before the run: runs
+    leave files younger than ``--min-file-age`` for the next run.
+    """
     from tasks.batches import BatchFile
     from tasks.batches import content_key
 
@@ -120,6 +126,8 @@ def write_batch(root: Path, name: str, data: pd.DataFrame | pa.Table | bytes, fo
     else:
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         pq.write_table(table, path)
+    landed = time.time() - 60
+    os.utime(path, (landed, landed))
     return BatchFile(str(path), name, content_key(fsspec.filesystem("file"), str(path)), path.stat().st_size)
 
 

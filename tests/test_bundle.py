@@ -188,3 +188,49 @@ class TestOldBundles:
             "": "no_readable_words",
             "zzz qqq": "no_known_words",
         }
+
+
+class TestBundleConsistency:
+    """Files that load but do not fit together are refused, naming the file at fault."""
+
+    def _files_with_meta(self, bundle, **changes):
+        files = bundle.to_files()
+        meta = json.loads(files[META_FILE])
+        meta.update(changes)
+        files[META_FILE] = json.dumps(meta).encode()
+        return files
+
+    def test_fewer_labels_than_outputs(self, trained):
+        _, bundle = trained
+        files = self._files_with_meta(bundle, labels=list(bundle.labels[:3]))
+        with pytest.raises(ValueError, match="bundle.json: 3 labels but the network has 4 outputs"):
+            ModelBundle.from_files(files)
+
+    def test_repeated_labels(self, trained):
+        _, bundle = trained
+        files = self._files_with_meta(bundle, labels=[*bundle.labels[:3], bundle.labels[0]])
+        with pytest.raises(ValueError, match="labels repeat"):
+            ModelBundle.from_files(files)
+
+    def test_vocabulary_of_another_size(self, trained):
+        _, bundle = trained
+        files = bundle.to_files()
+        vocab = json.loads(files[VOCAB_FILE])
+        vocab["itos"].append("nuevo")
+        files[VOCAB_FILE] = json.dumps(vocab).encode()
+        with pytest.raises(ValueError, match=r"vocab.json has \d+ entries but the network embeds \d+"):
+            ModelBundle.from_files(files)
+
+    def test_weights_of_another_network(self, trained):
+        _, bundle = trained
+        config = dict(json.loads(bundle.to_files()[META_FILE])["model_config"], hidden_size=16)
+        files = self._files_with_meta(bundle, model_config=config)
+        with pytest.raises(ValueError, match="weights.pt does not fit the network in bundle.json"):
+            ModelBundle.from_files(files)
+
+    def test_cut_json_names_the_file(self, trained):
+        _, bundle = trained
+        files = bundle.to_files()
+        files[VOCAB_FILE] = files[VOCAB_FILE][: len(files[VOCAB_FILE]) // 2]
+        with pytest.raises(ValueError, match="vocab.json is not valid JSON"):
+            ModelBundle.from_files(files)

@@ -14,6 +14,7 @@ from lstm_model.bundle import WEIGHTS_FILE
 from lstm_model.predict import Classifier
 from tasks.registry import COMPLETE
 from tasks.registry import LATEST
+from tasks.registry import ModelFileError
 from tasks.registry import ModelNotFound
 from tasks.registry import is_complete
 from tasks.registry import load_bundle
@@ -146,3 +147,64 @@ class TestPromotionGate:
         with disable_run_logger(), pytest.raises(ModelNotFound):
             promote_model.fn(storage, "v-missing", 1.0, 0.95)
         assert not storage.exists(LATEST)
+
+
+class TestVerifiedFiles:
+    """Loading checks every file against the SHA-256 its manifest recorded, and the class order."""
+
+    @pytest.fixture
+    def published(self, storage, trained):
+        _, bundle = trained
+        write_version(storage, "v1", bundle.to_files())
+        return storage, bundle
+
+    def test_manifest_records_the_label_order(self, published):
+        from lstm_model.bundle import labels_digest
+
+        storage, bundle = published
+        manifest = json.loads(storage.read_text(f"{version_dir('v1')}/{COMPLETE}"))
+        assert manifest["labels_sha256"] == labels_digest(bundle.labels)
+
+    def test_a_truncated_vocab_is_refused_naming_file_and_version(self, published, tmp_path):
+        storage, _ = published
+        vocab = tmp_path / "models" / "v1" / "vocab.json"
+        vocab.write_bytes(vocab.read_bytes()[: vocab.stat().st_size // 2])
+        with pytest.raises(ModelFileError) as info:
+            load_bundle(storage, "v1")
+        message = str(info.value)
+        assert message.startswith("model v1: vocab.json (") and "changed or truncated" in message
+        assert "\n" not in message
+
+    def test_reordered_labels_are_refused(self, published, tmp_path):
+        storage, bundle = published
+        meta_path = tmp_path / "models" / "v1" / "bundle.json"
+        meta = json.loads(meta_path.read_text())
+        meta["labels"] = list(reversed(meta["labels"]))
+        meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=2))
+        with pytest.raises(ModelFileError, match=r"model v1: bundle\.json .* does not match the SHA-256"):
+            load_bundle(storage, "v1")
+
+        # ... and still refused when the manifest's file hash is "re-sealed" to match the edit:
+        manifest_path = tmp_path / "models" / "v1" / COMPLETE
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"]["bundle.json"] = hashlib.sha256(meta_path.read_bytes()).hexdigest()
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(
+            ModelFileError, match="model v1: the labels in bundle.json .* are not in the order"
+        ):
+            load_bundle(storage, "v1")
+
+    @pytest.mark.parametrize(
+        "name", ["../outside_models_dir", "a/b", "..", "/etc", "v1/../v2", "", " v1", "v1\\x"]
+    )
+    def test_only_version_names_are_accepted(self, published, name):
+        with pytest.raises(ModelNotFound, match="is not a model version name"):
+            load_bundle(published[0], name)
+        with pytest.raises(ModelNotFound, match="is not a model version name"):
+            resolve_version(published[0], name)
+
+    def test_latest_naming_a_path_is_refused(self, published):
+        storage, _ = published
+        storage.write_text(LATEST, "../../elsewhere\n")
+        with pytest.raises(ModelNotFound, match="'../../elsewhere' is not a model version name"):
+            load_bundle(storage)

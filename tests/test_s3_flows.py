@@ -51,9 +51,10 @@ def put_model(storage, model_store: Path) -> None:
 
 
 def score_config(prefix, endpoint: str, **overrides):
+    """The run's config; batches are uploaded just before, so no minimum file age (S3 keeps upload times)."""
     from flows.configs import ScoreConfig
 
-    return ScoreConfig(storage=prefix / "store", s3_endpoint_url=endpoint, **overrides)
+    return ScoreConfig(storage=prefix / "store", s3_endpoint_url=endpoint, **{"min_file_age": 0, **overrides})
 
 
 def run_score(prefix, endpoint: str, **overrides):
@@ -184,7 +185,8 @@ def test_score_batches_on_s3_then_rerun_scores_nothing(
     summary = run_score(s3_prefix, s3_server.endpoint, chunk_rows=8)
 
     assert summary.model_version == MODEL_VERSION
-    assert sorted(summary.scored) == ["a_good.parquet", "b_no_pais.parquet"]
+    # The batch column is the path relative to incoming/ (issue 14; it used to be the bare file name).
+    assert sorted(summary.scored) == ["a_good.parquet", "sub/b_no_pais.parquet"]
     assert (summary.rows_in, summary.rows_predicted, summary.rows_rejected) == (50, 49, 1)
     assert summary.rows_in == summary.rows_predicted + summary.rows_rejected
     preds, rejected = assert_exactly_once(
@@ -193,12 +195,12 @@ def test_score_batches_on_s3_then_rerun_scores_nothing(
     assert len(preds) == 49 and list(rejected["rule"]) == ["comentario_blank"]
     assert list(preds.columns) == [*predictions_schema(LABELS).names, "scored_date"]
     assert set(preds["id"]) == (set(good["id"]) - {"s3b1-4"}) | set(no_pais["id"])
-    assert preds["pais"][preds["batch"] == "b_no_pais.parquet"].isna().all()
+    assert preds["pais"][preds["batch"] == "sub/b_no_pais.parquet"].isna().all()
     assert (preds["categoria_pred"] == preds["categoria"]).mean() >= 0.9  # the model works from S3 too
     reports = table(s3_prefix, "reports/batches").set_index("batch")
     assert (
         reports.loc["a_good.parquet", "rows_in"] == 30
-        and reports.loc["b_no_pais.parquet", "rows_rejected"] == 0
+        and reports.loc["sub/b_no_pais.parquet", "rows_rejected"] == 0
     )
     for name, key in keys.items():
         entry = ledger(s3_prefix, key)
@@ -290,7 +292,7 @@ def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(
 ):
     import flows.score
     from flows.score import BatchesFailed
-    from tasks.scoring import score_batch
+    from tasks.batch_job import score_batch
     from tasks.storage import Storage
 
     # One attempt per S3 call inside botocore (s3fs still retries a few times, ~2 s), and no Prefect
@@ -336,7 +338,10 @@ def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(
 
 
 def prefix_ledger_keys(prefix) -> list[str]:
-    return sorted(k.rsplit("/", 1)[-1][: -len(".json")] for k in prefix.keys("store/ledger"))
+    """Committed batch keys: the objects directly under ledger/ (not its by-path/ index or superseded/)."""
+    return sorted(
+        k.rsplit("/", 1)[-1][: -len(".json")] for k in prefix.keys("store/ledger") if k.count("/") == 2
+    )
 
 
 def test_short_outage_is_healed_by_the_task_retry(
@@ -379,3 +384,40 @@ def test_short_outage_is_healed_by_the_task_retry(
     preds, _ = assert_exactly_once(s3_prefix, dict.fromkeys(keys.values(), 20))
     assert len(preds) == 40
     assert prefix_ledger_keys(s3_prefix) == sorted(keys.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# (f) An object replaced between the listing and the read waits for the next run (ETag check)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_object_replaced_after_the_listing_is_scored_next_run_whole(
+    prefect_harness, s3_server, s3_prefix, model_store, shared_dataset, monkeypatch
+):
+    import tasks.batches
+    from tasks.storage import Storage
+
+    put_model(Storage(s3_prefix / "store", s3_server.endpoint), model_store)
+    first_upload = dataset_rows(shared_dataset, 6, "s3f-partial")
+    final = dataset_rows(shared_dataset, 12, "s3f-final")
+    put_batch(s3_prefix, "late.parquet", first_upload)
+    real_listing = tasks.batches.list_input_files
+    uploaded = {}
+
+    def listing_then_the_producer_uploads_again(*args, **kwargs):
+        listed = real_listing(*args, **kwargs)
+        uploaded["key"] = put_batch(s3_prefix, "late.parquet", final)
+        return listed
+
+    monkeypatch.setattr(tasks.batches, "list_input_files", listing_then_the_producer_uploads_again)
+    first = run_score(s3_prefix, s3_server.endpoint)
+    monkeypatch.undo()
+
+    assert first.scored == [] and "is not the version listed (ETag" in first.skipped["late.parquet"]
+    assert table(s3_prefix, "predictions").empty and prefix_ledger_keys(s3_prefix) == []
+
+    second = run_score(s3_prefix, s3_server.endpoint)
+
+    assert second.scored == ["late.parquet"] and second.rows_in == 12
+    preds, _ = assert_exactly_once(s3_prefix, {uploaded["key"]: 12})
+    assert sorted(preds["id"]) == sorted(final["id"])

@@ -6,6 +6,7 @@ row-level rules are covered by ``test_row_rules.py`` and its neighbours through 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -159,31 +160,32 @@ def test_rerun_changed_file_and_rescore(root, prefect_harness, shared_dataset):
     assert len(read_table(root, "reports/batches")) == 3
 
     changed = pd.concat([b, dataset_rows(shared_dataset, 4, "b-new", start=60)], ignore_index=True)
-    batch_b2 = write_batch(root, "b.parquet", changed)  # same name, new content
+    batch_b2 = write_batch(root, "b.parquet", changed)  # same name, new content: a corrected re-delivery
     assert batch_b2.key != batch_b.key
 
     third = run_flow(root, chunk_rows=5)
 
+    # The new content replaces the old one's rows (issue 14: before, both were kept side by side).
     assert third.scored == ["b.parquet"] and third.rows_in == 14
-    assert counts_by_key(root) == {batch_a.key: 16, batch_b.key: 9, batch_b2.key: 13}
+    assert counts_by_key(root) == {batch_a.key: 16, batch_b2.key: 13}
+    assert counts_by_key(root, "errors/rejected") == {batch_b2.key: 1}
     assert_exactly_once(root, batch_b2.key, 14)
+    assert (
+        ledger_entry(root, batch_b.key) is None
+        and ledger_entry(root, batch_b2.key)["supersedes"] == batch_b.key
+    )
+    superseded = json.loads((root / "ledger" / "superseded" / f"{batch_b.key}.json").read_text())
+    assert superseded["superseded_by"] == batch_b2.key and superseded["name"] == "b.parquet"
 
     fourth = run_flow(root, chunk_rows=3, rescore=True)
 
     assert sorted(fourth.scored) == ["a.parquet", "b.parquet", "empty.parquet"]
-    assert counts_by_key(root) == {batch_a.key: 16, batch_b.key: 9, batch_b2.key: 13}, (
-        "rescore must replace, not add"
-    )
-    assert counts_by_key(root, "errors/rejected") == {batch_b.key: 1, batch_b2.key: 1}
+    assert counts_by_key(root) == {batch_a.key: 16, batch_b2.key: 13}, "rescore must replace, not add"
+    assert counts_by_key(root, "errors/rejected") == {batch_b2.key: 1}
     assert_exactly_once(root, batch_a.key, 16)
     assert_exactly_once(root, batch_b2.key, 14)
     summaries = read_table(root, "reports/batches")
-    assert summaries.groupby("batch_key").size().to_dict() == {
-        batch_a.key: 1,
-        batch_b.key: 1,
-        batch_b2.key: 1,
-        empty.key: 1,
-    }
+    assert summaries.groupby("batch_key").size().to_dict() == {batch_a.key: 1, batch_b2.key: 1, empty.key: 1}
     preds = read_table(root, "predictions")
     rescored = preds[preds["batch_key"].isin([batch_a.key, batch_b2.key])]
     assert rescored.groupby("batch_key")["scored_at"].nunique().to_dict() == {

@@ -281,3 +281,39 @@ class TestCliReportsOneLine:
             main(["train", "--device", "tpu"])
         assert info.value.code == 2
         assert "--device" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ (f) too little data: nothing published
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("one_class", "too few valid rows to train: logistica 0, precios 0, servicio_cliente 0 (at least 10"),
+        (
+            "three_rows",
+            "too few valid rows to train: ecommerce 1, logistica 1, precios 1, servicio_cliente 0",
+        ),
+    ],
+)
+def test_too_little_data_fails_with_one_line_and_publishes_nothing(
+    prefect_harness, shared_dataset_path, tmp_path, capsys, case, reason
+):
+    from flows.cli import main
+
+    records = raw_records(shared_dataset_path)
+    chosen = [r for r in records if r["categoria"] == "ecommerce"] if case == "one_class" else []
+    if case == "three_rows":
+        chosen = [
+            next(r for r in records if r["categoria"] == label)
+            for label in ("ecommerce", "logistica", "precios")
+        ]
+    source = tmp_path / f"{case}.json"
+    source.write_text(json.dumps(chosen, ensure_ascii=False), encoding="utf-8")
+
+    code = main(["train", "--source", str(source), "--storage", str(tmp_path / "storage"), "--epochs", "1"])
+
+    assert code == 1
+    last = capsys.readouterr().err.rstrip("\n").splitlines()[-1]
+    assert last.startswith(f"comentarios train: failed: DatasetError: {reason}"), last
+    assert not (tmp_path / "storage" / "models").exists()

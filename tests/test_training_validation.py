@@ -181,6 +181,34 @@ class TestParseJsonArray:
         data = b"\xef\xbb\xbf \n" + json.dumps(RECORDS).encode()
         assert parse_records(data, "x.json")["id"].tolist() == ["a", "b"]
 
+    def test_streamed_in_small_blocks_it_reads_what_json_reads(self, monkeypatch, tmp_path):
+        """Records cut at every possible place by the reader's blocks: strings holding brackets, braces,
+        commas, escaped quotes and newlines, nested values, pretty-printing, non-ASCII text."""
+        import tasks.source
+
+        records = [
+            {"id": "a", "comentario": 'dijo "ya]" y {nada},\n otra línea', "extra": {"x": [1, 2]}},
+            {"id": "b", "comentario": "emoji 😡 y ñ", "extra": {"x": []}, "sentimiento": -0.5},
+            {"id": "c", "comentario": "[no es un array]", "sentimiento": 1},
+        ]
+        path = tmp_path / "pretty.json"
+        path.write_text(json.dumps(records, ensure_ascii=False, indent=3), encoding="utf-8")
+        monkeypatch.setattr(tasks.source, "_BLOCK", 7)
+        frame = parse_records(path, "pretty.json")
+        assert frame["id"].tolist() == ["a", "b", "c"]
+        assert frame["comentario"].tolist() == [r["comentario"] for r in records]
+        assert frame["sentimiento"].tolist()[1:] == [-0.5, 1]
+
+    def test_dates_stay_text_and_absent_columns_stay_absent(self):
+        data = json.dumps(
+            [{"id": "a", "timestamp": "2024-08-17T14:06:08", "comentario": "2024-01-01"}]
+        ).encode()
+        frame = parse_records(data, "x.json")
+        assert frame.to_dict("records") == [
+            {"id": "a", "timestamp": "2024-08-17T14:06:08", "comentario": "2024-01-01"}
+        ]
+        assert "pais" not in frame.columns  # the dataset's other columns are absent, not null
+
 
 class TestParseJsonLines:
     def test_one_object_per_line(self):
@@ -218,6 +246,11 @@ class TestParseErrors:
         with pytest.raises(DatasetError, match="list of JSON objects"):
             parse_records(data, "x.json")
 
+    def test_json_array_error_names_the_bad_line(self):
+        data = b'[\n {"id": "a"},\n {"id": "b"},\n {"id": oops}\n]'
+        with pytest.raises(DatasetError, match="x.json is not JSON or JSON Lines: .* at line 4"):
+            parse_records(data, "x.json")
+
     def test_json_lines_error_names_the_bad_line(self):
         data = b'{"id": "a"}\n{"id": "b"}\n{"id": oops}\n'
         with pytest.raises(DatasetError) as info:
@@ -231,3 +264,24 @@ class TestParseErrors:
         with pytest.raises(DatasetError) as info:
             parse_records(data, "x.json")
         assert "\n" not in str(info.value)
+
+
+class TestClassCoverage:
+    def test_every_class_needs_ten_valid_rows(self):
+        from tasks.training_data import check_classes
+
+        frame = comment_rows(44)  # 11 rows per class
+        check_classes(frame, {"train": frame}, ("ecommerce", "logistica", "precios", "servicio_cliente"), 10)
+        short = frame.drop(index=frame.index[frame["categoria"] == "precios"][:2])
+        with pytest.raises(DatasetError, match=r"^too few valid rows to train: precios 9 \(at least 10"):
+            check_classes(
+                short, {"train": short}, ("ecommerce", "logistica", "precios", "servicio_cliente"), 10
+            )
+
+    def test_a_split_without_a_class_is_refused(self):
+        from tasks.training_data import check_classes
+
+        frame = comment_rows(44)
+        test_part = frame[frame["categoria"] != "logistica"]
+        with pytest.raises(DatasetError, match="the test split has no rows of class logistica"):
+            check_classes(frame, {"train": frame, "test": test_part}, ("ecommerce", "logistica"), 10)

@@ -81,3 +81,42 @@ def test_a_storage_error_while_opening_is_not_unreadable(root, storage, shared_d
     with pytest.raises(FileNotFoundError):
         score(storage, batch)
     assert batch.key not in scored_keys(storage) and not part_files(root, "errors/unreadable")
+
+
+def test_duplicate_column_names_make_a_batch_unreadable(root, storage, shared_dataset):
+    rows = dataset_rows(shared_dataset, 4, "dup")
+    table = pa.Table.from_arrays(
+        [pa.array(rows["id"]), pa.array(rows["comentario"]), pa.array(rows["comentario"].str.upper())],
+        names=["id", "comentario", "comentario"],
+    )
+    batch = write_batch(root, "dup.parquet", table)
+
+    result = score(storage, batch)
+
+    assert result.status == "unreadable" and result.reason.startswith("duplicate column name(s): comentario")
+    assert read_table(root, "errors/unreadable")["reason"].tolist() == [result.reason]
+    assert ledger_entry(root, batch.key)["status"] == "unreadable" and not part_files(root, "predictions")
+
+
+def test_a_page_that_cannot_be_decoded_half_way_makes_the_batch_unreadable(root, storage, shared_dataset):
+    """Bad bytes never heal: the batch is reported once (errors/unreadable), its partial output removed,
+    instead of failing (and being retried) on every run."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    rows = pa.Table.from_pandas(dataset_rows(shared_dataset, 40, "page"), preserve_index=False)
+    sink = io.BytesIO()
+    pq.write_table(rows, sink, row_group_size=10, compression="snappy")
+    data = bytearray(sink.getvalue())
+    page = pq.ParquetFile(io.BytesIO(bytes(data))).metadata.row_group(2).column(0)
+    for i in range(page.data_page_offset + 10, page.data_page_offset + page.total_compressed_size):
+        data[i] = (data[i] * 7 + 13) % 256  # the third row group's id page is garbage
+    batch = write_batch(root, "page.parquet", bytes(data))
+
+    result = score(storage, batch, chunk_rows=10)
+
+    assert result.status == "unreadable", result
+    assert not part_files(root, "predictions") and not part_files(root, "errors/rejected")
+    assert ledger_entry(root, batch.key)["status"] == "unreadable"
+    assert len(read_table(root, "errors/unreadable")) == 1
