@@ -79,6 +79,8 @@ class TrainingSettings:
     token_mask_prob: float = 0.3
     eval_batch_size: int = 1024
     grad_clip: float | None = 1.0  # max gradient norm; None: no clipping
+    # Loss weight of a row an analyst labelled (labels/) against a row of the templated source.
+    label_weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
