@@ -11,6 +11,7 @@ from prefect import get_run_logger
 from prefect import task
 
 from lstm_model.splits import stratified_split
+from tasks.labels import ORIGIN
 from tasks.schema import CATEGORIES
 from tasks.schema import COLUMNS
 from tasks.schema import SEVERITIES
@@ -121,8 +122,16 @@ def fingerprint(frame: pd.DataFrame) -> str:
 def split_dataset(
     frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, pd.DataFrame]:
-    parts = stratified_split(
-        frame["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-    )
-    get_run_logger().info("Split %s", {name: len(rows) for name, rows in parts.items()})
-    return {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
+    """Stratified, seeded parts. Rows of each ``origin`` (source, analysts' labels) are split on their
+    own, so the few label rows land in every part in the same proportions as the source rows."""
+    groups = frame.groupby(ORIGIN, sort=False) if ORIGIN in frame.columns else [(None, frame)]
+    chunks: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
+    for origin, group in groups:
+        parts = stratified_split(
+            group["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+        )
+        for name, rows in parts.items():
+            chunks[name].append(group.iloc[rows])
+        of = f" of the {origin} rows" if origin is not None else ""
+        get_run_logger().info("Split%s: %s", of, {name: len(rows) for name, rows in parts.items()})
+    return {name: pd.concat(parts).reset_index(drop=True) for name, parts in chunks.items()}
