@@ -11,6 +11,7 @@ import io
 import json
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 
 import torch
 
@@ -49,6 +50,10 @@ class ModelBundle:
     second_state_dict: dict[str, torch.Tensor] | None = None  # the bag-of-stems model, if any
     second_model_weight: float = 0.0
     review: ReviewPolicy = ReviewPolicy(min_confidence=None)
+    # Written by the training flow, kept as plain records: the rows it trained on (counts, label
+    # files) and the champion/challenger decision. Empty for bundles made before the feedback loop.
+    data: dict[str, Any] = field(default_factory=dict)
+    promotion: dict[str, Any] | None = None
 
     @classmethod
     def from_fitted(
@@ -59,6 +64,8 @@ class ModelBundle:
         data_fingerprint: str,
         metrics: dict[str, Metrics] | None = None,
         splits: dict[str, list[str]] | None = None,
+        data: dict[str, Any] | None = None,
+        promotion: dict[str, Any] | None = None,
     ) -> ModelBundle:
         second = fitted.second_model
         return cls(
@@ -76,6 +83,8 @@ class ModelBundle:
             second_state_dict=_cpu_copy(second) if second is not None else None,
             second_model_weight=fitted.second_model_weight if second is not None else 0.0,
             review=fitted.review,
+            data=dict(data or {}),
+            promotion=promotion,
         )
 
     def build_model(self, device: str | torch.device = "cpu") -> LSTMClassifier:
@@ -103,6 +112,8 @@ class ModelBundle:
             "frame_tokens": list(self.frame_tokens),
             "second_model_weight": self.second_model_weight,
             "review": self.review.to_dict(),
+            "data": self.data,
+            "promotion": self.promotion,
         }
         files = {
             WEIGHTS_FILE: _tensor_bytes(self.state_dict),
@@ -136,6 +147,8 @@ class ModelBundle:
             second_state_dict=_load_tensors(second) if second is not None else None,
             second_model_weight=meta.get("second_model_weight", 0.0) if second is not None else 0.0,
             review=ReviewPolicy.from_dict(meta.get("review")),
+            data=meta.get("data") or {},
+            promotion=meta.get("promotion"),
         )
 
 

@@ -52,12 +52,11 @@ def combine(checked: ValidationOutcome, labels: LabelSet, source: str) -> Traini
             for i, c in zip(replaced["id"], replaced["categoria"], strict=True)
         ],
     )
-    report = [
-        checked.rejected.assign(**{SOURCE_FILE: source}),
-        replaced.assign(**{SOURCE_FILE: source}),
-        labels.rejected,
-    ]
-    report = [frame for frame in report if len(frame)]
+    # The source's report always comes first, with its columns, even when it holds no row.
+    report = checked.rejected.assign(**{SOURCE_FILE: source})
+    more = [frame for frame in (replaced.assign(**{SOURCE_FILE: source}), labels.rejected) if len(frame)]
+    if more:
+        report = pd.concat([report, *more], ignore_index=True)
     rows = pd.concat([source_rows[~relabelled], label_rows], ignore_index=True)
     summary = {
         "source": source,
@@ -70,9 +69,9 @@ def combine(checked: ValidationOutcome, labels: LabelSet, source: str) -> Traini
         "conflicting_ids": len(labels.conflicts),
         "source_rows_replaced_by_labels": int(relabelled.sum()),
         "rows_used": len(rows),
-        "rows_left_out": sum(len(frame) for frame in report),
+        "rows_left_out": len(report),
     }
-    return TrainingRows(rows, pd.concat(report, ignore_index=True) if report else pd.DataFrame(), summary)
+    return TrainingRows(rows, report, summary)
 
 
 @task(name="combine-training-rows")

@@ -146,9 +146,17 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
     assert summary.model_uri == s3_prefix / f"store/models/{summary.version}"
     assert s3_server.get(f"{s3_prefix.key}/store/models/LATEST").decode().strip() == summary.version
     version_files = {k.rsplit("/", 1)[-1] for k in s3_prefix.keys(f"store/models/{summary.version}")}
-    assert version_files == {*MODEL_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
+    assert version_files == {
+        *MODEL_FILES,
+        "rejected_rows.parquet",
+        "learning_curve.png",
+        "eval.parquet",
+        "_COMPLETE",
+    }
+    (promotion,) = s3_prefix.keys("store/models/promotions")  # the promotions log: one object per entry
+    assert promotion.endswith(f"-{summary.version}.json")
     assert s3_prefix.keys() == sorted(
-        ["source/comentarios.json", "store/models/LATEST"]
+        ["source/comentarios.json", "store/models/LATEST", promotion]
         + [f"store/models/{summary.version}/{n}" for n in version_files]
     ), "the training flow wrote outside its storage root (or left temporary objects)"
     manifest = json.loads(s3_server.get(f"{s3_prefix.key}/store/models/{summary.version}/_COMPLETE"))
@@ -157,7 +165,7 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
     bundle = load_bundle(Storage(s3_prefix / "store", s3_server.endpoint))  # what score-batches will load
     assert bundle.version == summary.version and len(bundle.labels) == 4
     assert s3_server.get(f"{s3_prefix.key}/source/comentarios.json") == shared_dataset_path.read_bytes()
-    assert assert_no_credentials(s3_prefix) == len(version_files) + 2
+    assert assert_no_credentials(s3_prefix) == len(version_files) + 3
 
 
 # --------------------------------------------------------------------------------------------------
