@@ -38,14 +38,10 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.source import parse_records
 from tasks.storage import Storage
-from tasks.validation import COMENTARIO_BLANK
-from tasks.validation import COMENTARIO_MISSING
-from tasks.validation import ID_MISSING
-from tasks.validation import NOT_NULL
-from tasks.validation import Check
 from tasks.validation import DatasetError
 from tasks.validation import Rule
 from tasks.validation import apply_rules
+from tasks.validation import labelled_comment_rules
 from tasks.validation import short
 from tasks.validation import text_or_null
 
@@ -183,23 +179,7 @@ def _one_line(exc: BaseException) -> str:
 
 def label_rules(categories: Sequence[str]) -> list[Rule]:
     """The training rules that apply to a label file (it has no severidad, sentimiento, timestamp)."""
-    return [
-        ID_MISSING,
-        Rule(
-            "id_duplicate",
-            "id",
-            (Check("ExpectColumnValuesToBeUnique"),),
-            lambda v: f"id {short(v)} appears more than once in this file",
-        ),
-        COMENTARIO_MISSING,
-        COMENTARIO_BLANK,
-        Rule(
-            "categoria_invalid",
-            "categoria",
-            (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(categories)})),
-            lambda v: f"categoria {short(v)} is not one of {', '.join(categories)}",
-        ),
-    ]
+    return labelled_comment_rules(categories, "appears more than once in this file")
 
 
 def _id_text(value: object) -> str | None:

@@ -80,6 +80,13 @@ class Storage:
         """Open any URI (http(s), local, ``s3://``) for reading."""
         return fsspec.open(uri, "rb", **storage_options_for(uri, self.endpoint_url)).open()
 
+    def write_uri(self, uri: str, data: bytes) -> None:
+        """Write ``data`` to any URI outside the root (a file an analyst asked for), in one write."""
+        fs, path = self.filesystem_for(uri)
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        fs.pipe_file(path, data)
+
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 

@@ -15,15 +15,13 @@ from tasks.labels import ORIGIN
 from tasks.schema import CATEGORIES
 from tasks.schema import COLUMNS
 from tasks.schema import SEVERITIES
-from tasks.validation import COMENTARIO_BLANK
-from tasks.validation import COMENTARIO_MISSING
-from tasks.validation import ID_MISSING
 from tasks.validation import NOT_NULL
 from tasks.validation import Check
 from tasks.validation import DatasetError
 from tasks.validation import Rule
 from tasks.validation import ValidationOutcome
 from tasks.validation import apply_rules
+from tasks.validation import labelled_comment_rules
 from tasks.validation import missing_columns
 from tasks.validation import short
 from tasks.validation import text_or_null
@@ -31,21 +29,7 @@ from tasks.validation import text_or_null
 
 def training_rules(categories: Sequence[str], severities: Sequence[str]) -> list[Rule]:
     return [
-        ID_MISSING,
-        Rule(
-            "id_duplicate",
-            "id",
-            (Check("ExpectColumnValuesToBeUnique"),),
-            lambda v: f"id {short(v)} appears more than once",
-        ),
-        COMENTARIO_MISSING,
-        COMENTARIO_BLANK,
-        Rule(
-            "categoria_invalid",
-            "categoria",
-            (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(categories)})),
-            lambda v: f"categoria {short(v)} is not one of {', '.join(categories)}",
-        ),
+        *labelled_comment_rules(categories),
         Rule(
             "severidad_invalid",
             "severidad",

@@ -13,7 +13,6 @@ import io
 import json
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -23,6 +22,7 @@ pytest.register_assert_rewrite("s3_support")
 from helpers import LABELS
 from helpers import MODEL_VERSION
 from helpers import dataset_rows
+from helpers import put_model
 from s3_support import FlakyProxy
 from s3_support import assert_no_credentials
 
@@ -37,17 +37,6 @@ BAD_TEXT = b"id,comentario\n1,esto es un CSV y no un Parquet\n"
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-
-
-def put_model(storage, model_store: Path) -> None:
-    """Publish the local model version onto the S3 storage the way the registry does (files, manifest, LATEST)."""
-    from tasks.registry import set_latest
-    from tasks.registry import write_version
-
-    folder = model_store / "models" / MODEL_VERSION
-    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "_COMPLETE"}
-    write_version(storage, MODEL_VERSION, files)
-    set_latest(storage, MODEL_VERSION)
 
 
 def score_config(prefix, endpoint: str, **overrides):

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from flows.configs import TrainConfig
 from helpers import predicted_labels
+from helpers import small_train_config as small_config
 from lstm_model.bundle import MODEL_FILES
 from lstm_model.predict import Classifier
 from tasks.promotion import read_promotions
@@ -28,20 +28,6 @@ from tasks.validation import DatasetError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 VERSION_FILES = {*MODEL_FILES, "rejected_rows.parquet", "learning_curve.png", "eval.parquet", "_COMPLETE"}
-
-
-def small_config(source: Path | str, storage: Path, **overrides) -> TrainConfig:
-    return TrainConfig(
-        source=str(source),
-        storage=str(storage),
-        epochs=3,
-        embedding_dim=32,
-        hidden_size=32,
-        num_layers=1,
-        head_sizes=[32],
-        learning_rate=5e-3,
-        **overrides,
-    )
 
 
 def raw_records(path: Path) -> list[dict]:
