@@ -279,7 +279,24 @@ def read_labels(storage: Storage, location: str | None, categories: Sequence[str
     )
 
 
-@task(name="load-labels", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def _storage_hiccup(task, task_run, state) -> bool:
+    """Retry what storage got wrong, not a label file that is wrong: it would be as wrong next time."""
+    try:
+        state.result()
+    except DatasetError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(
+    name="load-labels",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_storage_hiccup,
+)
 def load_labels(storage: Storage, setting: str, categories: Sequence[str]) -> LabelSet:
     """The analysts' labels for this run (``--labels``), with a log line for everything left out."""
     logger = get_run_logger()

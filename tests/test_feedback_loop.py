@@ -158,6 +158,20 @@ class TestTrainingWithoutTheLabels:
         assert sets["labels"]["rows"] == 8 and sets["labels"]["champion_f1"] > sets["labels"]["challenger_f1"]
         assert sets["test"]["rows"] == 200 and sets["test"]["left_out"] == 0  # same source, same split
 
+    def test_side_by_side_table_is_a_run_artifact(self, loop):
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter
+        from prefect.client.schemas.filters import ArtifactFilterKey
+
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["train-champion-challenger"]))
+            )
+        (artifact,) = [a for a in found if a.description.startswith(loop.without.version)]
+        table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+        assert [row["set"] for row in table] == ["test", "labels", "freeform"]
+        assert [row["ok"] for row in table][1] is False and "do not promote" in artifact.description
+
 
 class TestRegistryCommands:
     def test_promote_switches_latest_anyway_and_list_shows_both(self, loop, capsys):
@@ -193,6 +207,25 @@ class TestRegistryCommands:
         out = capsys.readouterr().out
         assert f"gate:           failed against {loop.with_labels.version}" in out
         assert "worse than champion" in out and "labels" in out
+
+
+def test_an_unreadable_label_file_fails_training_with_one_line(
+    prefect_harness, shared_dataset_path, tmp_path, capsys
+):
+    from flows.cli import main
+
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "revision.csv").write_bytes(
+        "id;comentario;categoria\n1;envío;logística\n".encode("cp1252")
+    )
+    code = main(["train", "--source", str(shared_dataset_path), "--storage", str(tmp_path), "--epochs", "1"])
+    assert code == 1
+    last = capsys.readouterr().err.rstrip("\n").splitlines()[-1]
+    assert last == (
+        "comentarios train: failed: DatasetError: label file revision.csv is not UTF-8 text (byte 29); "
+        "save it as 'CSV UTF-8'"
+    )
+    assert not (tmp_path / "models").exists() and (tmp_path / "labels" / "revision.csv").exists()
 
 
 def test_the_loop_on_s3(prefect_harness, s3_server, s3_prefix, model_store, shared_dataset_path):
