@@ -36,6 +36,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from bench._common import REPO
 from bench._common import SHARED_DATA
 from bench._common import cpu_name
+from bench._common import mean_sd
 
 LABEL_FILE = REPO / "bench" / "data" / "label_comments.jsonl"
 TARGET_FREEFORM, TARGET_IN_FRAME = 0.85, 0.99
@@ -96,14 +97,6 @@ def tfidf_reference(train_ids: set[str], final) -> float:
             final["categoria"], model.predict(vectoriser.transform(final["comentario"])), average="macro"
         )
     )
-
-
-def mean_sd(values: list[float]) -> str:
-    values = [v for v in values if v == v]  # no NaN
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
 def main() -> None:

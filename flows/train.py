@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from flows.configs import TrainConfig
 from tasks.champion import EVAL_FILE
 from tasks.champion import challenge_champion
-from tasks.champion import challenger_contender
 from tasks.freeform import load_freeform_eval
 from tasks.labels import load_labels
 from tasks.modeling import evaluate_model
@@ -71,12 +70,15 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         calibration=freeform.dev,
     )
     eval_rows = evaluation_rows(splits)
-    metrics = evaluate_model(fitted, {**evaluation_sets(eval_rows), "freeform": freeform.final})
+    datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final}
+    metrics = evaluate_model(fitted, {name: rows for name, rows in datasets.items() if len(rows)})
     data_fingerprint = fingerprint(data.rows)
     version = new_version(data_fingerprint)
     decision = challenge_champion(
         storage,
-        challenger_contender(version, fitted, splits),
+        version,
+        fitted,
+        splits,
         checked.valid,
         freeform.final,
         metrics["test"].macro_f1,

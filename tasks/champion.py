@@ -149,15 +149,19 @@ def challenger_contender(version: str, fitted: FittedModel, splits: dict[str, pd
 @task(name="challenge-champion", cache_policy=NO_CACHE)
 def challenge_champion(
     storage: Storage,
-    challenger: Contender,
+    version: str,
+    fitted: FittedModel,
+    splits: dict[str, pd.DataFrame],
     source_rows: pd.DataFrame,
     freeform: pd.DataFrame,
     test_macro_f1: float,
     threshold: float,
     max_regression: float,
 ) -> PromotionDecision:
-    """Score the new model and ``LATEST`` side by side and decide; log and publish the table."""
+    """Score the new model (``version``, not published yet) and ``LATEST`` side by side and decide;
+    log the table and publish it as an artifact."""
     logger = get_run_logger()
+    challenger = challenger_contender(version, fitted, splits)
     in_service = storage.read_text(LATEST).strip() if storage.exists(LATEST) else None
     champion, problem = None, None
     try:
