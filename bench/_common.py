@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def mean_sd(values: list[float]) -> str:
+    """``mean ± sd`` of the values that are numbers (NaN: a figure a run did not have); "-" if none."""
+    values = [v for v in values if v == v]
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
 def load_rows(path: Path = SHARED_DATA) -> list[dict]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 from bench._common import cpu_name
 from bench._common import fit_on_rows
 from bench._common import load_rows
+from bench._common import mean_sd
 
 VARIANTS: dict[str, dict] = {
     "whole words, last state": {
@@ -75,11 +75,6 @@ def run(rows: list[dict], freeform, overrides: dict, seed: int) -> dict[str, flo
         "epochs": len(trained.fitted.report.history),
         "seconds": seconds,
     }
-
-
-def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
 def main() -> None:

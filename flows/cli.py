@@ -145,6 +145,8 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"rows:          {summary.valid_rows} valid, {summary.rejected_rows} rejected")
     for name, m in summary.metrics.items():
         print(f"{name + ':':14s} accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}")
+    print(f"labels:        {summary.label_rows} rows used, {summary.unlabelled_rows} not labelled")
+    print(f"champion:      {summary.champion or '(none)'}; " + "; ".join(summary.promotion_reasons))
     _print_paths(
         {
             "model folder": summary.model_uri,
@@ -282,6 +284,9 @@ def build_parser() -> OneLineParser:
         "--type", default="process", help="Work pool type, if the worker creates the pool (default: process)."
     )
     worker.set_defaults(run=_run_worker)
+    from flows.models_cli import add_commands
+
+    add_commands(commands)  # models list/show/promote/log, review export
     return parser
 
 

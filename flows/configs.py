@@ -83,6 +83,12 @@ class TrainConfig(StorageParams):
         min_length=1,
         description="Training data: http(s) URL, local path or fsspec URI (s3://...); JSON array or JSON Lines.",
     )
+    labels: str = Field(
+        "auto",
+        min_length=1,
+        description="Analysts' label files (CSV, Parquet, JSON Lines with id, comentario, categoria): a "
+        "folder or file (local or s3://); auto: <storage>/labels/; none: train on --source alone.",
+    )
     categories: list[str] = Field(list(CATEGORIES), description="Allowed categoria values (the classes).")
     severities: list[str] = Field(list(SEVERITIES), description="Allowed severidad values.")
     val_fraction: float = _share(0.1, "Share of valid rows held out for early stopping.", below_one=True)
@@ -167,7 +173,16 @@ class TrainConfig(StorageParams):
     review_max_flagged: float = _share(
         _REVIEW.max_validation_flagged, "...unless that flags more than this share of the validation rows."
     )
+    label_weight: float = Field(
+        _TRAIN.label_weight,
+        gt=0,
+        description="Loss weight of a row from the label files against a row of the source.",
+    )
     promote_threshold: float = _share(0.95, "Test macro-F1 needed to make the new model 'latest'.")
+    max_regression: float = _share(
+        0.01,
+        "Promote only if, on every evaluation set, macro-F1 is at most this much below the model in service.",
+    )
 
     def text_settings(self) -> TextSettings:
         return self._settings(TextSettings)

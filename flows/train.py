@@ -1,4 +1,5 @@
-"""The ``train-lstm`` flow: source JSON -> validated rows -> split -> LSTM -> evaluated, versioned bundle.
+"""The ``train-lstm`` flow: source JSON + analysts' label files -> validated rows -> split -> LSTM ->
+evaluated against the model in service (champion/challenger) -> versioned bundle, promoted or not.
 
 The flow only wires tasks; every step lives in ``tasks/`` (I/O, validation, reports) or
 ``lstm_model/`` (the model itself).
@@ -12,11 +13,15 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from flows.configs import TrainConfig
+from tasks.champion import EVAL_FILE
+from tasks.champion import challenge_champion
 from tasks.freeform import load_freeform_eval
+from tasks.labels import load_labels
 from tasks.modeling import evaluate_model
+from tasks.modeling import new_version
 from tasks.modeling import package_model
 from tasks.modeling import train_model
-from tasks.registry import promote_model
+from tasks.promotion import apply_promotion
 from tasks.registry import publish_model
 from tasks.reports import learning_curve_png
 from tasks.reports import parquet_bytes
@@ -26,6 +31,10 @@ from tasks.source import parse_source
 from tasks.training_data import fingerprint
 from tasks.training_data import split_dataset
 from tasks.training_data import validate_training_data
+from tasks.training_rows import TrainingRows
+from tasks.training_rows import combine_training_rows
+from tasks.training_rows import evaluation_rows
+from tasks.training_rows import evaluation_sets
 from tasks.validation import ValidationOutcome
 
 
@@ -34,31 +43,40 @@ class TrainSummary(BaseModel):
     model_uri: str
     promoted: bool
     device: str
-    valid_rows: int
-    rejected_rows: int
+    valid_rows: int  # rows trained on, validated and tested (source and label rows)
+    rejected_rows: int  # rows left out (rejected_rows.parquet)
+    label_rows: int = 0
+    unlabelled_rows: int = 0
+    champion: str | None = None
+    promotion_reasons: list[str] = []
     metrics: dict[str, dict[str, float]]
 
 
-def prepare_data(config: TrainConfig) -> tuple[ValidationOutcome, dict[str, pd.DataFrame]]:
-    """Source -> validated rows -> split: everything before training (bench/training_input_memory.py
-    measures its peak memory through this same function)."""
-    frame = parse_source(fetch_source(config.storage_root(), config.source))
+def prepare_data(
+    config: TrainConfig,
+) -> tuple[ValidationOutcome, TrainingRows, dict[str, pd.DataFrame]]:
+    """Source and analysts' labels -> validated rows -> split: everything before training
+    (bench/training_input_memory.py measures its peak memory through this same function)."""
+    storage = config.storage_root()
+    frame = parse_source(fetch_source(storage, config.source))
     checked = validate_training_data(frame, config.categories, config.severities)
+    labels = load_labels(storage, config.labels, config.categories)
+    data = combine_training_rows(checked, labels, config.source)
     splits = split_dataset(
-        checked.valid,
+        data.rows,
         config.val_fraction,
         config.test_fraction,
         config.seed,
         config.categories,
         config.min_rows_per_class,
     )
-    return checked, splits
+    return checked, data, splits
 
 
 @flow(name="train-lstm", log_prints=True)
 def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     storage = config.storage_root()
-    checked, splits = prepare_data(config)
+    checked, data, splits = prepare_data(config)
     freeform = load_freeform_eval(config.categories)
     fitted = train_model(
         splits,
@@ -70,25 +88,48 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         config.review_settings(),
         calibration=freeform.dev,
     )
-    evaluation_sets = {"test": splits["test"], "freeform": freeform.final}
-    metrics = evaluate_model(fitted, {name: rows for name, rows in evaluation_sets.items() if len(rows)})
-    bundle = package_model(fitted, metrics, splits, fingerprint(checked.valid))
-    version = bundle.version
+    eval_rows = evaluation_rows(splits)
+    datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final}
+    metrics = evaluate_model(fitted, {name: rows for name, rows in datasets.items() if len(rows)})
+    data_fingerprint = fingerprint(data.rows)
+    version = new_version(data_fingerprint)
+    decision = challenge_champion(
+        storage,
+        version,
+        fitted,
+        splits,
+        checked.valid,
+        freeform.final,
+        metrics["test"].macro_f1,
+        config.promote_threshold,
+        config.max_regression,
+    )
+    bundle = package_model(
+        fitted, metrics, splits, data_fingerprint, version, data.summary, decision.to_dict()
+    )
     curve = learning_curve_png(fitted.report.history, fitted.report.best_epoch)
     model_uri = publish_model(
         storage,
         bundle,
-        {"rejected_rows.parquet": parquet_bytes(checked.rejected), "learning_curve.png": curve},
+        {
+            "rejected_rows.parquet": parquet_bytes(data.rejected),
+            "learning_curve.png": curve,
+            EVAL_FILE: parquet_bytes(eval_rows),
+        },
     )
-    promoted = promote_model(storage, version, metrics["test"].macro_f1, config.promote_threshold)
+    promoted = apply_promotion(storage, version, decision)
     publish_training_artifacts(version, metrics, promoted, fitted.report.device, curve)
     summary = TrainSummary(
         version=version,
         model_uri=model_uri,
         promoted=promoted,
         device=fitted.report.device,
-        valid_rows=len(checked.valid),
-        rejected_rows=len(checked.rejected),
+        valid_rows=len(data.rows),
+        rejected_rows=len(data.rejected),
+        label_rows=data.summary["label_rows"],
+        unlabelled_rows=data.summary["unlabelled_rows"],
+        champion=decision.champion,
+        promotion_reasons=list(decision.reasons),
         metrics={name: {"accuracy": m.accuracy, "macro_f1": m.macro_f1} for name, m in metrics.items()},
     )
     get_run_logger().info("Model %s: %s", version, summary.metrics)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 
 import torch
 
@@ -69,6 +70,10 @@ class ModelBundle:
     second_state_dict: dict[str, torch.Tensor] | None = None  # the bag-of-stems model, if any
     second_model_weight: float = 0.0
     review: ReviewPolicy = ReviewPolicy(min_confidence=None)
+    # Written by the training flow, kept as plain records: the rows it trained on (counts, label
+    # files) and the champion/challenger decision. Empty for bundles made before the feedback loop.
+    data: dict[str, Any] = field(default_factory=dict)
+    promotion: dict[str, Any] | None = None
 
     @classmethod
     def from_fitted(
@@ -79,6 +84,8 @@ class ModelBundle:
         data_fingerprint: str,
         metrics: dict[str, Metrics] | None = None,
         splits: dict[str, list[str]] | None = None,
+        data: dict[str, Any] | None = None,
+        promotion: dict[str, Any] | None = None,
     ) -> ModelBundle:
         second = fitted.second_model
         return cls(
@@ -96,6 +103,8 @@ class ModelBundle:
             second_state_dict=_cpu_copy(second) if second is not None else None,
             second_model_weight=fitted.second_model_weight if second is not None else 0.0,
             review=fitted.review,
+            data=dict(data or {}),
+            promotion=promotion,
         )
 
     def build_model(self, device: str | torch.device = "cpu") -> LSTMClassifier:
@@ -123,6 +132,8 @@ class ModelBundle:
             "frame_tokens": list(self.frame_tokens),
             "second_model_weight": self.second_model_weight,
             "review": self.review.to_dict(),
+            "data": self.data,
+            "promotion": self.promotion,
         }
         files = {
             WEIGHTS_FILE: _tensor_bytes(self.state_dict),
@@ -158,6 +169,8 @@ class ModelBundle:
                 second_state_dict=_load_tensors(second) if second is not None else None,
                 second_model_weight=meta.get("second_model_weight", 0.0) if second is not None else 0.0,
                 review=ReviewPolicy.from_dict(meta.get("review")),
+                data=meta.get("data") or {},
+                promotion=meta.get("promotion"),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(

@@ -109,6 +109,15 @@ class FittedModel:
 class LabelledTexts:
     texts: Sequence[str]
     labels: Sequence[str]
+    # True for rows an analyst labelled (the feedback loop); in the training texts their loss counts
+    # ``TrainingSettings.label_weight`` times a source row's. None: no such rows.
+    analyst: Sequence[bool] | None = None
+
+    def row_weights(self, label_weight: float) -> np.ndarray | None:
+        """Per-row loss weights for :func:`~lstm_model.training.train_classifier` (None: all equal)."""
+        if self.analyst is None or label_weight == 1.0:
+            return None
+        return np.where(np.asarray(self.analyst, dtype=bool), label_weight, 1.0).astype(np.float32)
 
 
 def fit_classifier(
@@ -150,12 +159,21 @@ def fit_classifier(
         encode_tokens(val_tokens, vocab, text.max_len),
     )
     train_y = np.array([index[label] for label in train.labels], dtype=np.int64)
+    train_weights = train.row_weights(training.label_weight)
     val_y = np.array([index[label] for label in val.labels], dtype=np.int64)
 
     seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
     model = LSTMClassifier(ModelConfig.for_data(architecture, vocab_size=len(vocab), num_classes=len(labels)))
     result = train_classifier(
-        model, train_ids, train_y, val_ids, val_y, training, frame_mask=frame_mask, on_epoch=on_epoch
+        model,
+        train_ids,
+        train_y,
+        val_ids,
+        val_y,
+        training,
+        frame_mask=frame_mask,
+        train_weights=train_weights,
+        on_epoch=on_epoch,
     )
     second_model, second_result = None, None
     if second.weight > 0:
@@ -169,7 +187,14 @@ def fit_classifier(
             grad_clip=None,
         )
         second_result = train_classifier(
-            second_model, train_ids, train_y, val_ids, val_y, second_training, frame_mask=frame_mask
+            second_model,
+            train_ids,
+            train_y,
+            val_ids,
+            val_y,
+            second_training,
+            frame_mask=frame_mask,
+            train_weights=train_weights,
         )
     report = TrainingReport(
         settings=training,

@@ -117,12 +117,16 @@ def train_classifier(
     config: TrainingSettings,
     *,
     frame_mask: np.ndarray | None = None,
+    train_weights: np.ndarray | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainingResult:
     """Train in place and return the model holding the best epoch's weights.
 
     "Best" is the highest validation macro-F1, ties broken by the lower validation loss: on easy data
     F1 reaches 1.0 early and the loss still tells which epoch generalises best.
+
+    ``train_weights`` (one per training row; None: all 1) weight each row's loss: a batch's loss is
+    the weighted mean, so rows an analyst labelled can count more than the templated ones.
     """
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -137,8 +141,11 @@ def train_classifier(
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
     train_labels_t = torch.from_numpy(np.array(train_labels, dtype=np.int64))
+    weights_t = torch.from_numpy(
+        np.ones(len(train), np.float32) if train_weights is None else np.asarray(train_weights, np.float32)
+    )
     val_labels = np.array(val_labels, dtype=np.int64)
     num_classes = model.config.num_classes
 
@@ -169,7 +176,9 @@ def train_classifier(
             optimiser.zero_grad(set_to_none=True)
             with cast:
                 logits = model(ids.to(device), lengths)
-                loss = loss_fn(logits.float(), train_labels_t[rows].to(device))
+                row_weights = weights_t[rows].to(device)
+                per_row = loss_fn(logits.float(), train_labels_t[rows].to(device))
+                loss = (per_row * row_weights).sum() / row_weights.sum()
             scaler.scale(loss).backward()
             scaler.unscale_(optimiser)
             if config.grad_clip:

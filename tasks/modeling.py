@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,8 @@ from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from lstm_model.training import EpochMetrics
+from tasks.labels import ORIGIN
+from tasks.training_rows import LABELS
 
 
 def new_version(fingerprint: str, now: datetime | None = None) -> str:
@@ -105,7 +108,8 @@ def train_model(
 
 
 def _labelled(frame: pd.DataFrame) -> LabelledTexts:
-    return LabelledTexts(frame["comentario"].tolist(), frame["categoria"].tolist())
+    analyst = (frame[ORIGIN] == LABELS).tolist() if ORIGIN in frame.columns else None
+    return LabelledTexts(frame["comentario"].tolist(), frame["categoria"].tolist(), analyst)
 
 
 def evaluate_classifier(classifier: Classifier, frame: pd.DataFrame) -> Metrics:
@@ -130,13 +134,22 @@ def evaluate_model(fitted: FittedModel, datasets: dict[str, pd.DataFrame]) -> di
 
 @task(name="package-model", cache_policy=NO_CACHE)
 def package_model(
-    fitted: FittedModel, metrics: dict[str, Metrics], splits: dict[str, pd.DataFrame], fingerprint: str
+    fitted: FittedModel,
+    metrics: dict[str, Metrics],
+    splits: dict[str, pd.DataFrame],
+    fingerprint: str,
+    version: str,
+    data: dict[str, Any] | None = None,
+    promotion: dict[str, Any] | None = None,
 ) -> ModelBundle:
-    """The model, its vocabulary, metrics and split ids as one versioned bundle."""
+    """The model, its vocabulary, metrics, split ids, training data counts and promotion decision as
+    one versioned bundle (written once: everything it records is known before it is published)."""
     return ModelBundle.from_fitted(
         fitted,
-        version=new_version(fingerprint),
+        version=version,
         data_fingerprint=fingerprint,
         metrics=metrics,
         splits={name: part["id"].astype(str).tolist() for name, part in splits.items()},
+        data=data,
+        promotion=promotion,
     )

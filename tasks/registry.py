@@ -169,27 +169,3 @@ def publish_model(storage: Storage, bundle: ModelBundle, extra_files: dict[str, 
     uri = storage.uri(version_dir(bundle.version))
     get_run_logger().info("Published model %s to %s", bundle.version, uri)
     return uri
-
-
-@task(
-    name="promote-model",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_if_transient,
-)
-def promote_model(storage: Storage, version: str, test_macro_f1: float, threshold: float) -> bool:
-    """Point ``latest`` at ``version`` if its test macro-F1 reaches ``threshold``; say so either way."""
-    logger = get_run_logger()
-    if test_macro_f1 >= threshold:
-        set_latest(storage, version)
-        logger.info("Promoted %s: test macro-F1 %.4f >= threshold %.4f", version, test_macro_f1, threshold)
-        return True
-    logger.warning(
-        "NOT promoted: %s has test macro-F1 %.4f < threshold %.4f; it is kept under %s but 'latest' is unchanged",
-        version,
-        test_macro_f1,
-        threshold,
-        storage.uri(version_dir(version)),
-    )
-    return False

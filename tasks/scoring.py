@@ -39,6 +39,7 @@ from tasks.batches import BatchFile
 from tasks.batches import LedgerRecord
 from tasks.batches import ledger_path
 from tasks.batches import write_ledger
+from tasks.champion import EVAL_FILE
 from tasks.chunk_checks import REQUIRED
 from tasks.chunk_checks import check_chunk
 from tasks.claims import ClaimLost
@@ -90,9 +91,6 @@ class BatchResult:
     summary: BatchSummary | None = None  # None for an unreadable or skipped batch
 
 
-EVAL_ROWS_FILE = "eval.parquet"  # a version's evaluation rows, when it keeps them
-
-
 class UnreadableBatch(Exception):
     pass
 
@@ -139,7 +137,7 @@ def precision_check_texts(storage: Storage, version: str) -> list[str]:
     evaluation rows when it has them (``eval.parquet``), and the hand-written free-form set."""
     sets = load_freeform()
     texts = [*sets.dev["comentario"], *sets.final["comentario"]]
-    stored = f"{version_dir(version)}/{EVAL_ROWS_FILE}"
+    stored = f"{version_dir(version)}/{EVAL_FILE}"
     if storage.exists(stored):
         texts += pq.read_table(io.BytesIO(storage.read_bytes(stored)), columns=["comentario"])[
             "comentario"

@@ -195,6 +195,13 @@ class Storage:
         finally:
             handle.close()
 
+    def write_uri(self, uri: str, data: bytes) -> None:
+        """Write ``data`` to any URI outside the root (a file an analyst asked for), in one write."""
+        fs, path = self.filesystem_for(uri)
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        fs.pipe_file(path, data)
+
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 

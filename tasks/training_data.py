@@ -11,12 +11,10 @@ from prefect import get_run_logger
 from prefect import task
 
 from lstm_model.splits import stratified_split
+from tasks.labels import ORIGIN
 from tasks.schema import CATEGORIES
 from tasks.schema import COLUMNS
 from tasks.schema import SEVERITIES
-from tasks.validation import COMENTARIO_BLANK
-from tasks.validation import COMENTARIO_MISSING
-from tasks.validation import ID_MISSING
 from tasks.validation import NOT_NULL
 from tasks.validation import Check
 from tasks.validation import DatasetError
@@ -24,6 +22,7 @@ from tasks.validation import Rule
 from tasks.validation import ValidationOutcome
 from tasks.validation import apply_rules
 from tasks.validation import as_given
+from tasks.validation import labelled_comment_rules
 from tasks.validation import missing_columns
 from tasks.validation import short
 from tasks.validation import text_or_null
@@ -31,21 +30,7 @@ from tasks.validation import text_or_null
 
 def training_rules(categories: Sequence[str], severities: Sequence[str]) -> list[Rule]:
     return [
-        ID_MISSING,
-        Rule(
-            "id_duplicate",
-            "id",
-            (Check("ExpectColumnValuesToBeUnique"),),
-            lambda v: f"id {short(v)} appears more than once",
-        ),
-        COMENTARIO_MISSING,
-        COMENTARIO_BLANK,
-        Rule(
-            "categoria_invalid",
-            "categoria",
-            (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(categories)})),
-            lambda v: f"categoria {short(v)} is not one of {', '.join(categories)}",
-        ),
+        *labelled_comment_rules(categories),
         Rule(
             "severidad_invalid",
             "severidad",
@@ -144,10 +129,18 @@ def split_dataset(
     categories: Sequence[str] = CATEGORIES,
     min_rows_per_class: int = 10,
 ) -> dict[str, pd.DataFrame]:
-    parts = stratified_split(
-        frame["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-    )
-    splits = {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
+    """Stratified, seeded parts. Rows of each ``origin`` (source, analysts' labels) are split on their
+    own, so the few label rows land in every part in the same proportions as the source rows."""
+    groups = frame.groupby(ORIGIN, sort=False) if ORIGIN in frame.columns else [(None, frame)]
+    chunks: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
+    for origin, group in groups:
+        parts = stratified_split(
+            group["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+        )
+        for name, rows in parts.items():
+            chunks[name].append(group.iloc[rows])
+        of = f" of the {origin} rows" if origin is not None else ""
+        get_run_logger().info("Split%s: %s", of, {name: len(rows) for name, rows in parts.items()})
+    splits = {name: pd.concat(parts).reset_index(drop=True) for name, parts in chunks.items()}
     check_classes(frame, splits, categories, min_rows_per_class)
-    get_run_logger().info("Split %s", {name: len(rows) for name, rows in parts.items()})
     return splits

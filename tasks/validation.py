@@ -115,6 +115,30 @@ COMENTARIO_BLANK = Rule(
 )
 
 
+def labelled_comment_rules(
+    categories: Sequence[str], duplicate: str = "appears more than once"
+) -> list[Rule]:
+    """The rules of a labelled comment, from the training source or an analyst's label file: an id,
+    unique (``duplicate`` ends the reason), a comentario that is text and not blank, a known categoria."""
+    return [
+        ID_MISSING,
+        Rule(
+            "id_duplicate",
+            "id",
+            (Check("ExpectColumnValuesToBeUnique"),),
+            lambda v: f"id {short(v)} {duplicate}",
+        ),
+        COMENTARIO_MISSING,
+        COMENTARIO_BLANK,
+        Rule(
+            "categoria_invalid",
+            "categoria",
+            (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(categories)})),
+            lambda v: f"categoria {short(v)} is not one of {', '.join(categories)}",
+        ),
+    ]
+
+
 def missing_columns(frame: pd.DataFrame, required: Sequence[str]) -> list[str]:
     """Required columns that the frame lacks, checked with GX's ``ExpectColumnToExist``."""
     spec = tuple((f"column_{column}", column, "ExpectColumnToExist", "{}") for column in required)

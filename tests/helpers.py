@@ -5,6 +5,7 @@ Test modules import this as ``helpers`` (pytest puts tests/ on sys.path).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -226,3 +227,54 @@ def tiny_bundle(version: str = "20250101T000000Z-abcdef12", text=None, pooling: 
     return replace(
         ModelBundle.from_fitted(fitted, version=version, data_fingerprint="ab" * 32), **fields
     ), fitted
+
+
+# Words the templated dataset never uses (their stems are not in its vocabulary), six per class.
+KEYWORDS = {
+    "ecommerce": ("contraseña", "sesión", "formulario", "botón", "error", "instalar"),
+    "logistica": ("paquete", "courier", "mensajero", "bodega", "almacén", "entregas"),
+    "precios": ("caro", "carísimo", "tarifa", "recargo", "costoso", "impagable"),
+    "servicio_cliente": ("ticket", "operadora", "queja", "atención", "asesor", "grosero"),
+}
+
+
+def keyword_comments(per_class: int = 20, prefix: str = "kw") -> pd.DataFrame:
+    """Distinct comments made of :data:`KEYWORDS` and stop words only: a model trained on the source
+    alone knows none of their words (it flags them ``no_known_words`` and cannot tell their class); a
+    model that learnt them from labels can. ``per_class`` <= 35."""
+    rows = []
+    for label, words in KEYWORDS.items():
+        combos = [*itertools.combinations(words, 2), *itertools.combinations(words, 3)][:per_class]
+        for i, combo in enumerate(combos):
+            rows.append(
+                {
+                    "id": f"{prefix}-{label}-{i:02d}",
+                    "comentario": "por el " + " y la ".join(combo),
+                    "categoria": label,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def put_model(storage, model_store: Path, *, latest: bool = True) -> None:
+    """Publish the session's model version onto ``storage`` the way the registry does (files, manifest,
+    and ``LATEST`` unless ``latest`` is false)."""
+    from tasks.registry import set_latest
+    from tasks.registry import write_version
+
+    folder = model_store / "models" / MODEL_VERSION
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "_COMPLETE"}
+    write_version(storage, MODEL_VERSION, files)
+    if latest:
+        set_latest(storage, MODEL_VERSION)
+
+
+def small_train_config(source: Path | str, storage: Path | str, **overrides):
+    """A ``TrainConfig`` for flow tests: one 32-unit LSTM layer, 3 epochs (the default 256/128x2
+    network takes minutes on a 2-core runner; the templates are learned as well by the small one)."""
+    from flows.configs import TrainConfig
+
+    settings = {"epochs": 3, "embedding_dim": 32, "hidden_size": 32, "num_layers": 1, "head_sizes": [32]}
+    return TrainConfig(
+        source=str(source), storage=str(storage), learning_rate=5e-3, **{**settings, **overrides}
+    )

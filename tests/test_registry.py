@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from prefect.logging import disable_run_logger
 
 from helpers import tiny_bundle
 from lstm_model.bundle import WEIGHTS_FILE
@@ -18,7 +17,6 @@ from tasks.registry import ModelFileError
 from tasks.registry import ModelNotFound
 from tasks.registry import is_complete
 from tasks.registry import load_bundle
-from tasks.registry import promote_model
 from tasks.registry import resolve_version
 from tasks.registry import set_latest
 from tasks.registry import version_dir
@@ -109,44 +107,6 @@ class TestLatestPointer:
             resolve_version(storage)
         with pytest.raises(ModelNotFound):
             load_bundle(storage)
-
-
-class TestPromotionGate:
-    @pytest.fixture
-    def two_versions(self, storage, trained):
-        _, bundle = trained
-        write_version(storage, "v-old", bundle.to_files())
-        write_version(storage, "v-new", bundle.to_files())
-        set_latest(storage, "v-old")
-        return storage
-
-    def test_promotes_when_macro_f1_reaches_threshold(self, two_versions):
-        with disable_run_logger():
-            assert promote_model.fn(two_versions, "v-new", 0.96, 0.95) is True
-        assert resolve_version(two_versions) == "v-new"
-
-    def test_promotes_at_exactly_the_threshold(self, two_versions):
-        with disable_run_logger():
-            assert promote_model.fn(two_versions, "v-new", 0.95, 0.95) is True
-        assert resolve_version(two_versions) == "v-new"
-
-    def test_miss_keeps_latest_unchanged(self, two_versions):
-        with disable_run_logger():
-            assert promote_model.fn(two_versions, "v-new", 0.9499, 0.95) is False
-        assert two_versions.read_text(LATEST) == "v-old\n"
-        assert is_complete(two_versions, "v-new")  # the new version is kept, only not promoted
-
-    def test_miss_without_any_latest_writes_none(self, storage, trained):
-        _, bundle = trained
-        write_version(storage, "v1", bundle.to_files())
-        with disable_run_logger():
-            assert promote_model.fn(storage, "v1", 0.5, 0.95) is False
-        assert not storage.exists(LATEST)
-
-    def test_passing_score_on_incomplete_version_is_refused(self, storage):
-        with disable_run_logger(), pytest.raises(ModelNotFound):
-            promote_model.fn(storage, "v-missing", 1.0, 0.95)
-        assert not storage.exists(LATEST)
 
 
 class TestVerifiedFiles:

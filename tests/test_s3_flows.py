@@ -13,7 +13,6 @@ import io
 import json
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -23,6 +22,7 @@ pytest.register_assert_rewrite("s3_support")
 from helpers import LABELS
 from helpers import MODEL_VERSION
 from helpers import dataset_rows
+from helpers import put_model
 from s3_support import FlakyProxy
 from s3_support import assert_no_credentials
 
@@ -37,17 +37,6 @@ BAD_TEXT = b"id,comentario\n1,esto es un CSV y no un Parquet\n"
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-
-
-def put_model(storage, model_store: Path) -> None:
-    """Publish the local model version onto the S3 storage the way the registry does (files, manifest, LATEST)."""
-    from tasks.registry import set_latest
-    from tasks.registry import write_version
-
-    folder = model_store / "models" / MODEL_VERSION
-    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "_COMPLETE"}
-    write_version(storage, MODEL_VERSION, files)
-    set_latest(storage, MODEL_VERSION)
 
 
 def score_config(prefix, endpoint: str, **overrides):
@@ -147,9 +136,17 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
     assert summary.model_uri == s3_prefix / f"store/models/{summary.version}"
     assert s3_server.get(f"{s3_prefix.key}/store/models/LATEST").decode().strip() == summary.version
     version_files = {k.rsplit("/", 1)[-1] for k in s3_prefix.keys(f"store/models/{summary.version}")}
-    assert version_files == {*MODEL_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
+    assert version_files == {
+        *MODEL_FILES,
+        "rejected_rows.parquet",
+        "learning_curve.png",
+        "eval.parquet",
+        "_COMPLETE",
+    }
+    (promotion,) = s3_prefix.keys("store/models/promotions")  # the promotions log: one object per entry
+    assert promotion.endswith(f"-{summary.version}.json")
     assert s3_prefix.keys() == sorted(
-        ["source/comentarios.json", "store/models/LATEST"]
+        ["source/comentarios.json", "store/models/LATEST", promotion]
         + [f"store/models/{summary.version}/{n}" for n in version_files]
     ), "the training flow wrote outside its storage root (or left temporary objects)"
     manifest = json.loads(s3_server.get(f"{s3_prefix.key}/store/models/{summary.version}/_COMPLETE"))
@@ -158,7 +155,7 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
     bundle = load_bundle(Storage(s3_prefix / "store", s3_server.endpoint))  # what score-batches will load
     assert bundle.version == summary.version and len(bundle.labels) == 4
     assert s3_server.get(f"{s3_prefix.key}/source/comentarios.json") == shared_dataset_path.read_bytes()
-    assert assert_no_credentials(s3_prefix) == len(version_files) + 2
+    assert assert_no_credentials(s3_prefix) == len(version_files) + 3
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,31 +16,18 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from flows.configs import TrainConfig
 from helpers import predicted_labels
+from helpers import small_train_config as small_config
 from lstm_model.bundle import MODEL_FILES
 from lstm_model.predict import Classifier
+from tasks.promotion import read_promotions
 from tasks.registry import load_bundle
 from tasks.storage import Storage
 from tasks.validation import DatasetError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-VERSION_FILES = {*MODEL_FILES, "rejected_rows.parquet", "learning_curve.png", "_COMPLETE"}
-
-
-def small_config(source: Path | str, storage: Path, **overrides) -> TrainConfig:
-    return TrainConfig(
-        source=str(source),
-        storage=str(storage),
-        epochs=3,
-        embedding_dim=32,
-        hidden_size=32,
-        num_layers=1,
-        head_sizes=[32],
-        learning_rate=5e-3,
-        **overrides,
-    )
+VERSION_FILES = {*MODEL_FILES, "rejected_rows.parquet", "learning_curve.png", "eval.parquet", "_COMPLETE"}
 
 
 def raw_records(path: Path) -> list[dict]:
@@ -48,8 +35,13 @@ def raw_records(path: Path) -> list[dict]:
 
 
 def version_folders(root: Path) -> list[Path]:
+    """Version folders under models/ (not the promotions log, models/promotions/)."""
     models = root / "models"
-    return sorted(p for p in models.iterdir() if p.is_dir()) if models.exists() else []
+    return (
+        sorted(p for p in models.iterdir() if p.is_dir() and p.name != "promotions")
+        if models.exists()
+        else []
+    )
 
 
 def rejected_report(folder: Path):
@@ -81,6 +73,9 @@ class TestCleanRunIsPromoted:
         summary, root, _ = clean_run
         assert (root / "models" / "LATEST").read_text().strip() == summary.version
         assert [p.name for p in version_folders(root)] == [summary.version]
+        (entry,) = read_promotions(Storage(str(root)))  # no champion yet: the threshold alone decided
+        assert (entry["from"], entry["to"], entry["kind"]) == (None, summary.version, "automatic")
+        assert summary.champion is None and "only the threshold applies" in entry["reason"]
 
 
 class TestCleanRunVersionFolder:
@@ -149,7 +144,14 @@ class TestCleanRunVersionFolder:
         summary, root, _ = clean_run
         report = rejected_report(root / "models" / summary.version)
         assert len(report) == summary.rejected_rows
-        assert {"comentario", "rule", "reason"} <= set(report.columns)
+        assert {"comentario", "rule", "reason", "source_file"} <= set(report.columns)
+
+    def test_eval_rows_are_the_test_split(self, clean_run):
+        summary, root, _ = clean_run
+        folder = root / "models" / summary.version
+        rows = pq.read_table(folder / "eval.parquet").to_pandas()
+        assert set(rows["set"]) == {"test"}
+        assert sorted(rows["id"]) == sorted(json.loads((folder / "splits.json").read_text())["test"])
 
     def test_latest_bundle_classifies_training_texts(self, clean_run):
         summary, root, records = clean_run
@@ -203,6 +205,7 @@ class TestBrokenRowsAreRejected:
         summary, root, _, expected = broken_run
         report = rejected_report(root / "models" / summary.version)
         assert len(report) == len(BROKEN) + 2
+        assert report["source_file"].str.endswith("/comentarios.jsonl").all()  # the source it came from
         for row_id, rule in expected.items():
             rules = report.loc[report["id"] == row_id, "rule"].tolist()
             assert rules, f"{row_id} missing from rejected_rows.parquet"
@@ -222,6 +225,8 @@ class TestThresholdMissKeepsVersionWithoutLatest:
         summary, root, _, _ = broken_run
         assert summary.promoted is False
         assert not (root / "models" / "LATEST").exists()
+        assert read_promotions(Storage(str(root))) == []
+        assert "< threshold 1.0100" in summary.promotion_reasons[0]
 
     def test_version_folder_is_complete_and_loadable_by_name(self, broken_run):
         summary, root, _, _ = broken_run

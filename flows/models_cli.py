@@ -1,0 +1,140 @@
+"""``comentarios models`` and ``comentarios review``: the registry and the review queue, from a terminal.
+
+No Prefect flow runs here: these read and write a few small objects in storage and return. Heavy
+modules are imported inside each command, so ``comentarios --help`` stays fast.
+
+* ``models list``: every version with its data, scores, gate decision, promotions; ``*`` = LATEST.
+* ``models show VERSION``: what one version trained on, how it scored, why it was (not) promoted.
+* ``models promote VERSION [--reason TEXT]``: put a version in service (or roll back to one): one
+  write of ``models/LATEST`` and one entry in the promotions log.
+* ``models log``: the promotions log, oldest first, as JSON Lines.
+* ``review export --out FILE``: the review queue as a CSV to fill in (see ``tasks/review_export.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+from typing import Any
+
+
+def _storage(args: argparse.Namespace):
+    from flows.cli import config_from_args
+    from flows.configs import StorageParams
+
+    return config_from_args(StorageParams, args).storage_root()
+
+
+def _list(args: argparse.Namespace) -> int:
+    from tasks.catalog import list_versions
+    from tasks.catalog import versions_table
+
+    storage = _storage(args)
+    infos = list_versions(storage)
+    if not infos:
+        print(f"no model versions under {storage.uri('models')}")
+        return 0
+    print(versions_table(infos))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from tasks.catalog import bundle_json
+    from tasks.catalog import describe_version
+
+    storage = _storage(args)
+    print(bundle_json(storage, args.version) if args.json else describe_version(storage, args.version))
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from tasks.promotion import MANUAL
+    from tasks.promotion import promote
+
+    entry = promote(_storage(args), args.version, reason=args.reason, kind=MANUAL)
+    print(f"LATEST: {entry['from'] or '(none)'} -> {entry['to']} (by {entry['user']}; logged)")
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    from tasks.promotion import read_promotions
+
+    for entry in read_promotions(_storage(args)):
+        print(json.dumps(entry, ensure_ascii=False))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tasks.review_export import export_review
+
+    written, queued = export_review(
+        _storage(args), args.out, since=args.since, limit=args.limit, labels=args.labels
+    )
+    print(
+        f"wrote {written} rows to {args.out} ({queued} flagged predictions in the queue; one row per distinct "
+        "comment not labelled yet). Fill in 'categoria', then put the file into <storage>/labels/."
+    )
+    return 0
+
+
+def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    from flows.cli import add_config_flags
+    from flows.configs import StorageParams
+
+    add_config_flags(parser, StorageParams)
+
+
+def _since(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``models`` and ``review`` to the ``comentarios`` subcommands."""
+    models = commands.add_parser("models", help="List, inspect and promote model versions (models/).")
+    actions = models.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="Every complete version; * marks LATEST.")
+    listing.set_defaults(run=_list)
+    show = actions.add_parser("show", help="One version: data, scores, champion/challenger decision.")
+    show.add_argument("version")
+    show.add_argument("--json", action="store_true", help="Print its bundle.json as stored.")
+    show.set_defaults(run=_show)
+    promote = actions.add_parser(
+        "promote", help="Make VERSION the model in service (manual promotion or rollback); logged."
+    )
+    promote.add_argument("version")
+    promote.add_argument("--reason", default="", help="Why (kept in the promotions log).")
+    promote.set_defaults(run=_promote)
+    log = actions.add_parser("log", help="The promotions log, oldest first, as JSON Lines.")
+    log.set_defaults(run=_log)
+    for parser in (listing, show, promote, log):
+        _add_storage_flags(parser)
+
+    review = commands.add_parser("review", help="The review queue (review/) for analysts.")
+    review_actions = review.add_subparsers(dest="action", required=True)
+    export = review_actions.add_parser(
+        "export",
+        help="Write the review queue as a CSV to fill in (UTF-8 with BOM); most useful rows first.",
+        description="One row per distinct comment not labelled yet: lowest confidence first, classes "
+        "mixed, comments without words last. Fill in 'categoria' and put the file into <storage>/labels/.",
+    )
+    export.add_argument("--out", required=True, help="CSV file to write (local path or s3://...).")
+    export.add_argument("--since", type=_since, default=None, help="Only rows scored on or after YYYY-MM-DD.")
+    export.add_argument("--limit", type=_positive, default=None, help="At most N rows (the most useful).")
+    export.add_argument(
+        "--labels",
+        default="auto",
+        help="Label files whose comments are not asked again (auto: <storage>/labels/; none).",
+    )
+    _add_storage_flags(export)
+    export.set_defaults(run=_export)

@@ -1,0 +1,325 @@
+"""Label files that analysts drop under ``<storage>/labels/``: read, validated, and merged into training.
+
+A label file is Parquet, CSV or JSON Lines with at least ``id``, ``comentario`` and ``categoria``
+(other columns, such as those of a filled review export, are allowed and ignored). CSV is UTF-8 with
+or without a BOM, separated by ``,`` or by ``;`` (what a spreadsheet in a Spanish locale writes),
+detected from the header line.
+
+What happens to each row (nothing is dropped silently):
+
+* ``categoria`` empty: the analyst did not label it (a review export holds every flagged row). Counted
+  and logged as "not labelled", never an error.
+* A row that breaks a rule (``id`` missing or twice in one file, ``comentario`` missing or blank,
+  ``categoria`` not a class) goes to the version's ``rejected_rows.parquet`` with its file name
+  (``source_file``), row number and reason. ``categoria`` is compared without case, surrounding
+  spaces or accents (``Logística`` is ``logistica``).
+* The same ``id`` in several files: the file later in name order wins (a correction is a new file);
+  the earlier rows go to the report as ``label_superseded``, saying whether the label differed.
+* A label row replaces a source row with the same ``id`` (``replaced_by_label`` in the report).
+
+A file that cannot be read at all (not UTF-8, not the format its extension says, a required column
+missing, an unknown extension) fails the run with one line naming it: nothing is trained on a
+half-read folder, and the file stays where it is for the analyst to fix.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+
+import pandas as pd
+from prefect import get_run_logger
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.source import parse_records
+from tasks.storage import Storage
+from tasks.validation import DatasetError
+from tasks.validation import Rule
+from tasks.validation import apply_rules
+from tasks.validation import labelled_comment_rules
+from tasks.validation import short
+from tasks.validation import text_or_null
+
+LABELS_DIR = "labels"
+LABEL_COLUMNS = ("id", "comentario", "categoria")
+SOURCE_FILE = "source_file"  # the rejected report's column naming where a row came from
+ROW_NUMBER = "row_number"  # position of a row in its file (0 = first data row)
+ORIGIN = "origin"  # "source" or "labels": where a training row came from
+CSV_SEPARATORS = (",", ";", "\t")
+EXTENSIONS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",  # parse_records takes a JSON array as well as JSON Lines
+}
+SUPERSEDED = "label_superseded"
+REPLACED = "replaced_by_label"
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The label rows a training run uses, and what happened to the others."""
+
+    rows: pd.DataFrame  # id, comentario, categoria, source_file, row_number: one row per id
+    rejected: pd.DataFrame  # the file's columns + source_file, row_number, rule, reason
+    files: tuple[str, ...] = ()
+    unlabelled: int = 0  # rows with an empty categoria (not labelled yet)
+    conflicts: tuple[str, ...] = field(default_factory=tuple)  # one line per id labelled differently
+
+    @classmethod
+    def empty(cls) -> LabelSet:
+        return cls(pd.DataFrame(columns=[*LABEL_COLUMNS, SOURCE_FILE, ROW_NUMBER]), pd.DataFrame())
+
+
+def labels_location(storage: Storage, setting: str) -> str | None:
+    """Where the label files are: ``auto`` is ``<storage>/labels/``, ``none`` is no labels."""
+    if setting.strip().lower() == "none":
+        return None
+    if setting.strip().lower() == "auto":
+        return storage.uri(LABELS_DIR)
+    return setting
+
+
+def label_file_uris(storage: Storage, location: str) -> list[tuple[str, str]]:
+    """(name, path) of every label file at ``location`` (a folder, searched recursively, or one file),
+    in name order. Names starting with ``.`` or ``_`` (temporary and marker files) are skipped."""
+    fs, path = storage.filesystem_for(location)
+    path = path.rstrip("/")
+    if not fs.exists(path):
+        return []
+    if fs.isfile(path):
+        return [(posixpath.basename(path), path)]
+    found = []
+    for item in fs.find(path):
+        name = posixpath.relpath(item, path)
+        if not any(part.startswith((".", "_")) for part in name.split("/")):
+            found.append((name, item))
+    return sorted(found)
+
+
+def canonical_categoria(value: object, categories: Sequence[str]) -> object:
+    """``value`` as one of ``categories`` when it is one up to case, spaces and accents; else as given."""
+    if not isinstance(value, str):
+        return value
+    wanted = _fold(value)
+    for category in categories:
+        if _fold(category) == wanted:
+            return category
+    return value
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).replace(" ", "_").replace("-", "_")
+
+
+def csv_separator(text: str) -> str:
+    """The separator of a CSV text: whichever of ``,`` ``;`` and tab its header line holds most of.
+
+    Column names never contain these characters, so the header decides; a one-column header (no
+    separator at all) reads as ``,``.
+    """
+    header = text.split("\n", 1)[0]
+    counts = {sep: header.count(sep) for sep in CSV_SEPARATORS}
+    best = max(CSV_SEPARATORS, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
+def read_label_file(name: str, data: bytes) -> pd.DataFrame:
+    """One label file as a frame of text columns (CSV cells as written; empty cells as "")."""
+    kind = EXTENSIONS.get(posixpath.splitext(name)[1].lower())
+    if kind is None:
+        raise DatasetError(
+            f"label file {name}: unknown kind of file (use .csv, .parquet or .jsonl; "
+            f"move other files out of the labels folder)"
+        )
+    if kind == "csv":
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"label file {name} is not UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8'"
+            ) from None
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DatasetError(f"label file {name} is not a readable CSV: {_one_line(exc)}") from None
+    elif kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            frame = pq.read_table(io.BytesIO(data)).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise DatasetError(
+                f"label file {name} is not a readable Parquet file: {_one_line(exc)}"
+            ) from None
+    else:
+        frame = parse_records(data, f"label file {name}")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [column for column in LABEL_COLUMNS if column not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"label file {name}: required column(s) missing: {', '.join(missing)} "
+            f"(found: {', '.join(frame.columns)})"
+        )
+    return frame
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def label_rules(categories: Sequence[str]) -> list[Rule]:
+    """The training rules that apply to a label file (it has no severidad, sentimiento, timestamp)."""
+    return labelled_comment_rules(categories, "appears more than once in this file")
+
+
+def _id_text(value: object) -> str | None:
+    """Ids are compared as text; a spreadsheet may hand them over as numbers."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _is_unlabelled(value: object) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value)) or str(value).strip() == ""
+
+
+def check_label_file(name: str, frame: pd.DataFrame, categories: Sequence[str]):
+    """(valid rows, rejected rows, unlabelled count) of one file, checked with Great Expectations."""
+    frame = frame.assign(**{SOURCE_FILE: name, ROW_NUMBER: range(len(frame))})
+    unlabelled = frame["categoria"].map(_is_unlabelled)
+    labelled = frame[~unlabelled].reset_index(drop=True)
+    view = pd.DataFrame(
+        {
+            "id": labelled["id"].map(_id_text).astype(object),
+            "comentario": text_or_null(labelled["comentario"]),
+            "categoria": labelled["categoria"]
+            .map(lambda v: canonical_categoria(v, categories))
+            .astype(object),
+        }
+    )
+    outcome = apply_rules(labelled.assign(_view_row=range(len(labelled))), view, label_rules(categories))
+    valid = outcome.valid
+    positions = valid.pop("_view_row").to_numpy()
+    rows = pd.DataFrame(
+        {
+            "id": view["id"].to_numpy()[positions],
+            "comentario": view["comentario"].to_numpy()[positions],
+            "categoria": view["categoria"].to_numpy()[positions],
+            SOURCE_FILE: valid[SOURCE_FILE].to_numpy(),
+            ROW_NUMBER: valid[ROW_NUMBER].to_numpy(),
+        }
+    )
+    return rows, outcome.rejected.drop(columns=["_view_row"]), int(unlabelled.sum())
+
+
+def resolve_labels(per_file: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """One row per id: the one from the file latest in name order (``per_file`` is in that order).
+
+    Returns (winning rows, superseded rows as report rows, one line per id whose label changed).
+    """
+    columns = [*LABEL_COLUMNS, SOURCE_FILE, ROW_NUMBER]
+    stacked = pd.concat([f[columns] for f in per_file], ignore_index=True) if per_file else pd.DataFrame()
+    if stacked.empty:
+        return pd.DataFrame(columns=columns), pd.DataFrame(), []
+    winners = stacked.drop_duplicates("id", keep="last")
+    losers = stacked.drop(winners.index)
+    by_id = winners.set_index("id")
+    conflicts, reasons = [], []
+    for row in losers.itertuples(index=False):
+        winner = by_id.loc[row.id]
+        changed = row.categoria != winner["categoria"]
+        what = (
+            f"categoria {row.categoria} -> {winner['categoria']}"
+            if changed
+            else f"same categoria {row.categoria}"
+        )
+        reasons.append(f"id {short(row.id)} is labelled again in {winner[SOURCE_FILE]} ({what})")
+        if changed:
+            conflicts.append(
+                f"id {row.id}: {row.source_file} says {row.categoria}, {winner[SOURCE_FILE]} says "
+                f"{winner['categoria']} (kept)"
+            )
+    superseded = losers.assign(rule=SUPERSEDED, reason=reasons)
+    return winners.reset_index(drop=True), superseded.reset_index(drop=True), conflicts
+
+
+def read_labels(storage: Storage, location: str | None, categories: Sequence[str]) -> LabelSet:
+    """Every label file at ``location`` read, checked and resolved into one row per id."""
+    if location is None:
+        return LabelSet.empty()
+    files = label_file_uris(storage, location)
+    fs, _ = storage.filesystem_for(location)
+    valid, rejected, unlabelled = [], [], 0
+    for name, path in files:
+        rows, bad, blank = check_label_file(name, read_label_file(name, fs.cat_file(path)), categories)
+        valid.append(rows)
+        rejected.append(bad)
+        unlabelled += blank
+    winners, superseded, conflicts = resolve_labels(valid)
+    report = [frame for frame in (*rejected, superseded) if len(frame)]
+    return LabelSet(
+        rows=winners,
+        rejected=pd.concat(report, ignore_index=True) if report else pd.DataFrame(),
+        files=tuple(name for name, _ in files),
+        unlabelled=unlabelled,
+        conflicts=tuple(conflicts),
+    )
+
+
+def _storage_hiccup(task, task_run, state) -> bool:
+    """Retry what storage got wrong, not a label file that is wrong: it would be as wrong next time."""
+    try:
+        state.result()
+    except DatasetError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(
+    name="load-labels",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_storage_hiccup,
+)
+def load_labels(storage: Storage, setting: str, categories: Sequence[str]) -> LabelSet:
+    """The analysts' labels for this run (``--labels``), with a log line for everything left out."""
+    logger = get_run_logger()
+    location = labels_location(storage, setting)
+    if location is None:
+        logger.info("Labels: none (--labels none)")
+        return LabelSet.empty()
+    labels = read_labels(storage, location, categories)
+    if not labels.files:
+        logger.info("Labels: no label files under %s", location)
+        return labels
+    rules = labels.rejected["rule"].value_counts().to_dict() if len(labels.rejected) else {}
+    logger.info(
+        "Labels: %d rows used from %d file(s) under %s; %d not labelled (categoria empty); %d left out %s",
+        len(labels.rows),
+        len(labels.files),
+        location,
+        labels.unlabelled,
+        len(labels.rejected),
+        rules or "",
+    )
+    for line in labels.conflicts[:20]:
+        logger.warning("Conflicting labels: %s", line)
+    if len(labels.conflicts) > 20:
+        logger.warning("... and %d more conflicting ids (rejected_rows.parquet)", len(labels.conflicts) - 20)
+    return labels

@@ -1,0 +1,257 @@
+"""Label files under labels/: formats (CSV with ; or , and a BOM, JSON Lines, Parquet), the row rules,
+rows left empty, conflicts between files, label rows replacing source rows, and the stratified split.
+
+Every label row must end up used, in the rejected report (with its file and reason), or counted as
+not labelled (categoria empty): the tests count all three against the rows written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from prefect.logging import disable_run_logger
+
+from helpers import LABELS
+from helpers import comment_rows
+from tasks.labels import LabelSet
+from tasks.labels import csv_separator
+from tasks.labels import labels_location
+from tasks.labels import read_label_file
+from tasks.labels import read_labels
+from tasks.storage import Storage
+from tasks.training_data import check_training_rows
+from tasks.training_data import split_dataset
+from tasks.training_rows import combine
+from tasks.training_rows import evaluation_rows
+from tasks.validation import DatasetError
+
+
+def write_csv(path: Path, rows: list[list[str]], sep: str, bom: bool) -> Path:
+    """A CSV as a spreadsheet saves it: ``sep``-separated, UTF-8 with or without a BOM."""
+    out = io.StringIO()
+    pd.DataFrame(rows[1:], columns=rows[0]).to_csv(out, sep=sep, index=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out.getvalue().encode("utf-8-sig" if bom else "utf-8"))
+    return path
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def labels_dir(tmp_path) -> Path:
+    return tmp_path / "storage" / "labels"
+
+
+@pytest.fixture
+def storage(tmp_path) -> Storage:
+    return Storage(str(tmp_path / "storage"))
+
+
+def read(storage: Storage) -> LabelSet:
+    return read_labels(storage, labels_location(storage, "auto"), LABELS)
+
+
+class TestFormats:
+    def test_semicolon_csv_with_bom_accents_and_extra_columns(self, storage, labels_dir):
+        write_csv(
+            labels_dir / "revision.csv",
+            [
+                ["id", "comentario", "categoria_pred", "confianza", "categoria"],
+                ["r1", "La contraseña no funciona; ni el código", "precios", "0,41", "Ecommerce"],
+                ["r2", "El repartidor llegó tardísimo", "precios", "0,38", " logística "],
+                ["r3", "Carísimo, subió el precio", "logistica", "0,30", "precios"],
+            ],
+            sep=";",
+            bom=True,
+        )
+        labels = read(storage)
+        rows = labels.rows.set_index("id")
+        assert rows.loc["r1", "comentario"] == "La contraseña no funciona; ni el código"  # quoted ; kept
+        assert rows["categoria"].to_dict() == {"r1": "ecommerce", "r2": "logistica", "r3": "precios"}
+        assert set(rows["source_file"]) == {"revision.csv"}
+        assert labels.rejected.empty and labels.unlabelled == 0
+
+    def test_comma_csv_without_bom(self, tmp_path):
+        path = write_csv(
+            tmp_path / "a.csv",
+            [["id", "categoria", "comentario"], ["7", "precios", "caro, muy caro"]],
+            ",",
+            False,
+        )
+        frame = read_label_file("a.csv", path.read_bytes())
+        assert frame.to_dict("records") == [
+            {"id": "7", "categoria": "precios", "comentario": "caro, muy caro"}
+        ]
+
+    def test_separator_is_read_from_the_header(self):
+        assert csv_separator("id;comentario;categoria\n1;a, b;precios") == ";"
+        assert csv_separator("id,comentario,categoria\n1;x,y") == ","
+        assert csv_separator("id\tcomentario\tcategoria\n") == "\t"
+
+    def test_json_lines_and_parquet_with_numeric_ids(self, storage, labels_dir):
+        write_jsonl(
+            labels_dir / "a.jsonl",
+            [{"id": "j1", "comentario": "no llega el paquete", "categoria": "logistica"}],
+        )
+        table = pa.table(
+            {
+                "id": [10, 11],
+                "comentario": ["muy caro", "nadie contesta"],
+                "categoria": ["precios", "servicio_cliente"],
+            }
+        )
+        pq.write_table(table, labels_dir / "b.parquet")
+        labels = read(storage)
+        assert sorted(labels.rows["id"]) == ["10", "11", "j1"]  # ids compared as text
+        assert labels.files == ("a.jsonl", "b.parquet")
+
+    def test_hidden_and_underscore_files_are_skipped(self, storage, labels_dir):
+        write_jsonl(labels_dir / ".a.jsonl.tmp", [{"id": "x"}])
+        write_jsonl(labels_dir / "_SUCCESS", [{"id": "x"}])
+        write_jsonl(
+            labels_dir / "sub" / "a.jsonl", [{"id": "s1", "comentario": "muy caro", "categoria": "precios"}]
+        )
+        assert read(storage).files == ("sub/a.jsonl",)
+
+    def test_no_labels_folder_and_none(self, storage):
+        assert read(storage).rows.empty
+        assert labels_location(storage, "none") is None
+        assert labels_location(storage, "auto") == storage.uri("labels")
+        assert labels_location(storage, "s3://b/l/") == "s3://b/l/"
+
+
+class TestUnreadableFileFailsWithOneLine:
+    @pytest.mark.parametrize(
+        ("name", "data", "message"),
+        [
+            ("excel.csv", "id;comentario;categoria\n1;logística;x\n".encode("cp1252"), "not UTF-8 text"),
+            ("a.csv", b"id,comentario\n1,hola\n", "required column(s) missing: categoria"),
+            ("a.xlsx", b"PK\x03\x04", "unknown kind of file"),
+            ("a.parquet", b"not parquet", "not a readable Parquet file"),
+            ("a.jsonl", b'{"id": 1,\n', "not JSON or JSON Lines"),
+        ],
+    )
+    def test_message_names_the_file(self, storage, labels_dir, name, data, message):
+        labels_dir.mkdir(parents=True)
+        (labels_dir / name).write_bytes(data)
+        with pytest.raises(DatasetError, match="label file") as info:
+            read(storage)
+        assert message in str(info.value) and name in str(info.value) and "\n" not in str(info.value)
+
+
+class TestBadRows:
+    @pytest.fixture
+    def outcome(self, storage, labels_dir):
+        write_csv(
+            labels_dir / "a.csv",
+            [
+                ["id", "comentario", "categoria"],
+                ["ok-1", "no me llegó el pedido", "logistica"],
+                ["bad-cat", "no sé qué es esto", "reclamos"],
+                ["bad-blank", "   ", "precios"],
+                ["", "fila sin id", "precios"],
+                ["dup", "primera", "precios"],
+                ["dup", "segunda", "logistica"],
+                ["empty-1", "nadie la etiquetó", ""],
+                ["empty-2", "tampoco esta", "  "],
+            ],
+            sep=",",
+            bom=False,
+        )
+        return read(storage)
+
+    def test_each_bad_row_is_reported_with_its_file_and_rule(self, outcome):
+        report = outcome.rejected
+        assert set(report["source_file"]) == {"a.csv"}
+        by_row = dict(zip(report["row_number"], report["rule"], strict=True))
+        assert by_row == {
+            1: "categoria_invalid",
+            2: "comentario_blank",
+            3: "id_missing",
+            4: "id_duplicate",
+            5: "id_duplicate",
+        }
+        assert "reclamos" in report.loc[report["row_number"] == 1, "reason"].item()
+
+    def test_empty_categoria_is_not_labelled_not_an_error(self, outcome):
+        assert outcome.unlabelled == 2
+        assert not {"empty-1", "empty-2"} & set(outcome.rejected["id"].astype(str))
+
+    def test_every_row_is_accounted_for(self, outcome):
+        assert list(outcome.rows["id"]) == ["ok-1"]
+        assert len(outcome.rows) + len(outcome.rejected) + outcome.unlabelled == 8
+
+
+class TestConflictsBetweenFiles:
+    @pytest.fixture
+    def outcome(self, storage, labels_dir):
+        row = {"comentario": "me cobraron el envío dos veces"}
+        write_jsonl(labels_dir / "2026-01-a.jsonl", [{**row, "id": "c1", "categoria": "logistica"}])
+        write_jsonl(labels_dir / "2026-02-b.jsonl", [{**row, "id": "c1", "categoria": "precios"}])
+        write_jsonl(labels_dir / "2026-03-c.jsonl", [{**row, "id": "c1", "categoria": "precios"},
+                                                     {"id": "c2", "comentario": "x", "categoria": "precios"}])  # fmt: skip
+        return read(storage)
+
+    def test_file_later_in_name_order_wins(self, outcome):
+        rows = outcome.rows.set_index("id")
+        assert rows.loc["c1", "categoria"] == "precios" and rows.loc["c1", "source_file"] == "2026-03-c.jsonl"
+        assert len(outcome.rows) == 2
+
+    def test_earlier_rows_are_reported_and_the_conflict_listed(self, outcome):
+        report = outcome.rejected.set_index("source_file")
+        assert set(report["rule"]) == {"label_superseded"}
+        assert "logistica -> precios" in report.loc["2026-01-a.jsonl", "reason"]
+        assert "same categoria" in report.loc["2026-02-b.jsonl", "reason"]
+        assert len(outcome.conflicts) == 1 and "2026-01-a.jsonl says logistica" in outcome.conflicts[0]
+
+
+class TestCombinedWithTheSource:
+    def test_label_row_replaces_the_source_row_and_both_are_accounted_for(self):
+        source = comment_rows(8)
+        checked = check_training_rows(source)
+        labels = LabelSet(
+            rows=pd.DataFrame(
+                {
+                    "id": ["id-1", "new-1"],
+                    "comentario": ["texto corregido", "otro"],
+                    "categoria": ["precios", "precios"],
+                    "source_file": ["r.csv", "r.csv"],
+                    "row_number": [0, 1],
+                }
+            ),
+            rejected=pd.DataFrame(),
+        )
+        data = combine(checked, labels, "src.json")
+        rows = data.rows.set_index("id")
+        assert rows.loc["id-1", "categoria"] == "precios" and rows.loc["id-1", "origin"] == "labels"
+        assert (rows["origin"] == "source").sum() == 7
+        replaced = data.rejected.set_index("id")
+        assert replaced.loc["id-1", "rule"] == "replaced_by_label"
+        assert replaced.loc["id-1", "source_file"] == "src.json"
+        assert "r.csv" in replaced.loc["id-1", "reason"]
+        assert data.summary["label_rows"] == 2 and data.summary["source_rows_replaced_by_labels"] == 1
+
+    def test_each_origin_is_split_on_its_own_and_label_test_rows_are_their_own_set(self):
+        source = comment_rows(40).assign(origin="source")
+        labels = comment_rows(20).assign(id=[f"lab-{i}" for i in range(20)], origin="labels")
+        with disable_run_logger():
+            splits = split_dataset.fn(pd.concat([source, labels], ignore_index=True), 0.1, 0.1, 42)
+        counts = {name: part.groupby("origin").size().to_dict() for name, part in splits.items()}
+        assert counts == {
+            "train": {"source": 32, "labels": 12},
+            "val": {"source": 4, "labels": 4},
+            "test": {"source": 4, "labels": 4},
+        }
+        rows = evaluation_rows(splits)
+        assert rows.groupby("set").size().to_dict() == {"labels": 4, "test": 4}
+        assert set(rows.loc[rows["set"] == "labels", "id"]) <= set(labels["id"])
