@@ -7,8 +7,9 @@ MLP head 512-256 -> 4 classes), the same vocabulary and the same training rows, 
 
 * OURS: ``lstm_model.training.train_classifier`` with the project's defaults (``flows.configs.TrainConfig``:
   batch 64, template-token masking 0.9, word dropout 0.3, AdamW 2e-3, patience 3, at most 20 epochs).
-  Each batch is padded only to its own longest comment (~15-30 tokens) and the model reads the output
-  at each row's last real token. Seconds per epoch come from the returned history (they include the
+  Each batch is padded only to its own longest comment (~15-30 tokens) and the model pools the LSTM
+  outputs of each row's real tokens (mean pooling, the default); the second model (bag of stems) is
+  trained too, as the flow does. Seconds per epoch come from the returned history (they include the
   validation pass); the full run goes until early stopping.
 * REFERENCE: the reference notebook's loop: batch 4, every comment right-padded to 512 tokens, the
   LSTM output read at position 511 (a padding position for every comment), AdamW. A full epoch is
@@ -87,6 +88,7 @@ class OursResult:
     test_macro_f1: float
     test_accuracy: float
     max_epochs: int
+    fit_seconds: float  # the whole fit: vocabulary, template tokens, LSTM, second model, review threshold
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ def run_ours(data: Prepared, settings: TrainConfig, epochs: int) -> tuple[OursRe
             f"  ours epoch {m.epoch:2d}: {m.seconds:6.2f} s  val_macro_f1 {m.val_macro_f1:.4f}  val_loss {m.val_loss:.4f}"
         )
 
+    started = time.perf_counter()
     fitted = fit_classifier(
         LabelledTexts(data.texts["train"], data.categories["train"]),
         LabelledTexts(data.texts["val"], data.categories["val"]),
@@ -149,13 +152,19 @@ def run_ours(data: Prepared, settings: TrainConfig, epochs: int) -> tuple[OursRe
         training=training,
         on_epoch=progress,
     )
+    fit_seconds = time.perf_counter() - started
     metrics = evaluate_classifier(
         Classifier.from_fitted(fitted),
         pd.DataFrame({"comentario": data.texts["test"], "categoria": data.categories["test"]}),
     )
     history = fitted.report.history
     result = OursResult(
-        [h.seconds for h in history], fitted.report.best_epoch, metrics.macro_f1, metrics.accuracy, epochs
+        [h.seconds for h in history],
+        fitted.report.best_epoch,
+        metrics.macro_f1,
+        metrics.accuracy,
+        epochs,
+        fit_seconds,
     )
     return result, fitted
 
@@ -188,7 +197,11 @@ def run_reference(data: Prepared, vocab: Vocabulary, settings: TrainConfig, step
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     model = LSTMClassifier(
-        ModelConfig.for_data(settings.architecture(), vocab_size=len(vocab), num_classes=len(CATEGORIES))
+        ModelConfig.for_data(
+            replace(settings.architecture(), pooling="last"),
+            vocab_size=len(vocab),
+            num_classes=len(CATEGORIES),
+        )
     )
     model.train()
     optimiser = torch.optim.AdamW(
@@ -268,6 +281,10 @@ def print_report(
     print(
         f"ours full training: {ours_total:.2f} s of compute over {len(ours.epoch_seconds)} epochs "
         f"(of at most {ours.max_epochs}, early stopping), best epoch {ours.best_epoch}   (target < {TARGET_TOTAL_S:.0f} s)"
+    )
+    print(
+        f"ours whole fit (vocabulary, template tokens, LSTM, second model, review threshold): "
+        f"{ours.fit_seconds:.2f} s"
     )
     print(
         f"ours test: macro-F1 {ours.test_macro_f1:.4f}, accuracy {ours.test_accuracy:.4f} "
