@@ -48,6 +48,7 @@ from tasks.charts import histogram_png
 from tasks.outputs import MISCLASSIFIED
 from tasks.outputs import PREDICTIONS
 from tasks.outputs import REJECTED
+from tasks.outputs import REVIEW
 from tasks.outputs import SUMMARIES
 from tasks.outputs import UNREADABLE
 from tasks.outputs import BatchSummary
@@ -411,6 +412,7 @@ def tables_written(storage: Storage, results: Sequence[BatchResult]) -> dict[str
     summaries = [r.summary for r in results if r.summary]
     wrote = {
         PREDICTIONS: any(r.rows_predicted for r in results),
+        REVIEW: any(s.rows_flagged for s in summaries),
         REJECTED: any(r.rows_rejected for r in results),
         UNREADABLE: any(r.status == "unreadable" for r in results),
         MISCLASSIFIED: any(s.misclassified_rows for s in summaries),

@@ -178,7 +178,9 @@ def test_failure_inside_the_flow_ends_with_one_line_and_no_traceback(tmp_path):
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_a_normal_run_prints_no_error_and_ends_with_the_paths(root, shared_dataset):
-    write_batch(root, "lote.parquet", dataset_rows(shared_dataset, 40, "ok"))
+    rows = dataset_rows(shared_dataset, 40, "ok")
+    rows.loc[len(rows), ["id", "comentario"]] = ["emoji", "😡😡😡"]  # no readable word: flagged for review
+    write_batch(root, "lote.parquet", rows)
     done = comentarios("score", "--storage", str(root), cwd=root)
     assert done.code == 0, done.err[-3000:]
     output = done.out + done.err
@@ -187,6 +189,7 @@ def test_a_normal_run_prints_no_error_and_ends_with_the_paths(root, shared_datas
     written = lines[lines.index("written:") + 1 :]
     assert [line.split(":", 1)[0].strip() for line in written] == [
         "predictions",
+        "review",
         "reports/batches",
         "run report",
     ]

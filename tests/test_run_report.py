@@ -213,8 +213,10 @@ def test_each_scoring_run_publishes_its_report(report_root, prefect_harness, sha
     for text in (markdown, page):
         images = png_images(text)
         assert len(images) == 2 and all(png.startswith(PNG_MAGIC) for png in images)
+    assert run2.rows_flagged > 0  # the tiny untrained model is unsure: its rows go to review/ too
     assert run2.tables == {
         "predictions": str(report_root / "predictions"),
+        "review": str(report_root / "review"),
         "reports/batches": str(report_root / "reports" / "batches"),
     }
     assert run1.tables["errors/rejected"] == str(report_root / "errors" / "rejected")
