@@ -46,7 +46,7 @@ def grouped_bars_png(
 ) -> bytes:
     """One group of bars per category, one bar per series (``None``: no bar); values in percent."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.6))
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(categories))
     for i, (name, values) in enumerate(series.items()):
@@ -56,7 +56,8 @@ def grouped_bars_png(
     ax.set_xticks(x, categories)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    # Beside the plot: with even classes the bars fill the frame and any inside spot covers some.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     ax.margins(y=0.15)
     fig.tight_layout()

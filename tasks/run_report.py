@@ -122,7 +122,8 @@ def to_markdown(blocks: Iterable[Block]) -> str:
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #222; }
 p { max-width: 70em; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+div.table { overflow-x: auto; }  /* a wide batches table scrolls instead of running off the page */
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; white-space: nowrap; }
 th { background: #f3f3f3; }
@@ -153,7 +154,9 @@ def to_html(blocks: Iterable[Block], title: str) -> str:
                 + "</tr>"
                 for row in block.rows
             )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            body.append(
+                f"<div class='table'><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
+            )
         else:
             body.append(f'<p><img alt="{esc(block.alt)}" src="{block.uri}"></p>')
     return (
