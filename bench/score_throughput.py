@@ -113,7 +113,12 @@ def bare_rows_per_s(files: dict[str, bytes], batch: Path, sample: int, device: s
 
 # ------------------------------------------------------------------------------------- whole process
 def whole_process(
-    workdir: Path, files: dict[str, bytes], batch: Path | None, precision: str, device: str = "auto"
+    workdir: Path,
+    files: dict[str, bytes],
+    batch: Path | None,
+    precision: str,
+    device: str = "auto",
+    extra: tuple[str, ...] = (),
 ) -> dict:
     """``comentarios score`` on a fresh storage holding the model (and the batch, unless None)."""
     import psutil
@@ -138,7 +143,7 @@ def whole_process(
         }
     )
     command = [sys.executable, "-m", "flows.cli", "score", "--storage", str(root), "--precision", precision,
-               "--device", device]  # fmt: skip
+               "--device", device, *extra]  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -38,8 +38,8 @@ def scoring_rules(max_chars: int) -> list[Rule]:
     """The row rules of a batch, as Great Expectations checks on a numeric view of the chunk.
 
     Text columns cost GX (pandas string arrays, a Python regex per row, hashing the frame) far more
-    than numbers, and a chunk holds 65,536 comments. So Arrow computes, per row, what each rule looks
-    at (the comment's length, whether it has a non-space character, whether a value could be typed)
+    than numbers, and a chunk holds tens of thousands of comments. So Arrow computes, per row, what
+    each rule looks at (the comment's length, whether it has a non-space character, whether a value could be typed)
     and GX checks those columns; the reasons still quote the row's original value (``quotes``).
     """
     return [
