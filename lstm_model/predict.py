@@ -21,6 +21,7 @@ from lstm_model.bundle import ModelBundle
 from lstm_model.fit import FittedModel
 from lstm_model.review import ReviewPolicy
 from lstm_model.review import has_readable_word
+from lstm_model.review import reason_texts
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import resolve_device
 from lstm_model.vocab import UNK_ID
@@ -165,13 +166,13 @@ class Classifier:
         known = np.bincount(parents[flat_ids != UNK_ID], minlength=len(distinct)) > 0
         probs, disagree = self._predict_encoded(encode_ids(id_lists, self.max_len))
         probs[~readable] = 1.0 / len(self.labels)  # no words: no class, not a confident guess
-        flagged, reasons = self.review.flags(probs, readable, known, disagree)
+        flagged, code = self.review.flag_codes(probs, readable, known, disagree)
         return TextScores(
             probs=probs[index],
             readable=readable[index],
             known=known[index],
             needs_review=flagged[index],
-            review_reason=pa.array(reasons, pa.string()).take(pa.array(index)),
+            review_reason=reason_texts(flagged[index], code[index]),
             token_count=int(lengths @ occurrences),
             unknown_count=int(unknown @ occurrences),
         )

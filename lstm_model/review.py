@@ -71,15 +71,29 @@ class ReviewPolicy:
         disagree: np.ndarray | None = None,
     ) -> tuple[np.ndarray, list[str | None]]:
         """(needs_review, review_reason) per row; reasons are comma-separated, most important first."""
+        flagged, code = self.flag_codes(probs, readable, known, disagree)
+        return flagged, reason_texts(flagged, code).to_pylist()
+
+    def flag_codes(
+        self,
+        probs: np.ndarray,
+        readable: np.ndarray,
+        known: np.ndarray,
+        disagree: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(needs_review, reason code) per row; :func:`reason_texts` turns codes into reasons."""
         top = probs.max(axis=1) if len(probs) else np.zeros(0)
         low = top <= self.min_confidence if self.min_confidence is not None else np.zeros(len(top), bool)
         unreadable, unknown = ~readable, readable & ~known
         disagree = disagree if disagree is not None else np.zeros(len(top), bool)
         # One reason string per combination (there are few), picked by a code: no Python per row.
         code = unreadable * 1 + unknown * 2 + (low & readable) * 4 + (disagree & readable) * 8
-        flagged = unreadable | unknown | low
-        names = np.array([_reason(c) for c in range(16)], dtype=object)
-        return flagged, list(np.where(flagged, names[code], None))
+        return unreadable | unknown | low, code
+
+
+def reason_texts(flagged: np.ndarray, code: np.ndarray) -> pa.StringArray:
+    """The review_reason column: the reason of each flagged row's code, null where not flagged."""
+    return _REASONS.take(pa.array(np.asarray(code, dtype=np.int64), mask=~np.asarray(flagged, dtype=bool)))
 
 
 def _reason(code: int) -> str:
@@ -90,6 +104,9 @@ def _reason(code: int) -> str:
     parts += [LOW_CONFIDENCE] if code & 4 else []
     parts += [MODELS_DISAGREE] if code & 8 else []
     return ",".join(parts)
+
+
+_REASONS = pa.array([_reason(c) for c in range(16)], pa.string())
 
 
 def fit_review_policy(

@@ -40,6 +40,9 @@ def strip_accents(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).replace("\0", "ñ")
 
 
+_ACCENTLESS_STOPWORDS = frozenset(strip_accents(w) for w in SPANISH_STOPWORDS)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TokenForm:
     """Token -> vocabulary key. The default (all off) keys whole words."""
@@ -55,7 +58,8 @@ class TokenForm:
 
     def _keys(self, tokens: list[str]) -> list[str | None]:
         words = [strip_accents(t) for t in tokens] if self.strip_accents else list(tokens)
-        keep = [not (self.drop_stopwords and w in self._stopwords) for w in words]
+        stopwords = self._stopwords if self.drop_stopwords else frozenset()
+        keep = [w not in stopwords for w in words]
         if self.stem:
             words = _spanish_stemmer().stemWords(words)
         if self.prefix_chars:
@@ -64,9 +68,7 @@ class TokenForm:
 
     @property
     def _stopwords(self) -> frozenset[str]:
-        if self.strip_accents:
-            return frozenset(strip_accents(w) for w in SPANISH_STOPWORDS)
-        return SPANISH_STOPWORDS
+        return _ACCENTLESS_STOPWORDS if self.strip_accents else SPANISH_STOPWORDS
 
     def keys_arrow(self, tokens: pa.ListArray | pa.ChunkedArray) -> pa.ListArray:
         """A list<string> array of tokens as a list<string> array of keys (dropped tokens removed).
