@@ -13,6 +13,7 @@ wherever (whatever day) it was written.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -312,3 +313,16 @@ def parts_of(storage: Storage, batch_key: str) -> list[str]:
         found += storage.glob(f"{table}/scored_date=*/{batch_key}-*.parquet")
         found += storage.temp_files(f"{table}/scored_date=*", batch_key)
     return found
+
+
+def confidence_edges(num_classes: int, step: float = 0.05) -> np.ndarray:
+    """Bins of the run report's confidence histogram: from the lowest possible top probability
+    (1/classes, rounded down to ``step``) to 1."""
+    low = math.floor((1 / max(num_classes, 1)) / step) * step
+    return np.round(np.arange(low, 1.0 + step / 2, step), 4)
+
+
+def confidence_counts(confianza: pa.Array | pa.ChunkedArray, edges: np.ndarray) -> np.ndarray:
+    """How many of these ``confianza`` values fall in each bin of ``edges``."""
+    values = np.asarray(confianza.to_numpy(), dtype=np.float64)
+    return np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]

@@ -52,6 +52,7 @@ from tasks.outputs import REVIEW
 from tasks.outputs import SUMMARIES
 from tasks.outputs import UNREADABLE
 from tasks.outputs import BatchSummary
+from tasks.outputs import confidence_edges
 from tasks.registry import version_dir
 from tasks.scoring import BatchResult
 from tasks.storage import Storage
@@ -278,12 +279,6 @@ def class_mix_blocks(
     return blocks
 
 
-def confidence_edges(num_classes: int, step: float = 0.05) -> np.ndarray:
-    """Bins from the lowest possible top probability (1/classes, rounded down to ``step``) to 1."""
-    low = math.floor((1 / max(num_classes, 1)) / step) * step
-    return np.round(np.arange(low, 1.0 + step / 2, step), 4)
-
-
 def confidence_blocks(counts: np.ndarray, edges: np.ndarray, mean: float | None) -> list[Block]:
     total = int(counts.sum())
     if not total:
@@ -400,16 +395,6 @@ def previous_class_mix(
     return total, recent
 
 
-def confidence_histogram(storage: Storage, keys: Iterable[str], edges: np.ndarray) -> np.ndarray:
-    """Counts of ``confianza`` per bin over the prediction files of these batches, one file at a time."""
-    counts = np.zeros(len(edges) - 1, dtype=np.int64)
-    for key in keys:
-        for rel in storage.glob(f"{PREDICTIONS}/scored_date=*/{key}-*.parquet"):
-            values = np.asarray(_read_column(storage, rel, "confianza"), dtype=np.float64)
-            counts += np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]
-    return counts
-
-
 def tables_written(storage: Storage, results: Sequence[BatchResult]) -> dict[str, str]:
     """The output tables this run wrote rows to, with the URI an analyst opens."""
     summaries = [r.summary for r in results if r.summary]
@@ -446,7 +431,8 @@ def publish_run_report(
     keys = {r.key for r in results}
     previous, days = previous_class_mix(storage, keys)
     edges = confidence_edges(len(labels))
-    scored_keys = [r.key for r in results if r.status == "scored"]
+    # Binned while the batches were scored (BatchTally): the predictions are not read back.
+    counts = [r.confidence_counts for r in results if r.status == "scored" and r.confidence_counts]
     title, blocks = build_report(
         when=when,
         storage_uri=storage.uri(),
@@ -457,7 +443,7 @@ def publish_run_report(
         previous=previous,
         previous_days=days,
         training=training_profile(meta),
-        confidence_counts=confidence_histogram(storage, scored_keys, edges),
+        confidence_counts=np.sum(counts, axis=0) if counts else np.zeros(len(edges) - 1, dtype=np.int64),
         confidence_bin_edges=edges,
         model_uri=storage.uri(version_dir(version)),
     )

@@ -53,6 +53,8 @@ from tasks.outputs import REVIEW
 from tasks.outputs import SUMMARIES
 from tasks.outputs import UNREADABLE
 from tasks.outputs import BatchSummary
+from tasks.outputs import confidence_counts
+from tasks.outputs import confidence_edges
 from tasks.outputs import misclassified_table
 from tasks.outputs import parts_of
 from tasks.outputs import predictions_table
@@ -89,6 +91,7 @@ class BatchResult:
     rows_rejected: int = 0
     reason: str | None = None  # why the batch is unreadable, or was skipped
     summary: BatchSummary | None = None  # None for an unreadable or skipped batch
+    confidence_counts: tuple[int, ...] = ()  # predictions per bin of confidence_edges (run report)
 
 
 class UnreadableBatch(Exception):
@@ -203,6 +206,10 @@ class BatchTally:
     unknown_tokens: int = 0
     confidence_sum: float = 0.0
     class_counts: Counter[str] = field(default_factory=Counter)
+    confidence_bins: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.confidence_bins = np.zeros(len(confidence_edges(len(self.labels))) - 1, dtype=np.int64)
 
     def add_chunk(self, rows_in: int, rejected: int, scores: TextScores, preds: pa.Table) -> None:
         self.rows_in += rows_in
@@ -212,6 +219,7 @@ class BatchTally:
         self.unknown_tokens += scores.unknown_count
         self.confidence_sum += float(scores.probs.max(axis=1).sum()) if len(scores.probs) else 0.0
         self.flagged += int(scores.needs_review.sum())
+        self.confidence_bins += confidence_counts(preds["confianza"], confidence_edges(len(self.labels)))
         for item in pc.value_counts(preds["categoria_pred"]).to_pylist():
             if item["values"] is not None:  # rows with no readable word get no class
                 self.class_counts[item["values"]] += item["counts"]
@@ -347,7 +355,14 @@ def score_file(
         ),
     )
     return BatchResult(
-        batch.name, batch.key, "scored", tally.rows_in, tally.predicted, tally.rejected, summary=summary
+        batch.name,
+        batch.key,
+        "scored",
+        tally.rows_in,
+        tally.predicted,
+        tally.rejected,
+        summary=summary,
+        confidence_counts=tuple(tally.confidence_bins.tolist()),
     )
 
 
