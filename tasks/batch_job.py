@@ -27,11 +27,11 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.batches import SUPERSEDED
 from tasks.batches import BatchFile
 from tasks.batches import InputFile
 from tasks.batches import LedgerRecord
 from tasks.batches import read_ledger
+from tasks.batches import read_superseded
 from tasks.batches import sha256_of
 from tasks.batches import supersede
 from tasks.claims import ClaimHeld
@@ -67,7 +67,7 @@ def _same_place(record: LedgerRecord, file: InputFile) -> bool:
 
 def _already_done(storage: Storage, file: InputFile, batch: BatchFile, run: ScoringRun) -> BatchResult | None:
     """A skip result if this content needs no scoring (it is in the ledger, or was replaced), else None."""
-    stale = _superseded_record(storage, batch.key)
+    stale = read_superseded(storage, batch.key)
     if stale is not None and _same_place(stale, file) and stale.token == file.version.token:
         return _skipped(
             file, f"replaced by newer content of the same file ({stale.superseded_by})", batch.key
@@ -97,14 +97,6 @@ def _already_done(storage: Storage, file: InputFile, batch: BatchFile, run: Scor
         duplicate_of=record.name if status == "duplicate" else None,
     )
     return _skipped(file, reason, batch.key)
-
-
-def _superseded_record(storage: Storage, key: str) -> LedgerRecord | None:
-    rel = f"{SUPERSEDED}/{key}.json"
-    try:
-        return LedgerRecord.from_json(storage.read_text(rel))
-    except FileNotFoundError:
-        return None
 
 
 def _supersede_previous(

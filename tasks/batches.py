@@ -190,9 +190,25 @@ def ledger_path(key: str) -> str:
     return f"{LEDGER}/{key}.json"
 
 
+def superseded_path(key: str) -> str:
+    return f"{SUPERSEDED}/{key}.json"
+
+
+def _read_record(storage: Storage, rel: str) -> LedgerRecord | None:
+    try:
+        return LedgerRecord.from_json(storage.read_text(rel))
+    except FileNotFoundError:
+        return None
+
+
 def read_ledger(storage: Storage, key: str) -> LedgerRecord | None:
-    rel = ledger_path(key)
-    return LedgerRecord.from_json(storage.read_text(rel)) if storage.exists(rel) else None
+    """The batch's ledger record, None when it was never committed (or was superseded)."""
+    return _read_record(storage, ledger_path(key))
+
+
+def read_superseded(storage: Storage, key: str) -> LedgerRecord | None:
+    """The record of the batch's superseded output, None when it was never superseded."""
+    return _read_record(storage, superseded_path(key))
 
 
 def write_ledger(storage: Storage, record: LedgerRecord) -> None:
@@ -206,7 +222,7 @@ def supersede(storage: Storage, record: LedgerRecord, successor: str, when: date
     supersession is simply done again by the next run.
     """
     moved = LedgerRecord(**{**asdict(record), "superseded_by": successor, "superseded_at": when.isoformat()})
-    storage.write_text(f"{SUPERSEDED}/{record.key}.json", moved.to_json())
+    storage.write_text(superseded_path(record.key), moved.to_json())
     storage.delete(ledger_path(record.key))
 
 

@@ -14,12 +14,11 @@ from typing import Any
 from lstm_model.bundle import META_FILE
 from lstm_model.bundle import SPLITS_FILE
 from tasks.gate import PromotionDecision
-from tasks.promotion import current_latest
 from tasks.promotion import read_promotions
 from tasks.registry import COMPLETE
 from tasks.registry import MODELS
-from tasks.registry import ModelNotFound
-from tasks.registry import is_complete
+from tasks.registry import current_latest
+from tasks.registry import require_complete
 from tasks.registry import version_dir
 from tasks.storage import Storage
 
@@ -113,22 +112,15 @@ def _set_rank(name: str) -> tuple[int, str]:
     return (SET_ORDER.index(name) if name in SET_ORDER else len(SET_ORDER), name)
 
 
-def _require(storage: Storage, version: str) -> None:
-    if not is_complete(storage, version):
-        raise ModelNotFound(
-            f"model version {version!r} not found (or incomplete) under {storage.uri(MODELS)}"
-        )
-
-
 def bundle_json(storage: Storage, version: str) -> str:
     """A version's ``bundle.json`` as stored."""
-    _require(storage, version)
+    require_complete(storage, version)
     return storage.read_text(f"{version_dir(version)}/{META_FILE}")
 
 
 def describe_version(storage: Storage, version: str) -> str:
     """``comentarios models show``: what a version was trained on, how it scored, why it was (not) promoted."""
-    _require(storage, version)
+    require_complete(storage, version)
     log = read_promotions(storage)
     info = version_info(storage, version, log, current_latest(storage))
     meta, data = info.meta, info.meta.get("data") or {}

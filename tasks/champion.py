@@ -36,8 +36,7 @@ from tasks.gate import PromotionDecision
 from tasks.gate import SetComparison
 from tasks.gate import decide
 from tasks.modeling import evaluate_classifier
-from tasks.registry import COMPLETE
-from tasks.registry import LATEST
+from tasks.registry import current_latest
 from tasks.registry import load_bundle
 from tasks.registry import version_dir
 from tasks.storage import Storage
@@ -103,16 +102,15 @@ def compare(challenger: Contender, champion: Contender | None, freeform: pd.Data
     return out
 
 
-def read_eval_rows(storage: Storage, version: str) -> pd.DataFrame | None:
+def read_eval_rows(storage: Storage, version: str, columns: list[str] | None = None) -> pd.DataFrame | None:
     """A version's ``eval.parquet`` (None for versions trained before it existed)."""
     import io
-    import json
 
-    folder = version_dir(version)
-    written = json.loads(storage.read_text(f"{folder}/{COMPLETE}")).get("files", {})
-    if EVAL_FILE not in written:
+    try:
+        data = storage.read_bytes(f"{version_dir(version)}/{EVAL_FILE}")
+    except FileNotFoundError:
         return None
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(f"{folder}/{EVAL_FILE}")))
+    return pd.read_parquet(io.BytesIO(data), columns=columns)
 
 
 def load_champion(storage: Storage, source_rows: pd.DataFrame) -> Contender | None:
@@ -121,9 +119,9 @@ def load_champion(storage: Storage, source_rows: pd.DataFrame) -> Contender | No
     ``source_rows`` (this run's validated source) stands in for the test rows of an old champion
     that kept no ``eval.parquet``: its ``splits.json`` test ids are looked up there.
     """
-    if not storage.exists(LATEST):
+    version = current_latest(storage)
+    if version is None:
         return None
-    version = storage.read_text(LATEST).strip()
     bundle = load_bundle(storage, version)
     rows = read_eval_rows(storage, version)
     if rows is None:
@@ -162,7 +160,7 @@ def challenge_champion(
     log the table and publish it as an artifact."""
     logger = get_run_logger()
     challenger = challenger_contender(version, fitted, splits)
-    in_service = storage.read_text(LATEST).strip() if storage.exists(LATEST) else None
+    in_service = current_latest(storage)
     champion, problem = None, None
     try:
         champion = load_champion(storage, source_rows)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import posixpath
 import unicodedata
+from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -36,6 +37,7 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.retries import retry_if_transient
 from tasks.source import parse_records
 from tasks.storage import Storage
 from tasks.validation import DatasetError
@@ -256,38 +258,33 @@ def resolve_labels(per_file: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.D
     return winners.reset_index(drop=True), superseded.reset_index(drop=True), conflicts
 
 
+def read_label_files(storage: Storage, location: str) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(name, rows as written) of each label file at ``location``, in name order."""
+    fs, _ = storage.filesystem_for(location)
+    for name, path in label_file_uris(storage, location):
+        yield name, read_label_file(name, fs.cat_file(path))
+
+
 def read_labels(storage: Storage, location: str | None, categories: Sequence[str]) -> LabelSet:
     """Every label file at ``location`` read, checked and resolved into one row per id."""
     if location is None:
         return LabelSet.empty()
-    files = label_file_uris(storage, location)
-    fs, _ = storage.filesystem_for(location)
-    valid, rejected, unlabelled = [], [], 0
-    for name, path in files:
-        rows, bad, blank = check_label_file(name, read_label_file(name, fs.cat_file(path)), categories)
+    valid, rejected, unlabelled, names = [], [], 0, []
+    for name, frame in read_label_files(storage, location):
+        rows, bad, blank = check_label_file(name, frame, categories)
         valid.append(rows)
         rejected.append(bad)
         unlabelled += blank
+        names.append(name)
     winners, superseded, conflicts = resolve_labels(valid)
     report = [frame for frame in (*rejected, superseded) if len(frame)]
     return LabelSet(
         rows=winners,
         rejected=pd.concat(report, ignore_index=True) if report else pd.DataFrame(),
-        files=tuple(name for name, _ in files),
+        files=tuple(names),
         unlabelled=unlabelled,
         conflicts=tuple(conflicts),
     )
-
-
-def _storage_hiccup(task, task_run, state) -> bool:
-    """Retry what storage got wrong, not a label file that is wrong: it would be as wrong next time."""
-    try:
-        state.result()
-    except DatasetError:
-        return False
-    except Exception:
-        return True
-    return True
 
 
 @task(
@@ -295,7 +292,7 @@ def _storage_hiccup(task, task_run, state) -> bool:
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=5,
-    retry_condition_fn=_storage_hiccup,
+    retry_condition_fn=retry_if_transient,
 )
 def load_labels(storage: Storage, setting: str, categories: Sequence[str]) -> LabelSet:
     """The analysts' labels for this run (``--labels``), with a log line for everything left out."""

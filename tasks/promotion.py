@@ -25,17 +25,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.gate import PromotionDecision
-from tasks.registry import LATEST
 from tasks.registry import MODELS
+from tasks.registry import current_latest
 from tasks.registry import set_latest
+from tasks.retries import retry_if_transient
 from tasks.storage import Storage
 
 PROMOTIONS = f"{MODELS}/promotions"
 AUTOMATIC, MANUAL = "automatic", "manual"
-
-
-def current_latest(storage: Storage) -> str | None:
-    return storage.read_text(LATEST).strip() if storage.exists(LATEST) else None
 
 
 def who() -> str:
@@ -46,12 +43,26 @@ def who() -> str:
         return "unknown"
 
 
+_READ_LATEST: Any = object()
+
+
 def promote(
-    storage: Storage, version: str, *, reason: str, kind: str = MANUAL, now: datetime | None = None
+    storage: Storage,
+    version: str,
+    *,
+    reason: str,
+    kind: str = MANUAL,
+    now: datetime | None = None,
+    previous: str | None = _READ_LATEST,
 ) -> dict[str, Any]:
-    """Put ``version`` in service (one write of ``LATEST``) and log it; returns the log entry."""
+    """Put ``version`` in service (one write of ``LATEST``) and log it; returns the log entry.
+
+    ``previous`` (default: what ``LATEST`` names now) is the log's "from": a retried automatic
+    promotion passes the champion it was compared with, since ``LATEST`` may already name ``version``.
+    """
     now = now or datetime.now(UTC)
-    previous = current_latest(storage)
+    if previous is _READ_LATEST:
+        previous = current_latest(storage)
     set_latest(storage, version)  # refuses an incomplete or unknown version
     entry = {
         "time": now.isoformat(timespec="microseconds"),
@@ -71,13 +82,19 @@ def read_promotions(storage: Storage) -> list[dict[str, Any]]:
     return [json.loads(storage.read_text(path)) for path in storage.glob(f"{PROMOTIONS}/*.json")]
 
 
-@task(name="apply-promotion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(
+    name="apply-promotion",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_if_transient,
+)
 def apply_promotion(storage: Storage, version: str, decision: PromotionDecision) -> bool:
     """Promote ``version`` if the gate said so; either way, the log says why."""
     logger = get_run_logger()
     why = "; ".join(decision.reasons)
     if decision.promote:
-        entry = promote(storage, version, reason=why, kind=AUTOMATIC)
+        entry = promote(storage, version, reason=why, kind=AUTOMATIC, previous=decision.champion)
         logger.info("Promoted %s (was %s): %s", version, entry["from"] or "nothing", why)
         return True
     logger.warning(

@@ -92,13 +92,23 @@ def resolve_version(storage: Storage, version: str = "latest") -> str:
     return check_version_name(storage.read_text(LATEST).strip())
 
 
-def _verified_files(storage: Storage, version: str) -> tuple[dict[str, bytes], dict]:
-    """The bundle's files, each checked against the SHA-256 that its ``_COMPLETE`` manifest recorded."""
-    folder = version_dir(version)
+def current_latest(storage: Storage) -> str | None:
+    """The version ``LATEST`` names, None before any promotion."""
+    return storage.read_text(LATEST).strip() if storage.exists(LATEST) else None
+
+
+def require_complete(storage: Storage, version: str) -> None:
+    """Refuse a version that does not exist or whose ``_COMPLETE`` was never written."""
     if not is_complete(storage, version):
         raise ModelNotFound(
             f"model version {version!r} not found (or incomplete) under {storage.uri(MODELS)}"
         )
+
+
+def _verified_files(storage: Storage, version: str) -> tuple[dict[str, bytes], dict]:
+    """The bundle's files, each checked against the SHA-256 that its ``_COMPLETE`` manifest recorded."""
+    folder = version_dir(version)
+    require_complete(storage, version)
     try:
         manifest = json.loads(storage.read_text(f"{folder}/{COMPLETE}"))
         recorded = manifest["files"]

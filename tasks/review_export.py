@@ -27,9 +27,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from tasks.labels import label_file_uris
 from tasks.labels import labels_location
-from tasks.labels import read_label_file
+from tasks.labels import read_label_files
 from tasks.outputs import REVIEW
 from tasks.storage import Storage
 
@@ -77,11 +76,9 @@ def labelled_already(storage: Storage, setting: str = "auto") -> tuple[set[str],
     location = labels_location(storage, setting)
     if location is None:
         return set(), set()
-    fs, _ = storage.filesystem_for(location)
     ids: set[str] = set()
     texts: set[str] = set()
-    for name, path in label_file_uris(storage, location):
-        frame = read_label_file(name, fs.cat_file(path))
+    for _, frame in read_label_files(storage, location):
         done = frame[frame["categoria"].notna() & (frame["categoria"].astype(str).str.strip() != "")]
         ids.update(done["id"].astype(str).str.strip())
         texts.update(text_key(done["comentario"].astype(str)))

@@ -7,7 +7,6 @@ the Prefect task.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections import Counter
@@ -39,7 +38,7 @@ from tasks.batches import BatchFile
 from tasks.batches import LedgerRecord
 from tasks.batches import ledger_path
 from tasks.batches import write_ledger
-from tasks.champion import EVAL_FILE
+from tasks.champion import read_eval_rows
 from tasks.chunk_checks import REQUIRED
 from tasks.chunk_checks import check_chunk
 from tasks.claims import ClaimLost
@@ -63,7 +62,6 @@ from tasks.outputs import review_table
 from tasks.outputs import unreadable_table
 from tasks.outputs import write_part
 from tasks.registry import load_bundle
-from tasks.registry import version_dir
 from tasks.storage import Storage
 
 
@@ -140,11 +138,9 @@ def precision_check_texts(storage: Storage, version: str) -> list[str]:
     evaluation rows when it has them (``eval.parquet``), and the hand-written free-form set."""
     sets = load_freeform()
     texts = [*sets.dev["comentario"], *sets.final["comentario"]]
-    stored = f"{version_dir(version)}/{EVAL_FILE}"
-    if storage.exists(stored):
-        texts += pq.read_table(io.BytesIO(storage.read_bytes(stored)), columns=["comentario"])[
-            "comentario"
-        ].to_pylist()
+    stored = read_eval_rows(storage, version, columns=["comentario"])
+    if stored is not None:
+        texts += stored["comentario"].tolist()
     return [t for t in texts if isinstance(t, str)]
 
 
