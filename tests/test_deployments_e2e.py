@@ -47,7 +47,8 @@ from tasks.storage import Storage
 pytest_plugins = ("s3_support",)  # the moto S3 server, for the S3 variant
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data" / "comentarios_train.json"
+# Resolved as `comentarios deploy` records a local source (so that ../shared may be a symbolic link).
+SHARED_DATA = (REPO.parent / "shared" / "data" / "comentarios_train.json").resolve()
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
 STAND_UP = REPO / "deployments" / "stand_up.sh"
 TZ = "America/Bogota"  # not the default (UTC), to show the time zone comes from COMENTARIOS_TZ
