@@ -110,12 +110,13 @@ def fit_on_rows(rows: list[dict], cfg, calibration=None) -> Trained:
     return Trained(fitted, parts)
 
 
-def quick_bundle(rows: list[dict], epochs: int = 4, seed: int = 42):
-    """A model trained the project's way (defaults of TrainConfig), a few epochs: enough to bench scoring."""
+def quick_bundle(rows: list[dict], epochs: int = 4, seed: int = 42, **config):
+    """A model trained the project's way (defaults of TrainConfig, ``config`` replacing some), a few
+    epochs: enough to bench scoring."""
     from flows.configs import TrainConfig
     from lstm_model.bundle import ModelBundle
 
-    trained = fit_on_rows(rows, TrainConfig(epochs=epochs, seed=seed))
+    trained = fit_on_rows(rows, TrainConfig(epochs=epochs, seed=seed, **config))
     return ModelBundle.from_fitted(trained.fitted, version="bench", data_fingerprint="bench")
 
 

@@ -161,8 +161,17 @@ class TrainConfig(StorageParams):
     device: Literal["auto", "cpu", "cuda"] = Field(
         _TRAIN.device, description="auto uses CUDA when present; cuda without a GPU is an error."
     )
-    second_model_weight: float = _share(
-        _SECOND.weight, "Share of the bag-of-stems model in the averaged probabilities (0: the LSTM alone)."
+    second_model_weight: float | None = Field(
+        _SECOND.weight,
+        ge=0,
+        le=1,
+        description="Share of the second model in the averaged probabilities (0: the LSTM alone; "
+        "unset: 0.8 for n-grams, 0.5 for stems).",
+    )
+    second_model_features: Literal["auto", "char_ngrams", "stems"] = Field(
+        _SECOND.features,
+        description="What the second model reads: character n-grams of each word, or the LSTM's stems; "
+        "auto: n-grams when label files add rows, stems otherwise.",
     )
     review_catch_target: float = _share(
         _REVIEW.catch_target,
@@ -194,7 +203,7 @@ class TrainConfig(StorageParams):
         return self._settings(TrainingSettings)
 
     def second_model_settings(self) -> SecondModelSettings:
-        return SecondModelSettings(weight=self.second_model_weight)
+        return SecondModelSettings(weight=self.second_model_weight, features=self.second_model_features)
 
     def review_settings(self) -> ReviewSettings:
         return ReviewSettings(

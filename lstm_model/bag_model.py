@@ -1,9 +1,10 @@
-"""A bag-of-stems logistic regression: the second model beside the LSTM.
+"""A bag-of-features logistic regression: the second model beside the LSTM.
 
-It sees a comment as the set of its vocabulary keys, without order: the mean of one weight row per
-known key, plus a bias. On free-form comments that is as good as the LSTM (it cannot overfit the
-templates' word order), and averaging the two is steadier than either. Training uses the same loop,
-vocabulary and template masking as the LSTM (``training.train_classifier``).
+It sees a comment as the bag of its features, without order: the mean of one weight row per known
+feature, plus a bias. The features are either the LSTM's vocabulary keys (stems, with the LSTM's
+template masking) or the character n-grams of each word (``char_ngrams.py``). On free-form comments
+that is as good as the LSTM (it cannot overfit the templates' word order), and averaging the two is
+steadier than either. Training uses the same loop as the LSTM (``training.train_classifier``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,29 @@ class EncodedTexts:
     def take(self, rows: np.ndarray) -> EncodedTexts:
         return EncodedTexts(self.ids, self.starts[rows], self.lengths[rows])
 
+    def pad(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad the given rows to their own longest length: (ids [B, T], lengths [B])."""
+        lengths = self.lengths[rows]
+        width = int(lengths.max())
+        steps = np.arange(width)
+        positions = self.starts[rows][:, None] + steps[None, :]
+        real = steps[None, :] < lengths[:, None]
+        ids = np.where(real, self.ids[np.where(real, positions, 0)], PAD_ID)
+        return torch.from_numpy(ids), torch.from_numpy(lengths)
+
+
+class BatchableTexts(Protocol):
+    """What training and inference need of encoded texts: token ids (``EncodedTexts``) or character
+    n-grams (``char_ngrams.NgramTexts``)."""
+
+    lengths: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def take(self, rows: np.ndarray) -> BatchableTexts: ...
+
+    def pad(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]: ...
+
 
 def encode_tokens(tokens: pa.ListArray | pa.ChunkedArray, vocab: Vocabulary, max_len: int) -> EncodedTexts:
     """Encode a list<string> array, keeping at most the first ``max_len`` tokens of each row."""
@@ -61,18 +85,12 @@ def encode_ids(id_lists: pa.ListArray, max_len: int) -> EncodedTexts:
     return EncodedTexts(flat, starts, lengths)
 
 
-def pad_rows(encoded: EncodedTexts, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(encoded: BatchableTexts, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad the given rows to their own longest length: (ids [B, T], lengths [B])."""
-    lengths = encoded.lengths[rows]
-    width = int(lengths.max())
-    steps = np.arange(width)
-    positions = encoded.starts[rows][:, None] + steps[None, :]
-    real = steps[None, :] < lengths[:, None]
-    ids = np.where(real, encoded.ids[np.where(real, positions, 0)], PAD_ID)
-    return torch.from_numpy(ids), torch.from_numpy(lengths)
+    return encoded.pad(rows)
 
 
-def length_sorted_batches(encoded: EncodedTexts, batch_size: int) -> Iterator[np.ndarray]:
+def length_sorted_batches(encoded: BatchableTexts, batch_size: int) -> Iterator[np.ndarray]:
     """Row indices in batches of similar length, for inference (little padding, same results)."""
     order = np.argsort(encoded.lengths, kind="stable")
     for begin in range(0, len(order), batch_size):

@@ -21,6 +21,7 @@ import torch
 
 from lstm_model.bag_model import BagConfig
 from lstm_model.bag_model import BagOfKeysClassifier
+from lstm_model.char_ngrams import NgramVocabulary
 from lstm_model.evaluation import Metrics
 from lstm_model.fit import FittedModel
 from lstm_model.fit import TrainingReport
@@ -34,8 +35,10 @@ VOCAB_FILE = "vocab.json"
 META_FILE = "bundle.json"
 SPLITS_FILE = "splits.json"
 SECOND_WEIGHTS_FILE = "second_model.pt"  # bundles trained before the second model have none
+# The second model's character n-grams; bundles whose second model reads stems have none.
+NGRAMS_FILE = "char_ngrams.json"
 BUNDLE_FILES = (WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE)  # every bundle has these
-MODEL_FILES = (*BUNDLE_FILES, SECOND_WEIGHTS_FILE)  # what a bundle can hold
+MODEL_FILES = (*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE)  # what a bundle can hold
 
 
 def labels_digest(labels: Sequence[str]) -> str:
@@ -67,8 +70,9 @@ class ModelBundle:
     metrics: dict[str, Metrics] = field(default_factory=dict)
     splits: dict[str, list[str]] = field(default_factory=dict)
     frame_tokens: tuple[str, ...] = ()
-    second_state_dict: dict[str, torch.Tensor] | None = None  # the bag-of-stems model, if any
+    second_state_dict: dict[str, torch.Tensor] | None = None  # the second model, if any
     second_model_weight: float = 0.0
+    ngrams: NgramVocabulary | None = None  # what the second model reads; None: the LSTM's vocabulary
     review: ReviewPolicy = ReviewPolicy(min_confidence=None)
     # Written by the training flow, kept as plain records: the rows it trained on (counts, label
     # files) and the champion/challenger decision. Empty for bundles made before the feedback loop.
@@ -102,6 +106,7 @@ class ModelBundle:
             frame_tokens=fitted.frame_tokens,
             second_state_dict=_cpu_copy(second) if second is not None else None,
             second_model_weight=fitted.second_model_weight if second is not None else 0.0,
+            ngrams=fitted.ngrams if second is not None else None,
             review=fitted.review,
             data=dict(data or {}),
             promotion=promotion,
@@ -115,7 +120,7 @@ class ModelBundle:
     def build_second_model(self, device: str | torch.device = "cpu") -> BagOfKeysClassifier | None:
         if self.second_state_dict is None:
             return None
-        config = BagConfig(vocab_size=len(self.vocab), num_classes=len(self.labels))
+        config = BagConfig(vocab_size=len(self.ngrams or self.vocab), num_classes=len(self.labels))
         model = BagOfKeysClassifier(config)
         model.load_state_dict(self.second_state_dict)
         return model.to(device).eval()
@@ -131,6 +136,9 @@ class ModelBundle:
             "training": self.training.to_dict(),
             "frame_tokens": list(self.frame_tokens),
             "second_model_weight": self.second_model_weight,
+            "second_model_features": (
+                None if self.second_state_dict is None else "char_ngrams" if self.ngrams else "stems"
+            ),
             "review": self.review.to_dict(),
             "data": self.data,
             "promotion": self.promotion,
@@ -143,6 +151,8 @@ class ModelBundle:
         }
         if self.second_state_dict is not None:
             files[SECOND_WEIGHTS_FILE] = _tensor_bytes(self.second_state_dict)
+        if self.ngrams is not None:
+            files[NGRAMS_FILE] = self.ngrams.to_json().encode()
         return files
 
     @classmethod
@@ -153,6 +163,9 @@ class ModelBundle:
         meta = _json(files[META_FILE], META_FILE)
         vocab = _json(files[VOCAB_FILE], VOCAB_FILE)
         second = files.get(SECOND_WEIGHTS_FILE)
+        ngrams = _json(files[NGRAMS_FILE], NGRAMS_FILE) if NGRAMS_FILE in files else None
+        if ngrams is not None and second is None:
+            raise ValueError(f"model bundle has {NGRAMS_FILE} but no {SECOND_WEIGHTS_FILE}")
         try:
             bundle = cls(
                 version=meta["version"],
@@ -168,13 +181,14 @@ class ModelBundle:
                 frame_tokens=tuple(meta.get("frame_tokens", [])),
                 second_state_dict=_load_tensors(second) if second is not None else None,
                 second_model_weight=meta.get("second_model_weight", 0.0) if second is not None else 0.0,
+                ngrams=NgramVocabulary.from_dict(ngrams) if ngrams is not None else None,
                 review=ReviewPolicy.from_dict(meta.get("review")),
                 data=meta.get("data") or {},
                 promotion=meta.get("promotion"),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(
-                f"{META_FILE} or {VOCAB_FILE} lacks a field or has a wrong one ({exc!r})"
+                f"{META_FILE}, {VOCAB_FILE} or {NGRAMS_FILE} lacks a field or has a wrong one ({exc!r})"
             ) from None
         bundle.check_consistency()
         return bundle
@@ -209,7 +223,8 @@ class ModelBundle:
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
             raise ValueError(
-                f"{SECOND_WEIGHTS_FILE} does not fit the vocabulary and labels: {' '.join(first[1:2] or first[:1])}"
+                f"{SECOND_WEIGHTS_FILE} does not fit the {'n-grams' if self.ngrams else 'vocabulary'} and labels: "
+                f"{' '.join(first[1:2] or first[:1])}"
             ) from None
 
 

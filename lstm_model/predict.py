@@ -12,12 +12,12 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 
-from lstm_model.batching import EncodedTexts
+from lstm_model.batching import BatchableTexts
 from lstm_model.batching import encode_ids
 from lstm_model.batching import length_sorted_batches
-from lstm_model.batching import pad_rows
 from lstm_model.batching import unique_rows
 from lstm_model.bundle import ModelBundle
+from lstm_model.char_ngrams import NgramVocabulary
 from lstm_model.fit import FittedModel
 from lstm_model.review import ReviewPolicy
 from lstm_model.review import has_readable_word
@@ -47,7 +47,8 @@ class TextScores:
 class Classifier:
     """The trained networks with their vocabulary and review rule; build once per process and reuse.
 
-    With a second model, the probabilities are ``(1 - w) * LSTM + w * second``.
+    With a second model, the probabilities are ``(1 - w) * LSTM + w * second``. The second model
+    reads character n-grams when ``ngrams`` is given, else the LSTM's token ids.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class Classifier:
         *,
         second_model: nn.Module | None = None,
         second_model_weight: float = 0.0,
+        ngrams: NgramVocabulary | None = None,
         review: ReviewPolicy = ReviewPolicy(min_confidence=None),
         device: str = "cpu",
         precision: str = "fp32",
@@ -73,17 +75,20 @@ class Classifier:
         self.device = resolve_device(device)
         self.precision = precision
         self.batch_size = batch_size
-        self.models = [model.to(self.device).eval()]
-        self.weights = [1.0]
+        self.lstm = model.to(self.device).eval()
+        self.second = None
+        self.second_weight = 0.0
+        self.ngrams = ngrams
         if second_model is not None and second_model_weight > 0:
-            self.models.append(second_model.to(self.device).eval())
-            self.weights = [1.0 - second_model_weight, second_model_weight]
+            self.second = second_model.to(self.device).eval()
+            self.second_weight = second_model_weight
         if self.device.type == "cpu" and precision != "fp32":
             if precision != "bf16":
                 raise ValueError("on the CPU, precision must be fp32 or bf16")
             # Casting the weights (not autocast, which oneDNN's LSTM rejects on CPU) runs the whole
-            # network in bf16 (see lstm_model/precision.py for when that pays off).
-            self.models = [m.to(torch.bfloat16) for m in self.models]
+            # LSTM in bf16 (see lstm_model/precision.py for when that pays off). The second model stays
+            # fp32: it is a mean over hundreds of n-gram weights, cheap, and bf16 would round the sum.
+            self.lstm = self.lstm.to(torch.bfloat16)
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, **options: Any) -> Classifier:
@@ -94,6 +99,7 @@ class Classifier:
             bundle.max_len,
             second_model=bundle.build_second_model(),
             second_model_weight=bundle.second_model_weight,
+            ngrams=bundle.ngrams,
             review=bundle.review,
             **options,
         )
@@ -108,22 +114,27 @@ class Classifier:
             fitted.max_len,
             second_model=fitted.second_model,
             second_model_weight=fitted.second_model_weight,
+            ngrams=fitted.ngrams,
             review=fitted.review,
             **options,
         )
 
-    def _predict_encoded(self, encoded: EncodedTexts) -> tuple[np.ndarray, np.ndarray]:
-        """(averaged probabilities, models disagree) per row, in input order.
+    def _predict(self, tokens: pa.ListArray, id_lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+        """(averaged probabilities, models disagree) per row of ``tokens`` (distinct texts).
 
-        Each distinct id sequence is run once (see :func:`unique_rows`), in length-sorted batches
-        so that little compute goes to padding.
+        The LSTM runs once per distinct id sequence (see :func:`unique_rows`): texts that differ only
+        in case, punctuation or stop words share one. The n-gram model reads the words themselves.
         """
-        distinct, inverse = unique_rows(encoded)
-        per_model = self._run(distinct)
-        averaged = sum(w * p for w, p in zip(self.weights, per_model, strict=True))
-        choices = np.stack([p.argmax(axis=1) for p in per_model]) if len(distinct) else np.zeros((1, 0), int)
-        disagree = (choices != choices[0]).any(axis=0)
-        return averaged[inverse], disagree[inverse]
+        distinct, inverse = unique_rows(encode_ids(id_lists, self.max_len))
+        lstm = self._run(self.lstm, distinct, cast=True)[inverse]
+        if self.second is None:
+            return lstm, np.zeros(len(lstm), dtype=bool)
+        if self.ngrams is not None:
+            second = self._run(self.second, self.ngrams.encode(tokens, self.max_len), cast=False)
+        else:
+            second = self._run(self.second, distinct, cast=False)[inverse]
+        averaged = (1.0 - self.second_weight) * lstm + self.second_weight * second
+        return averaged, lstm.argmax(axis=1) != second.argmax(axis=1)
 
     def _cast(self) -> contextlib.AbstractContextManager:
         """Mixed precision on CUDA (autocast to bf16 or fp16); on the CPU the weights are cast instead."""
@@ -131,15 +142,14 @@ class Classifier:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
 
-    def _run(self, encoded: EncodedTexts) -> list[np.ndarray]:
-        out = [np.empty((len(encoded), len(self.labels)), dtype=np.float32) for _ in self.models]
-        with torch.inference_mode(), self._cast():
+    def _run(self, model: nn.Module, encoded: BatchableTexts, *, cast: bool) -> np.ndarray:
+        """Softmax probabilities of one model, in input order (length-sorted batches: little padding)."""
+        probs = np.empty((len(encoded), len(self.labels)), dtype=np.float32)
+        with torch.inference_mode(), self._cast() if cast else contextlib.nullcontext():
             for rows in length_sorted_batches(encoded, self.batch_size):
-                ids, lengths = pad_rows(encoded, rows)
-                ids = ids.to(self.device)
-                for model, probs in zip(self.models, out, strict=True):
-                    probs[rows] = torch.softmax(model(ids, lengths).float(), dim=1).cpu().numpy()
-        return out
+                ids, lengths = encoded.pad(rows)
+                probs[rows] = torch.softmax(model(ids.to(self.device), lengths).float(), dim=1).cpu().numpy()
+        return probs
 
     def score(self, texts: pa.Array | pa.ChunkedArray | list[str]) -> TextScores:
         """Probabilities, review flags and token statistics for every text, doing the work once per
@@ -164,7 +174,7 @@ class Classifier:
         lengths = pc.list_value_length(id_lists).to_numpy(zero_copy_only=False)
         unknown = np.bincount(parents[flat_ids == UNK_ID], minlength=len(distinct))
         known = np.bincount(parents[flat_ids != UNK_ID], minlength=len(distinct)) > 0
-        probs, disagree = self._predict_encoded(encode_ids(id_lists, self.max_len))
+        probs, disagree = self._predict(tokens, id_lists)
         probs[~readable] = 1.0 / len(self.labels)  # no words: no class, not a confident guess
         flagged, code = self.review.flag_codes(probs, readable, known, disagree)
         return TextScores(

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lstm_model.batching import BatchableTexts
 from lstm_model.batching import EncodedTexts
 from lstm_model.batching import length_sorted_batches
 from lstm_model.batching import pad_rows
@@ -78,7 +79,7 @@ def seed_everything(seed: int) -> None:
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, encoded: EncodedTexts, *, batch_size: int = 1024, device: torch.device | None = None
+    model: nn.Module, encoded: BatchableTexts, *, batch_size: int = 1024, device: torch.device | None = None
 ) -> np.ndarray:
     """Logits for every row, in input order (batches are length-sorted internally)."""
     device = device or next(model.parameters()).device
@@ -109,10 +110,10 @@ def _validation(model, encoded, labels, config, device, num_classes) -> tuple[fl
 
 
 def train_classifier(
-    model: LSTMClassifier,
-    train: EncodedTexts,
+    model: nn.Module,
+    train: BatchableTexts,
     train_labels: np.ndarray,
-    val: EncodedTexts,
+    val: BatchableTexts,
     val_labels: np.ndarray,
     config: TrainingSettings,
     *,

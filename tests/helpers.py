@@ -201,7 +201,13 @@ TINY_ARCHITECTURE = {
 }
 
 
-def tiny_bundle(version: str = "20250101T000000Z-abcdef12", text=None, pooling: str = "mean", **fields):
+def tiny_bundle(
+    version: str = "20250101T000000Z-abcdef12",
+    text=None,
+    pooling: str = "mean",
+    second_features: str = "char_ngrams",
+    **fields,
+):
     """A very small model trained for two epochs on :func:`comment_rows`: enough to round-trip
     through files and the registry, and to score. ``fields`` replace bundle fields."""
     from dataclasses import replace
@@ -210,6 +216,7 @@ def tiny_bundle(version: str = "20250101T000000Z-abcdef12", text=None, pooling: 
     from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
     from lstm_model.settings import ArchitectureSettings
+    from lstm_model.settings import SecondModelSettings
     from lstm_model.settings import TextSettings
     from lstm_model.settings import TrainingSettings
 
@@ -223,6 +230,7 @@ def tiny_bundle(version: str = "20250101T000000Z-abcdef12", text=None, pooling: 
         text=text or TextSettings(max_len=16),
         architecture=ArchitectureSettings(**TINY_ARCHITECTURE, pooling=pooling),
         training=TrainingSettings(epochs=2, batch_size=4, device="cpu"),
+        second=SecondModelSettings(features=second_features),
     )
     return replace(
         ModelBundle.from_fitted(fitted, version=version, data_fingerprint="ab" * 32), **fields

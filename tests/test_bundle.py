@@ -17,6 +17,7 @@ from helpers import tiny_bundle
 from lstm_model.batching import encode_tokens
 from lstm_model.bundle import BUNDLE_FILES
 from lstm_model.bundle import META_FILE
+from lstm_model.bundle import NGRAMS_FILE
 from lstm_model.bundle import SECOND_WEIGHTS_FILE
 from lstm_model.bundle import SPLITS_FILE
 from lstm_model.bundle import VOCAB_FILE
@@ -62,7 +63,7 @@ class TestBundleRoundTrip:
         _, bundle = trained
         files = bundle.to_files()
         assert set(BUNDLE_FILES) == {WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE}
-        assert set(files) == {*BUNDLE_FILES, SECOND_WEIGHTS_FILE}
+        assert set(files) == {*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE}
         assert all(isinstance(v, bytes) and v for v in files.values())
 
     def test_loaded_bundle_predicts_exactly_the_same_probabilities(self, trained):
@@ -72,15 +73,24 @@ class TestBundleRoundTrip:
         again = Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS)
         assert np.array_equal(original, again)
         # ... and those are the trained models' own probabilities, averaged; a text with no word
-        # (PROBE_TEXTS[3] is "") gets no class: uniform probabilities.
+        # (PROBE_TEXTS[3] is "") gets no class: uniform probabilities. The second model's are worked
+        # out by hand: the mean of the weight rows of each word's known character n-grams, plus the bias.
         encoded = encode_tokens(tokenize_arrow(pa.array(PROBE_TEXTS)), bundle.vocab, bundle.max_len)
         second, weight = bundle.build_second_model(), bundle.second_model_weight
+        index = {gram: i for i, gram in enumerate(bundle.ngrams.itos)}
+
+        def second_probs(text: str) -> np.ndarray:
+            tokens = tokenize_arrow(pa.array([text]))[0].as_py()
+            ids = [index[g] for t in tokens for g in bundle.ngrams.spec.grams(t) if g in index]
+            logits = second.weights.weight[ids].mean(0) + second.bias if ids else second.bias
+            return torch.softmax(logits, dim=0).numpy()
+
         model.eval()
         with torch.no_grad():
             direct = [
                 (1 - weight) * torch.softmax(model(*_single(encoded, i)), dim=1)[0].numpy()
-                + weight * torch.softmax(second(*_single(encoded, i)), dim=1)[0].numpy()
-                for i in range(len(PROBE_TEXTS))
+                + weight * second_probs(text)
+                for i, text in enumerate(PROBE_TEXTS)
             ]
         direct[3] = np.full(len(bundle.labels), 1 / len(bundle.labels))
         np.testing.assert_allclose(again, np.stack(direct), rtol=0, atol=1e-6)
@@ -190,6 +200,25 @@ class TestOldBundles:
         }
 
 
+class TestStemsSecondModelBundles:
+    """A bundle whose second model reads stems (tests/data/bundle_stems_second: trained by the code of
+    commit b433927, before character n-grams) loads and scores exactly as it did."""
+
+    FOLDER = Path(__file__).parent / "data" / "bundle_stems_second"
+
+    def test_scores_as_it_was_trained(self):
+        files = {p.name: p.read_bytes() for p in self.FOLDER.iterdir() if p.name != "expected.json"}
+        assert NGRAMS_FILE not in files
+        bundle = ModelBundle.from_files(files)
+        assert bundle.ngrams is None and bundle.second_state_dict is not None
+        assert bundle.second_model_weight == 0.5
+        expected = json.loads((self.FOLDER / "expected.json").read_text())
+        scores = Classifier.from_bundle(bundle).score(expected["texts"])
+        np.testing.assert_allclose(scores.probs, np.array(expected["probs"]), rtol=0, atol=1e-6)
+        assert scores.review_reason.to_pylist() == expected["reasons"]
+        assert "models_disagree" in ",".join(filter(None, expected["reasons"]))
+
+
 class TestBundleConsistency:
     """Files that load but do not fit together are refused, naming the file at fault."""
 
@@ -226,6 +255,22 @@ class TestBundleConsistency:
         config = dict(json.loads(bundle.to_files()[META_FILE])["model_config"], hidden_size=16)
         files = self._files_with_meta(bundle, model_config=config)
         with pytest.raises(ValueError, match="weights.pt does not fit the network in bundle.json"):
+            ModelBundle.from_files(files)
+
+    def test_ngrams_of_another_size(self, trained):
+        _, bundle = trained
+        files = bundle.to_files()
+        ngrams = json.loads(files[NGRAMS_FILE])
+        ngrams["itos"].append("zzz")
+        files[NGRAMS_FILE] = json.dumps(ngrams).encode()
+        with pytest.raises(ValueError, match="second_model.pt does not fit the n-grams and labels"):
+            ModelBundle.from_files(files)
+
+    def test_ngrams_without_a_second_model(self, trained):
+        _, bundle = trained
+        files = bundle.to_files()
+        del files[SECOND_WEIGHTS_FILE]
+        with pytest.raises(ValueError, match="has char_ngrams.json but no second_model.pt"):
             ModelBundle.from_files(files)
 
     def test_cut_json_names_the_file(self, trained):

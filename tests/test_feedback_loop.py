@@ -137,6 +137,13 @@ class TestTrainingWithTheFilledFile:
         rows = pd.read_parquet(loop.root / "models" / summary.version / "eval.parquet")
         assert rows.groupby("set").size().to_dict() == {"labels": 8, "test": 200}
 
+    def test_its_second_model_reads_character_ngrams_and_without_labels_stems(self, loop):
+        trained_with = loop.root / "models" / loop.with_labels.version
+        assert bundle_meta(loop.root, loop.with_labels.version)["second_model_features"] == "char_ngrams"
+        assert (trained_with / "char_ngrams.json").is_file()
+        assert bundle_meta(loop.root, loop.without.version)["second_model_features"] == "stems"
+        assert not (loop.root / "models" / loop.without.version / "char_ngrams.json").exists()
+
     def test_first_version_is_promoted_on_the_threshold_alone(self, loop):
         assert loop.with_labels.promoted and loop.with_labels.champion is None
 

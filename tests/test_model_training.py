@@ -259,6 +259,41 @@ class TestTrainModelTaskReproducible:
         assert a.review == b.review
 
 
+class TestSecondModelChoice:
+    """``auto`` reads character n-grams when analysts' labels are among the training rows (they teach
+    n-grams most), the LSTM's stems otherwise; unset fields take the chosen kind's defaults."""
+
+    def test_resolution(self):
+        assert SecondModelSettings().resolved(has_labels=True).features == "char_ngrams"
+        assert SecondModelSettings().resolved(has_labels=False).features == "stems"
+        stems = SecondModelSettings(features="stems").resolved(has_labels=True)
+        assert (stems.features, stems.weight, stems.learning_rate) == ("stems", 0.5, 0.05)
+        ngrams = SecondModelSettings(weight=0.3).resolved(has_labels=True)
+        assert (ngrams.weight, ngrams.epochs, ngrams.learning_rate) == (0.3, 50, 0.2)
+
+    @pytest.mark.parametrize(
+        ("analyst", "reads_ngrams"), [(None, False), ([False] * 12, False), ("some", True)]
+    )
+    def test_fit_classifier_picks_by_the_training_rows(self, analyst, reads_ngrams):
+        from lstm_model.fit import LabelledTexts
+        from lstm_model.fit import fit_classifier
+
+        frame = comment_rows(16)
+        texts, labels = frame["comentario"].tolist(), frame["categoria"].tolist()
+        if analyst == "some":
+            analyst = [i % 4 == 0 for i in range(12)]
+        fitted = fit_classifier(
+            LabelledTexts(texts[:12], labels[:12], analyst),
+            LabelledTexts(texts[12:], labels[12:]),
+            sorted(set(labels)),
+            architecture=ArchitectureSettings(**TINY),
+            training=TrainingSettings(epochs=1, batch_size=4, device="cpu"),
+        )
+        assert (fitted.ngrams is not None) == reads_ngrams
+        assert fitted.second_model.weights.num_embeddings == len(fitted.ngrams or fitted.vocab)
+        assert fitted.second_model_weight == (0.8 if reads_ngrams else 0.5)
+
+
 # ---------------------------------------------------------------------------------------------- metrics
 
 

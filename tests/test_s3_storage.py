@@ -294,6 +294,7 @@ def test_credentials_are_never_written(s3_server, s3_prefix, shared_dataset):
 
     rows = shared_dataset.head(12).astype(object).reset_index(drop=True)
     rows.loc[3, "comentario"] = "   "  # one rejected row, so errors/rejected is written too
+    rows.loc[4, "comentario"] = "zzz qqq"  # no known word: flagged, so review/ is written too
     rows.loc[5, "categoria"] = "logistica" if rows.loc[5, "categoria"] != "logistica" else "precios"
     s3_server.put_parquet(f"{s3_prefix.key}/store/incoming/b1.parquet", rows)
     s3_server.put(f"{s3_prefix.key}/store/incoming/bad.parquet", b"not parquet")

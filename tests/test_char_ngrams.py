@@ -1,0 +1,116 @@
+"""Character n-grams: which n-grams a word gives, the vocabulary, and texts expanded batch by batch."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from lstm_model.char_ngrams import CharNgramSpec
+from lstm_model.char_ngrams import NgramVocabulary
+from lstm_model.tokenizer import tokenize_arrow
+from lstm_model.vocab import PAD_ID
+from lstm_model.vocab import UNK_ID
+
+TEXTS = [
+    "El envío llegó tarde",
+    "envio tarde otra vez, ENVÍO!!",
+    "",
+    None,
+    "precio carísimo",
+    "qqq",
+]
+
+
+def tokens(texts):
+    return tokenize_arrow(pa.array(texts, pa.string()))
+
+
+class TestSpec:
+    def test_grams_of_a_word_are_accent_free_and_marked_at_the_edges(self):
+        assert CharNgramSpec(min_n=2, max_n=3).grams("día") == [" d", "di", "ia", "a ", " di", "dia", "ia "]
+
+    def test_one_letter_word_still_gives_its_edges(self):
+        assert CharNgramSpec(min_n=2, max_n=5).grams("y") == [" y", "y ", " y "]
+
+    def test_bad_lengths_are_refused(self):
+        with pytest.raises(ValueError, match="min_n <= max_n"):
+            CharNgramSpec(min_n=4, max_n=3)
+
+
+class TestVocabulary:
+    def test_counts_every_occurrence_most_frequent_first(self):
+        spec = CharNgramSpec(min_n=2, max_n=3)
+        vocab = NgramVocabulary.build(tokens(TEXTS), spec=spec)
+        naive = Counter(g for row in tokens(TEXTS).to_pylist() if row for t in row for g in spec.grams(t))
+        assert vocab.itos[:2] == ("[PAD]", "[UNK]")
+        assert set(vocab.itos[2:]) == set(naive)
+        ranks = [(-naive[g], g) for g in vocab.itos[2:]]
+        assert ranks == sorted(ranks)  # by count, ties alphabetical: the same data gives the same ids
+
+    def test_min_freq_and_max_size(self):
+        assert "env" in NgramVocabulary.build(tokens(TEXTS), min_freq=3).itos  # envío, envio, ENVÍO
+        assert "lleg" not in NgramVocabulary.build(tokens(TEXTS), min_freq=2).itos  # once only
+        assert len(NgramVocabulary.build(tokens(TEXTS), max_size=5)) == 5
+
+    def test_round_trip_and_refusals(self):
+        vocab = NgramVocabulary.build(tokens(TEXTS), spec=CharNgramSpec(min_n=3, max_n=4))
+        again = NgramVocabulary.from_dict(__import__("json").loads(vocab.to_json()))
+        assert again == vocab and again.spec == CharNgramSpec(min_n=3, max_n=4)
+        with pytest.raises(ValueError, match="must start with"):
+            NgramVocabulary(("a", "b"))
+        with pytest.raises(ValueError, match="repeat"):
+            NgramVocabulary(("[PAD]", "[UNK]", "ab", "ab"))
+
+
+class TestEncoding:
+    """``encode`` + ``pad`` must give, row by row, the known n-grams of the row's first tokens."""
+
+    @pytest.fixture
+    def vocab(self):
+        return NgramVocabulary.build(tokens(["el envío llegó", "precio caro"]))
+
+    def expected(self, vocab, texts, max_tokens):
+        index = {g: i for i, g in enumerate(vocab.itos)}
+        out = []
+        for row in tokens(texts).to_pylist():
+            ids = [index[g] for t in (row or [])[:max_tokens] for g in vocab.spec.grams(t) if g in index]
+            out.append(ids or [UNK_ID])
+        return out
+
+    @pytest.mark.parametrize("max_tokens", [1, 2, 64])
+    def test_padded_rows_hold_each_rows_known_ngrams_in_order(self, vocab, max_tokens):
+        encoded = vocab.encode(tokens(TEXTS), max_tokens)
+        expected = self.expected(vocab, TEXTS, max_tokens)
+        assert len(encoded) == len(TEXTS)
+        assert encoded.lengths.tolist() == [len(ids) for ids in expected]
+        rows = np.array([4, 0, 2, 1, 5, 3])
+        ids, lengths = encoded.pad(rows)
+        assert ids.shape == (len(rows), max(len(expected[r]) for r in rows))
+        for line, r in zip(ids.numpy(), rows, strict=True):
+            assert line[: len(expected[r])].tolist() == expected[r]
+            assert (line[len(expected[r]) :] == PAD_ID).all()
+        assert lengths.tolist() == [len(expected[r]) for r in rows]
+
+    def test_take_keeps_rows_and_their_ngrams(self, vocab):
+        encoded = vocab.encode(tokens(TEXTS), 64)
+        picked = encoded.take(np.array([1, 4]))
+        assert len(picked) == 2
+        assert picked.pad(np.array([0, 1]))[0].tolist() == encoded.pad(np.array([1, 4]))[0].tolist()
+
+    def test_sliced_and_chunked_arrays(self, vocab):
+        whole = tokens(TEXTS)
+        sliced = vocab.encode(whole.slice(1, 4), 64)
+        chunked = vocab.encode(pa.chunked_array([whole.slice(1, 2), whole.slice(3, 2)]), 64)
+        expected = self.expected(vocab, TEXTS[1:5], 64)
+        for encoded in (sliced, chunked):
+            ids, _ = encoded.pad(np.arange(4))
+            assert [
+                line[: len(e)].tolist() for line, e in zip(ids.numpy(), expected, strict=True)
+            ] == expected
+
+    def test_empty_input(self, vocab):
+        encoded = vocab.encode(tokens([]), 64)
+        assert len(encoded) == 0 and encoded.lengths.tolist() == []
