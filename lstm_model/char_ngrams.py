@@ -35,10 +35,16 @@ from lstm_model.vocab import UNK_ID
 
 @dataclass(frozen=True, kw_only=True)
 class CharNgramSpec:
-    """Which n-grams a word gives: lengths ``min_n``..``max_n`` of the accent-free word between spaces."""
+    """Which n-grams a word gives: lengths ``min_n``..``max_n`` of the accent-free word between spaces.
+
+    Only the first ``max_word_chars`` characters of a word count: Spanish words are shorter, and a
+    5,000-character "jajaja..." or pasted code would otherwise give ~20,000 n-grams and widen a whole
+    padded batch to them (hundreds of MB for one comment).
+    """
 
     min_n: int = 2
     max_n: int = 5
+    max_word_chars: int = 30
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_n <= self.max_n:
@@ -46,7 +52,7 @@ class CharNgramSpec:
 
     def grams(self, token: str) -> list[str]:
         """ "envío" -> " e", "en", ..., " envi", ..., "vio "; the spaces mark the word's edges."""
-        word = f" {strip_accents(token)} "
+        word = f" {strip_accents(token[: self.max_word_chars])} "
         return [word[i : i + n] for n in range(self.min_n, self.max_n + 1) for i in range(len(word) - n + 1)]
 
     def to_dict(self) -> dict[str, Any]:

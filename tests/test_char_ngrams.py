@@ -35,6 +35,12 @@ class TestSpec:
     def test_one_letter_word_still_gives_its_edges(self):
         assert CharNgramSpec(min_n=2, max_n=5).grams("y") == [" y", "y ", " y "]
 
+    def test_a_long_word_gives_the_ngrams_of_its_first_characters_only(self):
+        spec = CharNgramSpec(min_n=2, max_n=5, max_word_chars=30)
+        long_word = "ja" * 2500
+        assert spec.grams(long_word) == spec.grams(long_word[:30])
+        assert len(spec.grams(long_word)) < 4 * 32
+
     def test_bad_lengths_are_refused(self):
         with pytest.raises(ValueError, match="min_n <= max_n"):
             CharNgramSpec(min_n=4, max_n=3)
