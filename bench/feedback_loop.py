@@ -9,6 +9,7 @@ Figures, mean ± sd over the seeds:
 * in-frame macro-F1 on the source's test split;
 * ``labels``: the label rows' own test part (8 rows: 2 per class, so coarse);
 * free-form macro-F1 on the ``dev`` half: the one figure ``--label-weight`` is chosen on;
+* ``needs_review`` on the ``final`` half: the share of the wrong predictions it flags, and of the right ones;
 * for scale, the baseline the issue quotes (word TF-IDF + logistic regression, scikit-learn) trained on the
   very rows the flow trained on, on the ``final`` half.
 
@@ -65,11 +66,16 @@ def run(work: Path, seed: int, label_weight: float | None) -> dict[str, float]:
     seconds = time.perf_counter() - started
     bundle = load_bundle(Storage(str(root)), summary.version)
     freeform = load_freeform()
+    classifier = Classifier.from_bundle(bundle)
+    scores = classifier.score(freeform.final["comentario"].tolist())
+    wrong = scores.predicted != [bundle.labels.index(c) for c in freeform.final["categoria"]]
     return {
+        "wrong_flagged": float(scores.needs_review[wrong].mean()) if wrong.any() else float("nan"),
+        "right_flagged": float(scores.needs_review[~wrong].mean()) if (~wrong).any() else float("nan"),
         "final": summary.metrics["freeform"]["macro_f1"],
         "test": summary.metrics["test"]["macro_f1"],
         "labels": summary.metrics.get("labels", {}).get("macro_f1", float("nan")),
-        "dev": evaluate_classifier(Classifier.from_bundle(bundle), freeform.dev).macro_f1,
+        "dev": evaluate_classifier(classifier, freeform.dev).macro_f1,
         "label_rows": summary.label_rows,
         "seconds": seconds,
         "tfidf_final": tfidf_reference(set(bundle.splits["train"]), freeform.final),
@@ -131,10 +137,18 @@ def main() -> None:
     )
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, {args.threads} thread(s)")
     print(f"labels: {LABEL_FILE.relative_to(REPO)}; seeds {args.seeds}; model: the flow's defaults\n")
-    columns = ("free-form final", "in-frame test", "labels test", "free-form dev", "TF-IDF+LR final")
+    columns = (
+        "free-form final",
+        "in-frame test",
+        "labels test",
+        "free-form dev",
+        "TF-IDF+LR final",
+        "wrong flagged",
+        "right flagged",
+    )
     print(f"{'variant':46s} {'seed':>4s} " + " ".join(f"{c:>15s}" for c in columns) + "  label rows  train s")
     results: dict[str, list[dict[str, float]]] = {}
-    keys = ("final", "test", "labels", "dev", "tfidf_final")
+    keys = ("final", "test", "labels", "dev", "tfidf_final", "wrong_flagged", "right_flagged")
     with tempfile.TemporaryDirectory(prefix="feedback-loop-") as tmp:
         for name, weight in variants:
             for seed in args.seeds:
