@@ -27,10 +27,10 @@ import pyarrow.compute as pc
 import torch
 
 from lstm_model.token_form import strip_accents
-from lstm_model.vocab import PAD
 from lstm_model.vocab import PAD_ID
-from lstm_model.vocab import UNK
 from lstm_model.vocab import UNK_ID
+from lstm_model.vocab import Vocabulary
+from lstm_model.vocab import ranked_keys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,14 +125,13 @@ class NgramVocabulary:
 
     itos: tuple[str, ...]
     spec: CharNgramSpec = CharNgramSpec()
-    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+    # The n-grams as plain vocabulary keys: the [PAD]/[UNK] check and the key -> id index.
+    keys: Vocabulary = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.itos[:2] != (PAD, UNK):
-            raise ValueError(f"an n-gram vocabulary must start with {PAD!r}, {UNK!r}; got {self.itos[:2]!r}")
         if len(set(self.itos)) != len(self.itos):
             raise ValueError("n-grams repeat in the n-gram vocabulary")
-        object.__setattr__(self, "_index", {gram: i for i, gram in enumerate(self.itos)})
+        object.__setattr__(self, "keys", Vocabulary(self.itos))
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -157,10 +156,7 @@ class NgramVocabulary:
         ):
             for gram in spec.grams(token):
                 counts[gram] += n
-        ranked = sorted((g for g, c in counts.items() if c >= min_freq), key=lambda g: (-counts[g], g))
-        if max_size is not None:
-            ranked = ranked[: max(0, max_size - 2)]
-        return cls((PAD, UNK, *ranked), spec)
+        return cls(ranked_keys(counts, min_freq=min_freq, max_size=max_size), spec)
 
     def encode(self, tokens: pa.ListArray | pa.ChunkedArray, max_tokens: int) -> NgramTexts:
         """A list<string> array of tokens as :class:`NgramTexts`, reading at most ``max_tokens`` tokens
@@ -170,10 +166,7 @@ class NgramVocabulary:
         if tokens.null_count:
             tokens = pc.fill_null(tokens, pa.scalar([], tokens.type))
         encoded = pc.dictionary_encode(tokens.flatten())
-        per_token = [
-            [i for i in map(self._index.get, self.spec.grams(t)) if i is not None]
-            for t in encoded.dictionary.to_pylist()
-        ]
+        per_token = [self.keys.known_ids(self.spec.grams(t)) for t in encoded.dictionary.to_pylist()]
         gram_lengths = np.fromiter(map(len, per_token), dtype=np.int64, count=len(per_token))
         gram_ids = np.fromiter(
             (i for ids in per_token for i in ids), dtype=np.int64, count=int(gram_lengths.sum())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -17,6 +18,17 @@ from lstm_model.token_form import TokenForm
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
+
+
+def ranked_keys(
+    counts: Mapping[str, int], *, min_freq: int = 1, max_size: int | None = None
+) -> tuple[str, ...]:
+    """[PAD], [UNK], then the keys counted at least ``min_freq`` times, most frequent first, ties
+    alphabetical; at most ``max_size`` in all (the two special tokens included)."""
+    ranked = sorted((k for k, c in counts.items() if c >= min_freq), key=lambda k: (-counts[k], k))
+    if max_size is not None:
+        ranked = ranked[: max(0, max_size - 2)]
+    return (PAD, UNK, *ranked)
 
 
 @dataclass(frozen=True)
@@ -48,11 +60,9 @@ class Vocabulary:
         ``max_size`` counts the two special tokens.
         """
         keys = form.keys_arrow(pa.array(list(token_lists), pa.list_(pa.string())))
-        counts = Counter(keys.flatten().to_pylist())
-        ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
-        if max_size is not None:
-            ranked = ranked[: max(0, max_size - 2)]
-        return cls((PAD, UNK, *ranked), form)
+        return cls(
+            ranked_keys(Counter(keys.flatten().to_pylist()), min_freq=min_freq, max_size=max_size), form
+        )
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -71,6 +81,10 @@ class Vocabulary:
 
     def id_of_key(self, key: str) -> int:
         return self._index.get(key, UNK_ID)
+
+    def known_ids(self, keys: Iterable[str]) -> list[int]:
+        """The ids of the keys the vocabulary has, in order; unknown keys are left out."""
+        return [i for i in map(self._index.get, keys) if i is not None]
 
     def encode_arrow(self, tokens: pa.ListArray | pa.ChunkedArray) -> pa.ListArray:
         """Map a list<string> array of tokens to a list<int32> array of ids, unknown keys -> UNK_ID."""
