@@ -13,8 +13,16 @@ Figures, mean ± sd over the seeds:
 * for scale, the baseline the issue quotes (word TF-IDF + logistic regression, scikit-learn) trained on the
   very rows the flow trained on, on the ``final`` half.
 
+``--review-loop`` adds (c), the loop as an analyst runs it, end to end: the model of (a) scores the ``dev``
+half as a batch in ``incoming/`` (the real ``score-batches`` flow), ``review export --limit 80`` picks the
+rows to label, the "analyst" fills ``categoria`` in with the dev half's own labels, the filled CSV goes into
+``labels/`` unchanged, and the flow trains again. Its labels come from the stream being scored, as an
+analyst's do, not from a separate writing. The ``final`` half is still never seen; ``dev`` is then training
+data, so (c) reports no dev or ``needs_review`` figures (the calibration reads dev too).
+
     .venv/bin/python bench/feedback_loop.py                        # (a) and (b) at the default weight
     .venv/bin/python bench/feedback_loop.py --label-weights 1 2 3 5  # (b) at each weight: pick on dev
+    .venv/bin/python bench/feedback_loop.py --review-loop            # (a), (b) and (c)
 """
 
 from __future__ import annotations
@@ -41,17 +49,13 @@ from bench._common import mean_sd
 
 LABEL_FILE = REPO / "bench" / "data" / "label_comments.jsonl"
 TARGET_FREEFORM, TARGET_IN_FRAME = 0.85, 0.99
+REVIEW_LOOP = object()  # the variant (c) marker among the label weights
 
 
 def run(work: Path, seed: int, label_weight: float | None) -> dict[str, float]:
     """One training by the flow; ``label_weight`` None: no labels (labels/ absent)."""
     from flows.configs import TrainConfig
     from flows.train import train_lstm
-    from lstm_model.predict import Classifier
-    from tasks.freeform import load_freeform
-    from tasks.modeling import evaluate_classifier
-    from tasks.registry import load_bundle
-    from tasks.storage import Storage
 
     root = work / f"seed{seed}-{'none' if label_weight is None else label_weight}"
     shutil.rmtree(root, ignore_errors=True)
@@ -64,35 +68,87 @@ def run(work: Path, seed: int, label_weight: float | None) -> dict[str, float]:
         TrainConfig(source=str(SHARED_DATA), storage=str(root), seed=seed, device="cpu", **options)
     )
     seconds = time.perf_counter() - started
+    return measure(root, summary, seconds)
+
+
+def measure(root: Path, summary, seconds: float, *, dev_trained: bool = False) -> dict[str, float]:
+    """The figures of one trained version (``summary``: the train flow's); with ``dev_trained`` the dev
+    half was training data, so its figures (dev, ``needs_review``) are left out as NaN."""
+    from lstm_model.predict import Classifier
+    from tasks.freeform import load_freeform
+    from tasks.modeling import evaluate_classifier
+    from tasks.registry import load_bundle
+    from tasks.storage import Storage
+
     bundle = load_bundle(Storage(str(root)), summary.version)
     freeform = load_freeform()
     classifier = Classifier.from_bundle(bundle)
     scores = classifier.score(freeform.final["comentario"].tolist())
     wrong = scores.predicted != [bundle.labels.index(c) for c in freeform.final["categoria"]]
-    return {
-        "wrong_flagged": float(scores.needs_review[wrong].mean()) if wrong.any() else float("nan"),
-        "right_flagged": float(scores.needs_review[~wrong].mean()) if (~wrong).any() else float("nan"),
+    nan = float("nan")
+    figures = {
+        "wrong_flagged": float(scores.needs_review[wrong].mean()) if wrong.any() else nan,
+        "right_flagged": float(scores.needs_review[~wrong].mean()) if (~wrong).any() else nan,
         "final": summary.metrics["freeform"]["macro_f1"],
         "test": summary.metrics["test"]["macro_f1"],
-        "labels": summary.metrics.get("labels", {}).get("macro_f1", float("nan")),
+        "labels": summary.metrics.get("labels", {}).get("macro_f1", nan),
         "dev": evaluate_classifier(classifier, freeform.dev).macro_f1,
         "label_rows": summary.label_rows,
         "seconds": seconds,
-        "tfidf_final": tfidf_reference(set(bundle.splits["train"]), freeform.final),
+        "tfidf_final": tfidf_reference(set(bundle.splits["train"]), freeform.final, root / "labels"),
     }
+    if dev_trained:
+        figures.update(dev=nan, wrong_flagged=nan, right_flagged=nan)
+    return figures
 
 
-def tfidf_reference(train_ids: set[str], final) -> float:
-    """Word TF-IDF + logistic regression (scikit-learn) on the very rows the flow trained on: the
-    baseline the issue quotes, for scale."""
+def run_review_loop(work: Path, seed: int, limit: int = 80) -> dict[str, float]:
+    """(c): train on the source, score the dev half, label the first ``limit`` rows of the review
+    export from the dev half's own labels, train again with them in labels/."""
+    import pandas as pd
+
+    from flows.configs import ScoreConfig
+    from flows.configs import TrainConfig
+    from flows.score import score_batches
+    from flows.train import train_lstm
+    from tasks.freeform import load_freeform
+    from tasks.review_export import export_review
+    from tasks.storage import Storage
+
+    root = work / f"seed{seed}-review"
+    shutil.rmtree(root, ignore_errors=True)
+    config = TrainConfig(source=str(SHARED_DATA), storage=str(root), seed=seed, device="cpu")
+    train_lstm(config)
+    dev = load_freeform().dev
+    (root / "incoming").mkdir(parents=True)
+    dev[["id", "comentario"]].to_parquet(root / "incoming" / "dev.parquet", index=False)
+    score_batches(ScoreConfig(storage=str(root), min_file_age=0))
+    export = root / "review.csv"
+    written, queued = export_review(Storage(str(root)), str(export), limit=limit)
+    print(f"(c) seed {seed}: {queued} of {len(dev)} dev rows flagged for review, {written} exported")
+    filled = pd.read_csv(export, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    truth = dict(zip(dev["id"].astype(str), dev["categoria"], strict=True))
+    filled["categoria"] = filled["id"].map(truth)  # the analyst's answers
+    (root / "labels").mkdir()
+    (root / "labels" / "review.csv").write_bytes(filled.to_csv(index=False).encode("utf-8-sig"))
+    started = time.perf_counter()
+    summary = train_lstm(config)
+    result = measure(root, summary, time.perf_counter() - started, dev_trained=True)
+    return result
+
+
+def tfidf_reference(train_ids: set[str], final, labels: Path) -> float:
+    """Word TF-IDF + logistic regression (scikit-learn) on the very rows the flow trained on (the
+    source's and those of the label files in ``labels``): the baseline the issue quotes, for scale."""
     import pandas as pd
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
-    rows = pd.concat(
-        [pd.read_json(SHARED_DATA, dtype=False), pd.read_json(LABEL_FILE, lines=True, dtype=False)]
-    )
+    from tasks.labels import read_label_file
+
+    label_frames = [read_label_file(f.name, f.read_bytes()) for f in sorted(labels.glob("*"))]
+    rows = pd.concat([pd.read_json(SHARED_DATA, dtype=False), *label_frames])
     train = rows[rows["id"].astype(str).isin(train_ids)]
     vectoriser = TfidfVectorizer()
     model = LogisticRegression(max_iter=2000).fit(
@@ -118,6 +174,11 @@ def main() -> None:
         help="Train (b) at each of these weights (and skip (a)): the choice is made on the dev column.",
     )
     parser.add_argument(
+        "--review-loop",
+        action="store_true",
+        help="Also run (c): label the review export of the scored dev half (see above).",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: steady on a shared 2-core box)"
     )
     args = parser.parse_args()
@@ -135,6 +196,8 @@ def main() -> None:
             (f"(b) + 80 labels in labels/ (weight {default_weight:g})", default_weight),
         ]
     )
+    if args.review_loop and not args.label_weights:
+        variants.append(("(c) + 80 labelled rows of the review export", REVIEW_LOOP))
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, {args.threads} thread(s)")
     print(f"labels: {LABEL_FILE.relative_to(REPO)}; seeds {args.seeds}; model: the flow's defaults\n")
     columns = (
@@ -152,7 +215,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="feedback-loop-") as tmp:
         for name, weight in variants:
             for seed in args.seeds:
-                r = run(Path(tmp), seed, weight)
+                r = (
+                    run_review_loop(Path(tmp), seed)
+                    if weight is REVIEW_LOOP
+                    else run(Path(tmp), seed, weight)
+                )
                 results.setdefault(name, []).append(r)
                 cells = [f"{r[k]:.4f}" if r[k] == r[k] else "-" for k in keys]  # NaN: no labels
                 print(
@@ -169,7 +236,7 @@ def main() -> None:
         best = max(results, key=lambda n: statistics.mean(r["dev"] for r in results[n]))
         print(f"\nhighest free-form dev macro-F1: {best} (choose --label-weight on this column only)")
         return
-    with_labels = results[variants[-1][0]]
+    with_labels = results[variants[1][0]]  # (b): the issue's figure
     final = statistics.mean(r["final"] for r in with_labels)
     in_frame = statistics.mean(r["test"] for r in with_labels)
     verdict = "met" if final >= TARGET_FREEFORM and in_frame >= TARGET_IN_FRAME else "NOT met"
