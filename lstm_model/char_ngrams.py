@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,16 @@ class CharNgramSpec:
         """ "envío" -> " e", "en", ..., " envi", ..., "vio "; the spaces mark the word's edges."""
         word = f" {strip_accents(token[: self.max_word_chars])} "
         return [word[i : i + n] for n in range(self.min_n, self.max_n + 1) for i in range(len(word) - n + 1)]
+
+    def words(self, tokens: pa.StringArray) -> pa.StringArray:
+        """``strip_accents(token[:max_word_chars])`` of each token, without the edge spaces; only the
+        tokens with a non-ASCII character go through Python."""
+        cut = pc.utf8_slice_codeunits(tokens, 0, self.max_word_chars)
+        accented = pc.invert(pc.string_is_ascii(cut))
+        if not pc.any(accented).as_py():
+            return cut
+        stripped = [strip_accents(t) for t in pc.filter(cut, accented).to_pylist()]
+        return pc.replace_with_mask(cut, accented, pa.array(stripped, pa.string()))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +130,93 @@ class NgramTexts:
         return torch.from_numpy(ids), torch.from_numpy(lengths)
 
 
+class PackedNgrams:
+    """N-gram lookup without Python per n-gram: an n-gram is packed into one int64 (``bits`` per
+    character, the character's rank in the vocabulary's alphabet, 1-based), so a whole block of words
+    is looked up among the vocabulary's packed n-grams at once (``pyarrow.compute.index_in``).
+
+    Exact: a character outside the alphabet packs to 0, and an n-gram holding a 0 is unknown (as it is:
+    no vocabulary n-gram has that character). Used when ``max_n * bits`` fits in 63 bits (alphabets of
+    up to 4,095 characters for 5-grams); otherwise :meth:`NgramVocabulary.encode` looks up in Python.
+    """
+
+    BLOCK = 8192  # words per block: [BLOCK, ~120 n-gram positions] int64 stays ~8 MB
+
+    def __init__(self, grams: tuple[str, ...], spec: CharNgramSpec) -> None:
+        self.spec = spec
+        self.alphabet = np.array(sorted({ord(c) for gram in grams for c in gram}), dtype=np.uint32)
+        self.bits = max(1, int(len(self.alphabet)).bit_length())
+        self.fits = spec.max_n * self.bits <= 63 and 0 not in self.alphabet
+        if not self.fits:
+            return
+        sizes = np.array([len(gram) for gram in grams], dtype=np.int64)
+        keys, ids = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        for n in range(spec.min_n, spec.max_n + 1):
+            of_size = np.flatnonzero(sizes == n)
+            if len(of_size):
+                text = np.array([grams[i] for i in of_size], dtype=f"<U{n}")
+                keys.append(self._pack(self._codes(text.view(np.uint32).reshape(len(of_size), n)), n)[:, 0])
+                ids.append(of_size)
+        self.keys = pa.array(np.concatenate(keys), pa.int64())  # Arrow's hash lookup (index_in)
+        self.ids = np.concatenate(ids)
+
+    def _codes(self, points: np.ndarray) -> np.ndarray:
+        """Code points -> 1-based rank in the alphabet; 0 for any other character (and for padding)."""
+        if len(self.alphabet) == 0:
+            return np.zeros(points.shape, dtype=np.int64)
+        rank = np.searchsorted(self.alphabet, points).clip(max=len(self.alphabet) - 1)
+        return np.where(self.alphabet[rank] == points, rank + 1, 0).astype(np.int64)
+
+    def _pack(self, codes: np.ndarray, n: int) -> np.ndarray:
+        """[words, positions] packed n-grams starting at each position; 0 where one character is 0."""
+        width = codes.shape[1] - n + 1
+        packed = np.zeros((codes.shape[0], width), dtype=np.int64)
+        valid = np.ones((codes.shape[0], width), dtype=bool)
+        for k in range(n):
+            column = codes[:, k : k + width]
+            packed |= column << (self.bits * k)
+            valid &= column != 0
+        packed[~valid] = 0
+        return packed
+
+    def lookup(self, words: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+        """(gram ids, count per word) of the known n-grams of each word (``CharNgramSpec.words``),
+        in the order of :meth:`CharNgramSpec.grams`."""
+        if len(self.keys) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(len(words), dtype=np.int64)
+        all_ids, all_counts = [], []
+        for begin in range(0, len(words), self.BLOCK):
+            ids, counts = self._lookup_block(words.slice(begin, self.BLOCK))
+            all_ids.append(ids)
+            all_counts.append(counts)
+        if not all_ids:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(all_ids), np.concatenate(all_counts)
+
+    def _lookup_block(self, words: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+        lengths = pc.utf8_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
+        width = int(lengths.max()) if len(lengths) else 0
+        space = np.uint32(ord(" "))
+        points = np.zeros((len(words), width + 2), dtype=np.uint32)
+        points[:, 0] = space
+        if width:
+            text = words.to_numpy(zero_copy_only=False).astype(f"<U{width}")
+            points[:, 1 : width + 1] = text.view(np.uint32).reshape(len(words), width)
+        points[np.arange(len(words)), lengths + 1] = space
+        codes = self._codes(points)
+        found = []
+        for n in range(self.spec.min_n, min(self.spec.max_n, width + 2) + 1):
+            packed = self._pack(codes, n)
+            ids = np.full(packed.shape, -1, dtype=np.int64)
+            whole = packed != 0  # only n-grams of known characters within the word are looked up
+            where = pc.fill_null(pc.index_in(packed[whole], value_set=self.keys), -1).to_numpy()
+            ids[whole] = np.where(where >= 0, self.ids[where], -1)
+            found.append(ids)
+        table = np.concatenate(found, axis=1)  # row-major: word, then n, then start
+        known = table >= 0
+        return table[known], known.sum(axis=1)
+
+
 @dataclass(frozen=True)
 class NgramVocabulary:
     """The n-grams the second model has a weight for; ``itos[i]`` has id ``i`` ([PAD]=0, [UNK]=1)."""
@@ -166,11 +264,7 @@ class NgramVocabulary:
         if tokens.null_count:
             tokens = pc.fill_null(tokens, pa.scalar([], tokens.type))
         encoded = pc.dictionary_encode(tokens.flatten())
-        per_token = [self.keys.known_ids(self.spec.grams(t)) for t in encoded.dictionary.to_pylist()]
-        gram_lengths = np.fromiter(map(len, per_token), dtype=np.int64, count=len(per_token))
-        gram_ids = np.fromiter(
-            (i for ids in per_token for i in ids), dtype=np.int64, count=int(gram_lengths.sum())
-        )
+        gram_ids, gram_lengths = self._gram_ids(encoded.dictionary)
         offsets = tokens.offsets.to_numpy().astype(np.int64)
         return NgramTexts(
             token_ids=encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
@@ -180,6 +274,24 @@ class NgramVocabulary:
             gram_starts=np.cumsum(gram_lengths) - gram_lengths,
             gram_lengths=gram_lengths,
         )
+
+    @cached_property
+    def packed(self) -> PackedNgrams:
+        return PackedNgrams(self.itos[UNK_ID + 1 :], self.spec)
+
+    def _gram_ids(self, distinct: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+        """(flat n-gram ids, count per token) of each distinct token's known n-grams."""
+        # NUL packs like padding (and strip_accents uses it); the tokenizer never gives one.
+        if self.packed.fits and not pc.any(pc.match_substring(distinct, "\0")).as_py():
+            ids, counts = self.packed.lookup(self.spec.words(distinct))
+            return ids + UNK_ID + 1, counts  # packed ids count from the first real n-gram
+        return self._gram_ids_in_python(distinct)
+
+    def _gram_ids_in_python(self, distinct: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+        per_token = [self.keys.known_ids(self.spec.grams(t)) for t in distinct.to_pylist()]
+        counts = np.fromiter(map(len, per_token), dtype=np.int64, count=len(per_token))
+        ids = np.fromiter((i for ids in per_token for i in ids), dtype=np.int64, count=int(counts.sum()))
+        return ids, counts
 
     def to_json(self) -> str:
         return json.dumps({"spec": self.spec.to_dict(), "itos": list(self.itos)}, ensure_ascii=False)

@@ -120,3 +120,69 @@ class TestEncoding:
     def test_empty_input(self, vocab):
         encoded = vocab.encode(tokens([]), 64)
         assert len(encoded) == 0 and encoded.lengths.tolist() == []
+
+
+class TestPackedLookup:
+    """The packed (numpy) lookup must give exactly what looking each n-gram up in Python gives."""
+
+    LETTERS = "abcdeilmnoprstuvzáéíóúñü"
+
+    def random_words(self, rng, count, extra=""):
+        chars = self.LETTERS + extra
+        return ["".join(rng.choice(list(chars), size=rng.integers(1, 14))) for _ in range(count)]
+
+    def python_lookup(self, vocab, words):
+        return [vocab.keys.known_ids(vocab.spec.grams(w)) for w in words]
+
+    def packed_lookup(self, vocab, words):
+        ids, counts = vocab._gram_ids(pa.array(words, pa.string()))
+        ends = np.cumsum(counts)
+        return [ids[end - n : end].tolist() for end, n in zip(ends, counts, strict=True)]
+
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_random_words_with_foreign_characters(self, seed, monkeypatch):
+        rng = np.random.default_rng(seed)
+        vocab = NgramVocabulary.build(pa.array([self.random_words(rng, 300)], pa.list_(pa.string())))
+        assert vocab.packed.fits
+        words = self.random_words(rng, 2000, extra="ÁÑxyzq9😀한ǅ\u0301")
+        words += [
+            "",
+            "a",
+            "ñ",
+            "x" * 5000,
+            "á" * 40,
+            "한국어",
+            "ǅemo",
+            "e\u0301nvio",
+            "😀😀",
+            "a b",
+        ]
+        expected = self.python_lookup(vocab, words)
+        with monkeypatch.context() as patch:  # the packed lookup, not the Python fallback
+            patch.setattr(NgramVocabulary, "_gram_ids_in_python", None)
+            assert self.packed_lookup(vocab, words) == expected
+        with_nul = [*words[:50], "nul\0x"]  # never from the tokenizer: looked up in Python
+        assert self.packed_lookup(vocab, with_nul) == self.python_lookup(vocab, with_nul)
+
+    def test_more_words_than_a_block(self, monkeypatch):
+        from lstm_model.char_ngrams import PackedNgrams
+
+        monkeypatch.setattr(PackedNgrams, "BLOCK", 7)
+        rng = np.random.default_rng(3)
+        vocab = NgramVocabulary.build(pa.array([self.random_words(rng, 100)], pa.list_(pa.string())))
+        words = self.random_words(rng, 50)
+        assert self.packed_lookup(vocab, words) == self.python_lookup(vocab, words)
+
+    def test_an_alphabet_too_large_to_pack_falls_back_to_python(self):
+        rng = np.random.default_rng(4)
+        spec = CharNgramSpec(min_n=2, max_n=13)  # 19 characters: 5 bits each, 13 of them: 65 bits
+        vocab = NgramVocabulary.build(
+            pa.array([self.random_words(rng, 200)], pa.list_(pa.string())), spec=spec
+        )
+        assert not vocab.packed.fits
+        words = self.random_words(rng, 100, extra="xyz")
+        assert self.packed_lookup(vocab, words) == self.python_lookup(vocab, words)
+
+    def test_a_vocabulary_without_ngrams(self):
+        vocab = NgramVocabulary(("[PAD]", "[UNK]"))
+        assert self.packed_lookup(vocab, ["hola", ""]) == [[], []]
