@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import date
 from typing import Any
 
@@ -68,9 +69,17 @@ def _log(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from tasks.review_export import export_review
 
+    unreadable: list[tuple[str, str]] = []
     written, queued = export_review(
-        _storage(args), args.out, since=args.since, limit=args.limit, labels=args.labels
+        _storage(args),
+        args.out,
+        since=args.since,
+        limit=args.limit,
+        labels=args.labels,
+        unreadable=unreadable,
     )
+    for _, why in unreadable:
+        print(f"warning: {why}; comments labelled in it may be in this export again", file=sys.stderr)
     print(
         f"wrote {written} rows to {args.out} ({queued} flagged predictions in the queue; one row per distinct "
         "comment not labelled yet). Fill in 'categoria', then put the file into <storage>/labels/."

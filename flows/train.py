@@ -133,4 +133,14 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         metrics={name: {"accuracy": m.accuracy, "macro_f1": m.macro_f1} for name, m in metrics.items()},
     )
     get_run_logger().info("Model %s: %s", version, summary.metrics)
+    unreadable = data.summary["label_files_unreadable"]
+    if unreadable:
+        raise LabelFilesUnreadable(
+            f"{len(unreadable)} label file(s) not read; version {version} was trained without them "
+            f"({'promoted' if promoted else 'not promoted'}): " + "; ".join(f["reason"] for f in unreadable)
+        )
     return summary
+
+
+class LabelFilesUnreadable(RuntimeError):
+    """Training went on without some label files; the run ends Failed so that someone fixes them."""

@@ -18,8 +18,10 @@ What happens to each row (nothing is dropped silently):
 * A label row replaces a source row with the same ``id`` (``replaced_by_label`` in the report).
 
 A file that cannot be read at all (not UTF-8, not the format its extension says, a required column
-missing, an unknown extension) fails the run with one line naming it: nothing is trained on a
-half-read folder, and the file stays where it is for the analyst to fix.
+missing, an unknown extension) does not stop the others: the run trains on the readable files, records
+the file in ``bundle.json`` (``data.label_files_unreadable``), and ends Failed with one line naming it
+(as scoring does with an unreadable batch), so it is seen. The file stays where it is for the analyst
+to fix; the next training reads it.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class LabelSet:
     files: tuple[str, ...] = ()
     unlabelled: int = 0  # rows with an empty categoria (not labelled yet)
     conflicts: tuple[str, ...] = field(default_factory=tuple)  # one line per id labelled differently
+    unreadable: tuple[tuple[str, str], ...] = ()  # (file name, why) of each file that could not be read
 
     @classmethod
     def empty(cls) -> LabelSet:
@@ -258,11 +261,25 @@ def resolve_labels(per_file: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.D
     return winners.reset_index(drop=True), superseded.reset_index(drop=True), conflicts
 
 
-def read_label_files(storage: Storage, location: str) -> Iterator[tuple[str, pd.DataFrame]]:
-    """(name, rows as written) of each label file at ``location``, in name order."""
+def read_label_files(
+    storage: Storage, location: str, unreadable: list[tuple[str, str]] | None = None
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(name, rows as written) of each label file at ``location``, in name order.
+
+    A file that cannot be read raises :class:`DatasetError`; given an ``unreadable`` list, it is
+    appended there as (name, why) instead and the other files are read. A storage error is raised
+    either way (the task retries it).
+    """
     fs, _ = storage.filesystem_for(location)
     for name, path in label_file_uris(storage, location):
-        yield name, read_label_file(name, fs.cat_file(path))
+        try:
+            frame = read_label_file(name, fs.cat_file(path))
+        except DatasetError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append((name, str(exc)))
+            continue
+        yield name, frame
 
 
 def read_labels(storage: Storage, location: str | None, categories: Sequence[str]) -> LabelSet:
@@ -270,7 +287,8 @@ def read_labels(storage: Storage, location: str | None, categories: Sequence[str
     if location is None:
         return LabelSet.empty()
     valid, rejected, unlabelled, names = [], [], 0, []
-    for name, frame in read_label_files(storage, location):
+    unreadable: list[tuple[str, str]] = []
+    for name, frame in read_label_files(storage, location, unreadable):
         rows, bad, blank = check_label_file(name, frame, categories)
         valid.append(rows)
         rejected.append(bad)
@@ -284,6 +302,7 @@ def read_labels(storage: Storage, location: str | None, categories: Sequence[str
         files=tuple(names),
         unlabelled=unlabelled,
         conflicts=tuple(conflicts),
+        unreadable=tuple(unreadable),
     )
 
 
@@ -302,8 +321,10 @@ def load_labels(storage: Storage, setting: str, categories: Sequence[str]) -> La
         logger.info("Labels: none (--labels none)")
         return LabelSet.empty()
     labels = read_labels(storage, location, categories)
+    for _, why in labels.unreadable:
+        logger.error("Not read, the run trains without it and ends Failed: %s", why)
     if not labels.files:
-        logger.info("Labels: no label files under %s", location)
+        logger.info("Labels: no readable label files under %s", location)
         return labels
     rules = labels.rejected["rule"].value_counts().to_dict() if len(labels.rejected) else {}
     logger.info(

@@ -71,14 +71,19 @@ def text_key(texts: pd.Series) -> pd.Series:
     return texts.fillna("").str.casefold().str.split().str.join(" ")
 
 
-def labelled_already(storage: Storage, setting: str = "auto") -> tuple[set[str], set[str]]:
-    """(ids, text keys) of every row with a ``categoria`` in the label files (``--labels``)."""
+def labelled_already(
+    storage: Storage, setting: str = "auto", unreadable: list[tuple[str, str]] | None = None
+) -> tuple[set[str], set[str]]:
+    """(ids, text keys) of every row with a ``categoria`` in the label files (``--labels``).
+
+    A label file that cannot be read raises, or, given ``unreadable``, is listed there and skipped
+    (its rows may then be asked again)."""
     location = labels_location(storage, setting)
     if location is None:
         return set(), set()
     ids: set[str] = set()
     texts: set[str] = set()
-    for _, frame in read_label_files(storage, location):
+    for _, frame in read_label_files(storage, location, unreadable):
         done = frame[frame["categoria"].notna() & (frame["categoria"].astype(str).str.strip() != "")]
         ids.update(done["id"].astype(str).str.strip())
         texts.update(text_key(done["comentario"].astype(str)))
@@ -114,11 +119,18 @@ def export_csv(rows: pd.DataFrame) -> bytes:
 
 
 def export_review(
-    storage: Storage, out: str, *, since: date | None = None, limit: int | None = None, labels: str = "auto"
+    storage: Storage,
+    out: str,
+    *,
+    since: date | None = None,
+    limit: int | None = None,
+    labels: str = "auto",
+    unreadable: list[tuple[str, str]] | None = None,
 ) -> tuple[int, int]:
-    """Write the review queue to ``out`` (a local path or any URI); returns (rows written, rows in queue)."""
+    """Write the review queue to ``out`` (a local path or any URI); returns (rows written, rows in queue).
+    ``unreadable``: see :func:`labelled_already`."""
     queue = read_review_queue(storage, since)
-    skip_ids, skip_texts = labelled_already(storage, labels)
+    skip_ids, skip_texts = labelled_already(storage, labels, unreadable)
     rows = order_for_labelling(queue, skip_ids, skip_texts)
     if limit is not None:
         rows = rows.head(limit)

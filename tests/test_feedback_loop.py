@@ -216,23 +216,34 @@ class TestRegistryCommands:
         assert "worse than champion" in out and "labels" in out
 
 
-def test_an_unreadable_label_file_fails_training_with_one_line(
+def test_an_unreadable_label_file_does_not_stop_the_others_and_fails_the_run(
     prefect_harness, shared_dataset_path, tmp_path, capsys
 ):
     from flows.cli import main
+    from tasks.registry import current_latest
+    from tasks.storage import Storage
 
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "revision.csv").write_bytes(
         "id;comentario;categoria\n1;envío;logística\n".encode("cp1252")
     )
+    (tmp_path / "labels" / "good.jsonl").write_text(
+        json.dumps({"id": "g-1", "comentario": "el repartidor no vino", "categoria": "logistica"}) + "\n",
+        encoding="utf-8",
+    )
     code = main(["train", "--source", str(shared_dataset_path), "--storage", str(tmp_path), "--epochs", "1"])
     assert code == 1
     last = capsys.readouterr().err.rstrip("\n").splitlines()[-1]
+    version = current_latest(Storage(str(tmp_path)))  # trained on the readable files, and promoted
     assert last == (
-        "comentarios train: failed: DatasetError: label file revision.csv is not UTF-8 text (byte 29); "
-        "save it as 'CSV UTF-8'"
+        f"comentarios train: failed: LabelFilesUnreadable: 1 label file(s) not read; version {version} was "
+        "trained without them (promoted): label file revision.csv is not UTF-8 text (byte 29); save it as "
+        "'CSV UTF-8'"
     )
-    assert not (tmp_path / "models").exists() and (tmp_path / "labels" / "revision.csv").exists()
+    data = json.loads((tmp_path / "models" / version / "bundle.json").read_text(encoding="utf-8"))["data"]
+    assert data["label_files"] == ["good.jsonl"] and data["label_rows"] == 1
+    assert [f["file"] for f in data["label_files_unreadable"]] == ["revision.csv"]
+    assert (tmp_path / "labels" / "revision.csv").exists()  # left for the analyst to fix
 
 
 def test_the_loop_on_s3(prefect_harness, s3_server, s3_prefix, model_store, shared_dataset_path):

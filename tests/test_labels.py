@@ -130,23 +130,51 @@ class TestFormats:
         assert labels_location(storage, "s3://b/l/") == "s3://b/l/"
 
 
-class TestUnreadableFileFailsWithOneLine:
-    @pytest.mark.parametrize(
-        ("name", "data", "message"),
-        [
-            ("excel.csv", "id;comentario;categoria\n1;logística;x\n".encode("cp1252"), "not UTF-8 text"),
-            ("a.csv", b"id,comentario\n1,hola\n", "required column(s) missing: categoria"),
-            ("a.xlsx", b"PK\x03\x04", "unknown kind of file"),
-            ("a.parquet", b"not parquet", "not a readable Parquet file"),
-            ("a.jsonl", b'{"id": 1,\n', "not JSON or JSON Lines"),
-        ],
-    )
-    def test_message_names_the_file(self, storage, labels_dir, name, data, message):
-        labels_dir.mkdir(parents=True)
-        (labels_dir / name).write_bytes(data)
+UNREADABLE = [
+    ("excel.csv", "id;comentario;categoria\n1;logística;x\n".encode("cp1252"), "not UTF-8 text"),
+    ("b.csv", b"id,comentario\n1,hola\n", "required column(s) missing: categoria"),
+    ("c.xlsx", b"PK\x03\x04", "unknown kind of file"),
+    ("d.parquet", b"not parquet", "not a readable Parquet file"),
+    ("e.jsonl", b'{"id": 1,\n', "not JSON or JSON Lines"),
+]
+
+
+class TestUnreadableFile:
+    """A file that cannot be read is set aside with one line naming it; the other files are read."""
+
+    @pytest.mark.parametrize(("name", "data", "message"), UNREADABLE)
+    def test_reader_message_names_the_file(self, name, data, message):
         with pytest.raises(DatasetError, match="label file") as info:
-            read(storage)
+            read_label_file(name, data)
         assert message in str(info.value) and name in str(info.value) and "\n" not in str(info.value)
+
+    def test_the_readable_files_are_still_used(self, storage, labels_dir):
+        labels_dir.mkdir(parents=True)
+        for name, data, _ in UNREADABLE:
+            (labels_dir / name).write_bytes(data)
+        write_jsonl(
+            labels_dir / "good.jsonl", [{"id": "g1", "comentario": "muy caro", "categoria": "precios"}]
+        )
+        labels = read(storage)
+        assert labels.files == ("good.jsonl",) and labels.rows["id"].tolist() == ["g1"]
+        assert [name for name, _ in labels.unreadable] == sorted(name for name, _, _ in UNREADABLE)
+        for (name, why), (_, _, message) in zip(labels.unreadable, sorted(UNREADABLE), strict=True):
+            assert name in why and message in why
+        assert all((labels_dir / name).exists() for name, _, _ in UNREADABLE)  # left for the analyst
+
+    def test_the_review_export_reads_the_others(self, storage, labels_dir):
+        from tasks.review_export import labelled_already
+
+        labels_dir.mkdir(parents=True)
+        (labels_dir / "excel.csv").write_bytes(UNREADABLE[0][1])
+        write_jsonl(
+            labels_dir / "good.jsonl", [{"id": "g1", "comentario": "Muy  caro", "categoria": "precios"}]
+        )
+        unreadable: list[tuple[str, str]] = []
+        assert labelled_already(storage, unreadable=unreadable) == ({"g1"}, {"muy caro"})
+        assert [name for name, _ in unreadable] == ["excel.csv"]
+        with pytest.raises(DatasetError, match="excel.csv is not UTF-8"):
+            labelled_already(storage)  # without a list to put it in, it raises
 
 
 class TestBadRows:

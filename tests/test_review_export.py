@@ -128,3 +128,19 @@ class TestExport:
         assert labels.unlabelled == 3 and labels.rejected.empty
         again, _ = export_review(storage, str(out))  # labelled comments leave the queue
         assert again == 3
+
+
+def test_cli_export_warns_about_an_unreadable_label_file_and_reads_the_others(storage, tmp_path, capsys):
+    from flows.cli import main
+
+    labels = tmp_path / "storage" / "labels"
+    labels.mkdir()
+    (labels / "excel.csv").write_bytes("id;comentario;categoria\nx;envío;logística\n".encode("cp1252"))
+    (labels / "good.csv").write_text(
+        "id,comentario,categoria\na3,la app se cierra,ecommerce\n", encoding="utf-8"
+    )
+    out = tmp_path / "review.csv"
+    assert main(["review", "export", "--storage", str(tmp_path / "storage"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: label file excel.csv is not UTF-8 text" in err and "may be in this export again" in err
+    assert "a3" not in set(pd.read_csv(out, encoding="utf-8-sig", dtype=str)["id"])  # good.csv was read
