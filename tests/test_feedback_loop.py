@@ -244,6 +244,8 @@ def test_an_unreadable_label_file_does_not_stop_the_others_and_fails_the_run(
     assert data["label_files"] == ["good.jsonl"] and data["label_rows"] == 1
     assert [f["file"] for f in data["label_files_unreadable"]] == ["revision.csv"]
     assert (tmp_path / "labels" / "revision.csv").exists()  # left for the analyst to fix
+    assert main(["models", "show", version, "--storage", str(tmp_path)]) == 0
+    assert "  not read:     revision.csv (label file revision.csv is not UTF-8" in capsys.readouterr().out
 
 
 def test_the_loop_on_s3(prefect_harness, s3_server, s3_prefix, model_store, shared_dataset_path):
