@@ -182,16 +182,14 @@ class PackedNgrams:
     def lookup(self, words: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
         """(gram ids, count per word) of the known n-grams of each word (``CharNgramSpec.words``),
         in the order of :meth:`CharNgramSpec.grams`."""
-        if len(self.keys) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(len(words), dtype=np.int64)
-        all_ids, all_counts = [], []
-        for begin in range(0, len(words), self.BLOCK):
-            ids, counts = self._lookup_block(words.slice(begin, self.BLOCK))
-            all_ids.append(ids)
-            all_counts.append(counts)
-        if not all_ids:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        return np.concatenate(all_ids), np.concatenate(all_counts)
+        empty = np.zeros(0, dtype=np.int64)
+        if len(self.keys) == 0:  # no n-gram is known
+            return empty, np.zeros(len(words), dtype=np.int64)
+        blocks = [self._lookup_block(words.slice(b, self.BLOCK)) for b in range(0, len(words), self.BLOCK)]
+        return (
+            np.concatenate([empty, *(ids for ids, _ in blocks)]),
+            np.concatenate([empty, *(counts for _, counts in blocks)]),
+        )
 
     def _lookup_block(self, words: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
         lengths = pc.utf8_length(words).to_numpy(zero_copy_only=False).astype(np.int64)

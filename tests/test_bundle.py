@@ -229,6 +229,14 @@ class TestBundleConsistency:
         files[META_FILE] = json.dumps(meta).encode()
         return files
 
+    def _files_with_one_more_entry(self, bundle, name, entry):
+        """The bundle's files with ``entry`` appended to the ``itos`` of the JSON file ``name``."""
+        files = bundle.to_files()
+        table = json.loads(files[name])
+        table["itos"].append(entry)
+        files[name] = json.dumps(table).encode()
+        return files
+
     def test_fewer_labels_than_outputs(self, trained):
         _, bundle = trained
         files = self._files_with_meta(bundle, labels=list(bundle.labels[:3]))
@@ -243,10 +251,7 @@ class TestBundleConsistency:
 
     def test_vocabulary_of_another_size(self, trained):
         _, bundle = trained
-        files = bundle.to_files()
-        vocab = json.loads(files[VOCAB_FILE])
-        vocab["itos"].append("nuevo")
-        files[VOCAB_FILE] = json.dumps(vocab).encode()
+        files = self._files_with_one_more_entry(bundle, VOCAB_FILE, "nuevo")
         with pytest.raises(ValueError, match=r"vocab.json has \d+ entries but the network embeds \d+"):
             ModelBundle.from_files(files)
 
@@ -259,10 +264,7 @@ class TestBundleConsistency:
 
     def test_ngrams_of_another_size(self, trained):
         _, bundle = trained
-        files = bundle.to_files()
-        ngrams = json.loads(files[NGRAMS_FILE])
-        ngrams["itos"].append("zzz")
-        files[NGRAMS_FILE] = json.dumps(ngrams).encode()
+        files = self._files_with_one_more_entry(bundle, NGRAMS_FILE, "zzz")
         with pytest.raises(ValueError, match="second_model.pt does not fit the n-grams and labels"):
             ModelBundle.from_files(files)
 
