@@ -29,7 +29,7 @@ from bench._common import cpu_name
 from lstm_model.char_ngrams import NgramVocabulary
 from lstm_model.tokenizer import tokenize_arrow
 
-LETTERS = list("abcdefghijklmnopqrstuvwxyzáéíóúñ")  # most words get an accent: Python strips it
+LETTERS = list("abcdefghijklmnopqrstuvwxyzáéíóúñ")  # most words get an accent (Arrow strips it)
 CODE_CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789")  # order numbers, tracking codes: ASCII only
 
 

@@ -33,6 +33,18 @@ from lstm_model.vocab import UNK_ID
 from lstm_model.vocab import Vocabulary
 from lstm_model.vocab import ranked_keys
 
+# RE2 (Arrow's regex engine): a word whose characters all lie in U+0001-U+024F. NUL is left out
+# because strip_accents uses it as a placeholder.
+_LATIN_WORD = r"^[\x{1}-\x{24F}]*$"
+_PLACEHOLDER = "\ue000"  # a private-use character, never in a Latin word: keeps ñ through NFD
+
+
+def _strip_latin_accents(words: pa.StringArray) -> pa.StringArray:
+    """:func:`strip_accents` in Arrow, exact for words of characters up to U+024F (see ``_LATIN_WORD``)."""
+    kept = pc.replace_substring(words, "ñ", _PLACEHOLDER)
+    bare = pc.replace_substring_regex(pc.utf8_normalize(kept, form="NFD"), r"[\x{300}-\x{36F}]", "")
+    return pc.replace_substring(bare, _PLACEHOLDER, "ñ")
+
 
 @dataclass(frozen=True, kw_only=True)
 class CharNgramSpec:
@@ -57,14 +69,24 @@ class CharNgramSpec:
         return [word[i : i + n] for n in range(self.min_n, self.max_n + 1) for i in range(len(word) - n + 1)]
 
     def words(self, tokens: pa.StringArray) -> pa.StringArray:
-        """``strip_accents(token[:max_word_chars])`` of each token, without the edge spaces; only the
-        tokens with a non-ASCII character go through Python."""
+        """``strip_accents(token[:max_word_chars])`` of each token, without the edge spaces.
+
+        Words of Latin letters (up to U+024F, which holds every Spanish one) lose their accents in
+        Arrow: in that range decomposing (NFD) and dropping the combining accents U+0300-U+036F gives
+        exactly what :func:`strip_accents` gives (a test checks every character). Only words with a
+        character beyond it (Greek, Hangul, emoji, a lone combining accent) go through Python.
+        """
         cut = pc.utf8_slice_codeunits(tokens, 0, self.max_word_chars)
         accented = pc.invert(pc.string_is_ascii(cut))
         if not pc.any(accented).as_py():
             return cut
-        stripped = [strip_accents(t) for t in pc.filter(cut, accented).to_pylist()]
-        return pc.replace_with_mask(cut, accented, pa.array(stripped, pa.string()))
+        latin = pc.match_substring_regex(cut, _LATIN_WORD)
+        stripped = _strip_latin_accents(cut)
+        foreign = pc.and_(accented, pc.invert(latin))
+        if pc.any(foreign).as_py():
+            in_python = [strip_accents(t) for t in pc.filter(cut, foreign).to_pylist()]
+            stripped = pc.replace_with_mask(stripped, foreign, pa.array(in_python, pa.string()))
+        return pc.if_else(accented, stripped, cut)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,7 +224,7 @@ class PackedNgrams:
             points[:, 1 : width + 1] = text.view(np.uint32).reshape(len(words), width)
         points[np.arange(len(words)), lengths + 1] = space
         codes = self._codes(points)
-        found = []
+        found = [np.zeros((len(words), 0), dtype=np.int64)]  # words too short for min_n have none
         for n in range(self.spec.min_n, min(self.spec.max_n, width + 2) + 1):
             packed = self._pack(codes, n)
             ids = np.full(packed.shape, -1, dtype=np.int64)

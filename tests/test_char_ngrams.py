@@ -10,6 +10,7 @@ import pytest
 
 from lstm_model.char_ngrams import CharNgramSpec
 from lstm_model.char_ngrams import NgramVocabulary
+from lstm_model.token_form import strip_accents
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.vocab import PAD_ID
 from lstm_model.vocab import UNK_ID
@@ -40,6 +41,24 @@ class TestSpec:
         long_word = "ja" * 2500
         assert spec.grams(long_word) == spec.grams(long_word[:30])
         assert len(spec.grams(long_word)) < 4 * 32
+
+    def test_words_strips_accents_in_arrow_exactly_as_python_does(self, monkeypatch):
+        """Every character up to U+024F alone, and beside ñ, with the Python path switched off."""
+        import lstm_model.char_ngrams as module
+
+        spec = CharNgramSpec()
+        latin = [chr(c) for c in range(1, 0x250)]
+        words = [*latin, *(f"{c}ñ{c}" for c in latin), "ÑANDÚ", "pingüino", "ñ", "", "á" * 40]
+        expected = [strip_accents(w[: spec.max_word_chars]) for w in words]
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "strip_accents", None)  # any call would fail
+            assert spec.words(pa.array(words, pa.string())).to_pylist() == expected
+
+    def test_words_beyond_latin_letters_go_through_python(self):
+        spec = CharNgramSpec()
+        words = ["e\u0301nvío", "한국어", "ǅemo", "😀á", "ἀθήνα", "día\ue000", "a\0ñ", "plain"]
+        expected = [strip_accents(w) for w in words]
+        assert spec.words(pa.array(words, pa.string())).to_pylist() == expected
 
     def test_bad_lengths_are_refused(self):
         with pytest.raises(ValueError, match="min_n <= max_n"):
@@ -162,7 +181,13 @@ class TestPackedLookup:
             patch.setattr(NgramVocabulary, "_gram_ids_in_python", None)
             assert self.packed_lookup(vocab, words) == expected
         with_nul = [*words[:50], "nul\0x"]  # never from the tokenizer: looked up in Python
+        in_python = NgramVocabulary._gram_ids_in_python
+        calls = []
+        monkeypatch.setattr(
+            NgramVocabulary, "_gram_ids_in_python", lambda v, d: calls.append(len(d)) or in_python(v, d)
+        )
         assert self.packed_lookup(vocab, with_nul) == self.python_lookup(vocab, with_nul)
+        assert calls == [len(with_nul)]
 
     def test_more_words_than_a_block(self, monkeypatch):
         from lstm_model.char_ngrams import PackedNgrams
@@ -175,13 +200,22 @@ class TestPackedLookup:
 
     def test_an_alphabet_too_large_to_pack_falls_back_to_python(self):
         rng = np.random.default_rng(4)
-        spec = CharNgramSpec(min_n=2, max_n=13)  # 19 characters: 5 bits each, 13 of them: 65 bits
+        spec = CharNgramSpec(min_n=2, max_n=13)  # 24 letters and the space: 5 bits each, 13 of them: 65
         vocab = NgramVocabulary.build(
             pa.array([self.random_words(rng, 200)], pa.list_(pa.string())), spec=spec
         )
         assert not vocab.packed.fits
         words = self.random_words(rng, 100, extra="xyz")
         assert self.packed_lookup(vocab, words) == self.python_lookup(vocab, words)
+
+    def test_a_block_of_words_too_short_for_the_smallest_ngram(self, monkeypatch):
+        from lstm_model.char_ngrams import PackedNgrams
+
+        spec = CharNgramSpec(min_n=4, max_n=5)  # " a " has no 4-gram
+        vocab = NgramVocabulary.build(pa.array([["hola", "envio", "sol"]], pa.list_(pa.string())), spec=spec)
+        monkeypatch.setattr(PackedNgrams, "BLOCK", 2)  # the last block, ["a"], is all short words
+        for words in (["a", "b"], ["hola", "envio", "a"], ["", "hola"]):
+            assert self.packed_lookup(vocab, words) == self.python_lookup(vocab, words)
 
     def test_a_vocabulary_without_ngrams(self):
         vocab = NgramVocabulary(("[PAD]", "[UNK]"))
