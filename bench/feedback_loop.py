@@ -145,9 +145,11 @@ def tfidf_reference(train_ids: set[str], final, labels: Path) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
-    from tasks.labels import read_label_file
+    from tasks.labels import read_label_files
+    from tasks.storage import Storage
 
-    label_frames = [read_label_file(f.name, f.read_bytes()) for f in sorted(labels.glob("*"))]
+    # The files the flow reads (the same selection: hidden and "_" files skipped), read the same way.
+    label_frames = [frame for _, frame in read_label_files(Storage(str(labels.parent)), str(labels))]
     rows = pd.concat([pd.read_json(SHARED_DATA, dtype=False), *label_frames])
     train = rows[rows["id"].astype(str).isin(train_ids)]
     vectoriser = TfidfVectorizer()
@@ -182,6 +184,8 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (1: steady on a shared 2-core box)"
     )
     args = parser.parse_args()
+    if args.review_loop and args.label_weights:
+        parser.error("--review-loop runs at the default weight: leave --label-weights out")
     import torch
 
     from lstm_model.settings import TrainingSettings
@@ -196,7 +200,7 @@ def main() -> None:
             (f"(b) + 80 labels in labels/ (weight {default_weight:g})", default_weight),
         ]
     )
-    if args.review_loop and not args.label_weights:
+    if args.review_loop:
         variants.append(("(c) + 80 labelled rows of the review export", REVIEW_LOOP))
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, {args.threads} thread(s)")
     print(f"labels: {LABEL_FILE.relative_to(REPO)}; seeds {args.seeds}; model: the flow's defaults\n")

@@ -16,6 +16,7 @@ from flows.configs import TrainConfig
 from tasks.champion import EVAL_FILE
 from tasks.champion import challenge_champion
 from tasks.freeform import load_freeform_eval
+from tasks.gate import unreadable_labels_blocker
 from tasks.labels import load_labels
 from tasks.modeling import evaluate_model
 from tasks.modeling import new_version
@@ -93,6 +94,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     metrics = evaluate_model(fitted, {name: rows for name, rows in datasets.items() if len(rows)})
     data_fingerprint = fingerprint(data.rows)
     version = new_version(data_fingerprint)
+    unreadable = data.summary["label_files_unreadable"]
     decision = challenge_champion(
         storage,
         version,
@@ -103,6 +105,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         metrics["test"].macro_f1,
         config.promote_threshold,
         config.max_regression,
+        blockers=[unreadable_labels_blocker(unreadable)] if unreadable else [],
     )
     bundle = package_model(
         fitted, metrics, splits, data_fingerprint, version, data.summary, decision.to_dict()
@@ -133,7 +136,6 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         metrics={name: {"accuracy": m.accuracy, "macro_f1": m.macro_f1} for name, m in metrics.items()},
     )
     get_run_logger().info("Model %s: %s", version, summary.metrics)
-    unreadable = data.summary["label_files_unreadable"]
     if unreadable:
         raise LabelFilesUnreadable(
             f"{len(unreadable)} label file(s) not read; version {version} was trained without them "

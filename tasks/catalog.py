@@ -133,10 +133,7 @@ def describe_version(storage: Storage, version: str) -> str:
         lines += [
             f"source:         {data.get('source')} ({data.get('source_rows_used')} rows used)",
             f"label files:    {', '.join(data.get('label_files') or []) or '-'}",
-            *(
-                f"  not read:     {f['file']} ({f['reason']})"
-                for f in data.get("label_files_unreadable") or []
-            ),
+            *(f"  not read:     {_unreadable(f)}" for f in data.get("label_files_unreadable") or []),
             f"label rows:     {data.get('label_rows')} used, {data.get('label_rows_left_out')} left out, "
             f"{data.get('unlabelled_rows')} not labelled, {data.get('conflicting_ids')} conflicting ids",
             f"label weight:   {(meta.get('training') or {}).get('label_weight', 1.0)}",
@@ -177,3 +174,9 @@ def fixed_width(rows: list[dict[str, Any]]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
     )
+
+
+def _unreadable(entry: dict[str, str]) -> str:
+    """One unreadable label file: its reason, which names the file (prefixed when it does not)."""
+    file, reason = entry["file"], entry["reason"]
+    return reason if file in reason else f"{file}: {reason}"

@@ -22,6 +22,7 @@ version without split ids (nothing says what it trained on) is compared on the f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -155,9 +156,11 @@ def challenge_champion(
     test_macro_f1: float,
     threshold: float,
     max_regression: float,
+    blockers: Sequence[str] = (),
 ) -> PromotionDecision:
     """Score the new model (``version``, not published yet) and ``LATEST`` side by side and decide;
-    log the table and publish it as an artifact."""
+    log the table and publish it as an artifact. ``blockers``: reasons from the training itself that
+    forbid the automatic promotion whatever the figures (see :func:`tasks.gate.decide`)."""
     logger = get_run_logger()
     challenger = challenger_contender(version, fitted, splits)
     in_service = current_latest(storage)
@@ -167,7 +170,15 @@ def challenge_champion(
     except Exception as exc:  # a broken LATEST must not pass for "no champion"
         problem = f"the model in service ({in_service}) could not be loaded for the comparison: {exc}"
     sets = compare(challenger, champion, freeform) if problem is None else []
-    decision = decide(test_macro_f1, sets, in_service, threshold, max_regression, champion_problem=problem)
+    decision = decide(
+        test_macro_f1,
+        sets,
+        in_service,
+        threshold,
+        max_regression,
+        champion_problem=problem,
+        blockers=blockers,
+    )
     table = decision.table(challenger.version)
     for row in table:
         logger.info("champion/challenger %s", row)

@@ -8,11 +8,14 @@ The challenger is promoted only if its own test macro-F1 reaches ``--promote-thr
 evaluation set with rows, its macro-F1 is not below the champion's by more than ``--max-regression``.
 With no champion, only the threshold applies. A champion that cannot be loaded, or no row that
 neither model trained on, blocks the automatic promotion (``comentarios models promote`` is the way
-out): nothing would show the new model is not worse.
+out): nothing would show the new model is not worse. So does anything the training itself reports as
+incomplete (``blockers``: a label file it could not read may hold the corrections of older labels, so
+the version may have learned the very labels an analyst fixed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from typing import Any
@@ -93,9 +96,13 @@ def decide(
     max_regression: float,
     *,
     champion_problem: str | None = None,
+    blockers: Sequence[str] = (),
 ) -> PromotionDecision:
     """The gate (see the module docstring), with one human-readable reason per check."""
     reasons, ok = [], True
+    for blocker in blockers:
+        ok = False
+        reasons.append(blocker)
     if test_macro_f1 >= threshold:
         reasons.append(f"test macro-F1 {test_macro_f1:.4f} >= threshold {threshold:.4f}")
     else:
@@ -134,4 +141,14 @@ def decide(
         max_regression=max_regression,
         sets=tuple(sets),
         reasons=tuple(reasons),
+    )
+
+
+def unreadable_labels_blocker(unreadable: list[dict[str, str]]) -> str:
+    """Why a version trained without some label files is not promoted automatically: a file it could
+    not read may correct labels of older files, and then this version learned the wrong ones."""
+    names = ", ".join(f["file"] for f in unreadable)
+    return (
+        f"label file(s) not read ({names}): they may correct labels this version learned; fix them and "
+        "train again, or promote it by hand (comentarios models promote)"
     )

@@ -5,7 +5,7 @@ A label file is Parquet, CSV or JSON Lines with at least ``id``, ``comentario`` 
 or without a BOM, separated by ``,`` or by ``;`` (what a spreadsheet in a Spanish locale writes),
 detected from the header line.
 
-What happens to each row (nothing is dropped silently):
+What happens to each row of a readable file (nothing is dropped silently):
 
 * ``categoria`` empty: the analyst did not label it (a review export holds every flagged row). Counted
   and logged as "not labelled", never an error.
@@ -19,9 +19,10 @@ What happens to each row (nothing is dropped silently):
 
 A file that cannot be read at all (not UTF-8, not the format its extension says, a required column
 missing, an unknown extension) does not stop the others: the run trains on the readable files, records
-the file in ``bundle.json`` (``data.label_files_unreadable``), and ends Failed with one line naming it
-(as scoring does with an unreadable batch), so it is seen. The file stays where it is for the analyst
-to fix; the next training reads it.
+the file in ``bundle.json`` (``data.label_files_unreadable``), does not promote that version (the file
+may correct older labels: :func:`tasks.gate.unreadable_labels_blocker`), and ends Failed with one line
+naming it (as scoring does with an unreadable batch), so it is seen. The file stays where it is for the
+analyst to fix; the next training reads it.
 """
 
 from __future__ import annotations
@@ -322,9 +323,11 @@ def load_labels(storage: Storage, setting: str, categories: Sequence[str]) -> La
         return LabelSet.empty()
     labels = read_labels(storage, location, categories)
     for _, why in labels.unreadable:
-        logger.error("Not read, the run trains without it and ends Failed: %s", why)
+        logger.error(
+            "Not read, the run trains without it, does not promote the version and ends Failed: %s", why
+        )
     if not labels.files:
-        logger.info("Labels: no readable label files under %s", location)
+        logger.info("Labels: no %slabel files under %s", "readable " if labels.unreadable else "", location)
         return labels
     rules = labels.rejected["rule"].value_counts().to_dict() if len(labels.rejected) else {}
     logger.info(

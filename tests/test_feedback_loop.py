@@ -234,18 +234,28 @@ def test_an_unreadable_label_file_does_not_stop_the_others_and_fails_the_run(
     code = main(["train", "--source", str(shared_dataset_path), "--storage", str(tmp_path), "--epochs", "1"])
     assert code == 1
     last = capsys.readouterr().err.rstrip("\n").splitlines()[-1]
-    version = current_latest(Storage(str(tmp_path)))  # trained on the readable files, and promoted
+    # Trained on the readable files and published, but not promoted: the unread file might correct
+    # labels the version learned. The first version of this storage, so nothing is in service.
+    assert current_latest(Storage(str(tmp_path))) is None
+    (version,) = [p.name for p in (tmp_path / "models").iterdir() if (p / "bundle.json").exists()]
     assert last == (
         f"comentarios train: failed: LabelFilesUnreadable: 1 label file(s) not read; version {version} was "
-        "trained without them (promoted): label file revision.csv is not UTF-8 text (byte 29); save it as "
-        "'CSV UTF-8'"
+        "trained without them (not promoted): label file revision.csv is not UTF-8 text (byte 29); save it "
+        "as 'CSV UTF-8'"
     )
-    data = json.loads((tmp_path / "models" / version / "bundle.json").read_text(encoding="utf-8"))["data"]
+    bundle = json.loads((tmp_path / "models" / version / "bundle.json").read_text(encoding="utf-8"))
+    assert not bundle["promotion"]["promote"]
+    assert bundle["promotion"]["reasons"][0].startswith("label file(s) not read (revision.csv)")
+    data = bundle["data"]
     assert data["label_files"] == ["good.jsonl"] and data["label_rows"] == 1
     assert [f["file"] for f in data["label_files_unreadable"]] == ["revision.csv"]
     assert (tmp_path / "labels" / "revision.csv").exists()  # left for the analyst to fix
     assert main(["models", "show", version, "--storage", str(tmp_path)]) == 0
-    assert "  not read:     revision.csv (label file revision.csv is not UTF-8" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "  not read:     label file revision.csv is not UTF-8" in shown
+    assert "label file(s) not read (revision.csv)" in shown  # why it was not promoted
+    assert main(["models", "promote", version, "--storage", str(tmp_path), "--reason", "checked"]) == 0
+    assert current_latest(Storage(str(tmp_path))) == version
 
 
 def test_the_loop_on_s3(prefect_harness, s3_server, s3_prefix, model_store, shared_dataset_path):

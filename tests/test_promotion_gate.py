@@ -25,6 +25,7 @@ from tasks.champion import load_champion
 from tasks.champion import trained_ids
 from tasks.gate import SetComparison
 from tasks.gate import decide
+from tasks.gate import unreadable_labels_blocker
 from tasks.promotion import PROMOTIONS
 from tasks.promotion import apply_promotion
 from tasks.promotion import promote
@@ -72,6 +73,14 @@ class TestDecide:
             1.0, [], "v-old", 0.95, 0.01, champion_problem="the model in service ... could not be loaded"
         )
         assert not broken.promote and "could not be loaded" in broken.reasons[-1]
+
+    def test_a_blocker_from_the_training_blocks_whatever_the_figures(self):
+        why = unreadable_labels_blocker([{"file": "2026-02-correccion.csv", "reason": "not UTF-8"}])
+        for champion in (None, "v-old"):
+            decision = decide(1.0, sets(test=0.1, freeform=0.1), champion, 0.95, 0.01, blockers=[why])
+            assert not decision.promote and decision.reasons[0] == why
+        assert why.startswith("label file(s) not read (2026-02-correccion.csv)")
+        assert decide(1.0, sets(test=0.1), "v-old", 0.95, 0.01, blockers=[]).promote
 
     def test_round_trips_through_bundle_json(self):
         decision = decide(1.0, sets(test=0.0, labels=-0.25), "v-old", 0.95, 0.01)
