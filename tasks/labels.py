@@ -78,6 +78,7 @@ class LabelSet:
     unlabelled: int = 0  # rows with an empty categoria (not labelled yet)
     conflicts: tuple[str, ...] = field(default_factory=tuple)  # one line per id labelled differently
     unreadable: tuple[tuple[str, str], ...] = ()  # (file name, why) of each file that could not be read
+    skipped: tuple[str, ...] = ()  # names skipped as temporary, marker or lock files (SKIPPED_PREFIXES)
 
     @classmethod
     def empty(cls) -> LabelSet:
@@ -93,21 +94,33 @@ def labels_location(storage: Storage, setting: str) -> str | None:
     return setting
 
 
+SKIPPED_PREFIXES = (".", "_", "~$")  # hidden and temporary files, Spark's _SUCCESS, Excel's ~$ lock
+
+
 def label_file_uris(storage: Storage, location: str) -> list[tuple[str, str]]:
     """(name, path) of every label file at ``location`` (a folder, searched recursively, or one file),
-    in name order. Names starting with ``.`` or ``_`` (temporary and marker files) are skipped."""
+    in name order, without the skipped ones (see :func:`label_file_listing`)."""
+    return label_file_listing(storage, location)[0]
+
+
+def label_file_listing(storage: Storage, location: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(files to read as (name, path), names skipped), both in name order. A name with a part starting
+    with ``.``, ``_`` or ``~$`` (temporary, marker and lock files) is skipped; the training logs and
+    records those names, so a label file named ``_urgente.csv`` is not lost without a trace."""
     fs, path = storage.filesystem_for(location)
     path = path.rstrip("/")
     if not fs.exists(path):
-        return []
+        return [], []
     if fs.isfile(path):
-        return [(posixpath.basename(path), path)]
-    found = []
+        return [(posixpath.basename(path), path)], []
+    found, skipped = [], []
     for item in fs.find(path):
         name = posixpath.relpath(item, path)
-        if not any(part.startswith((".", "_")) for part in name.split("/")):
+        if any(part.startswith(SKIPPED_PREFIXES) for part in name.split("/")):
+            skipped.append(name)
+        else:
             found.append((name, item))
-    return sorted(found)
+    return sorted(found), sorted(skipped)
 
 
 def canonical_categoria(value: object, categories: Sequence[str]) -> object:
@@ -162,7 +175,9 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
         import pyarrow.parquet as pq
 
         try:
-            frame = pq.read_table(io.BytesIO(data)).to_pandas()
+            # integer_object_nulls: an integer id column with a null must not become float (an id
+            # past 2**53 would change).
+            frame = pq.read_table(io.BytesIO(data)).to_pandas(integer_object_nulls=True)
         except (pa.ArrowException, OSError) as exc:
             raise DatasetError(
                 f"label file {name} is not a readable Parquet file: {_one_line(exc)}"
@@ -205,7 +220,9 @@ def _is_unlabelled(value: object) -> bool:
 def check_label_file(name: str, frame: pd.DataFrame, categories: Sequence[str]):
     """(valid rows, rejected rows, unlabelled count) of one file, checked with Great Expectations."""
     frame = frame.assign(**{SOURCE_FILE: name, ROW_NUMBER: range(len(frame))})
-    unlabelled = frame["categoria"].map(_is_unlabelled)
+    # astype: on a file with no rows, map gives an empty column of another type, and indexing with it
+    # would pick columns instead of rows.
+    unlabelled = frame["categoria"].map(_is_unlabelled).astype(bool)
     labelled = frame[~unlabelled].reset_index(drop=True)
     view = pd.DataFrame(
         {
@@ -243,7 +260,7 @@ def resolve_labels(per_file: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.D
     winners = stacked.drop_duplicates("id", keep="last")
     losers = stacked.drop(winners.index)
     by_id = winners.set_index("id")
-    conflicts, reasons = [], []
+    reasons, differing = [], {}  # id -> the earlier files' labels that differ from the kept one
     for row in losers.itertuples(index=False):
         winner = by_id.loc[row.id]
         changed = row.categoria != winner["categoria"]
@@ -254,16 +271,20 @@ def resolve_labels(per_file: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.D
         )
         reasons.append(f"id {short(row.id)} is labelled again in {winner[SOURCE_FILE]} ({what})")
         if changed:
-            conflicts.append(
-                f"id {row.id}: {row.source_file} says {row.categoria}, {winner[SOURCE_FILE]} says "
-                f"{winner['categoria']} (kept)"
-            )
+            differing.setdefault(row.id, []).append(f"{row.source_file} says {row.categoria}")
+    conflicts = [
+        f"id {id_}: {', '.join(said)}, {by_id.loc[id_, SOURCE_FILE]} says {by_id.loc[id_, 'categoria']} (kept)"
+        for id_, said in differing.items()
+    ]
     superseded = losers.assign(rule=SUPERSEDED, reason=reasons)
     return winners.reset_index(drop=True), superseded.reset_index(drop=True), conflicts
 
 
 def read_label_files(
-    storage: Storage, location: str, unreadable: list[tuple[str, str]] | None = None
+    storage: Storage,
+    location: str,
+    unreadable: list[tuple[str, str]] | None = None,
+    files: list[tuple[str, str]] | None = None,
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """(name, rows as written) of each label file at ``location``, in name order.
 
@@ -272,7 +293,7 @@ def read_label_files(
     either way (the task retries it).
     """
     fs, _ = storage.filesystem_for(location)
-    for name, path in label_file_uris(storage, location):
+    for name, path in label_file_uris(storage, location) if files is None else files:
         try:
             frame = read_label_file(name, fs.cat_file(path))
         except DatasetError as exc:
@@ -289,7 +310,8 @@ def read_labels(storage: Storage, location: str | None, categories: Sequence[str
         return LabelSet.empty()
     valid, rejected, unlabelled, names = [], [], 0, []
     unreadable: list[tuple[str, str]] = []
-    for name, frame in read_label_files(storage, location, unreadable):
+    files, skipped = label_file_listing(storage, location)
+    for name, frame in read_label_files(storage, location, unreadable, files):
         rows, bad, blank = check_label_file(name, frame, categories)
         valid.append(rows)
         rejected.append(bad)
@@ -304,6 +326,7 @@ def read_labels(storage: Storage, location: str | None, categories: Sequence[str
         unlabelled=unlabelled,
         conflicts=tuple(conflicts),
         unreadable=tuple(unreadable),
+        skipped=tuple(skipped),
     )
 
 
@@ -322,6 +345,14 @@ def load_labels(storage: Storage, setting: str, categories: Sequence[str]) -> La
         logger.info("Labels: none (--labels none)")
         return LabelSet.empty()
     labels = read_labels(storage, location, categories)
+    if labels.skipped:
+        logger.warning(
+            "Labels: skipped %d file(s) whose name starts with %s (temporary, marker or lock files; rename "
+            "a label file that should be read): %s",
+            len(labels.skipped),
+            " ".join(repr(p) for p in SKIPPED_PREFIXES),
+            ", ".join(labels.skipped),
+        )
     for _, why in labels.unreadable:
         logger.error(
             "Not read, the run trains without it, does not promote the version and ends Failed: %s", why

@@ -5,7 +5,8 @@ of them. The export orders them so that the first rows teach the next model the 
 
 1. **One row per distinct comment** (compared without case or extra spaces): a comment that was
    flagged 40 times is labelled once (``veces`` says how many times it was flagged), and a comment
-   already labelled in a label file (same id or same text) is not asked again.
+   already labelled in a label file (same id or same text, with a label training accepts) is not
+   asked again.
 2. **Lowest confidence first**, **classes mixed**: rows are taken in turns from each predicted class,
    least confident first, so a short export is not all one class (the model is unsure in different
    ways for each class, and training needs every class).
@@ -22,15 +23,18 @@ well as ``,`` (a spreadsheet in a Spanish locale saves with ``;``), and counts r
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from tasks.labels import labels_location
-from tasks.labels import read_label_files
+from tasks.labels import read_labels
 from tasks.outputs import REVIEW
+from tasks.schema import CATEGORIES
 from tasks.storage import Storage
+from tasks.validation import DatasetError
 
 EXPORT_COLUMNS = (
     "id",
@@ -72,22 +76,26 @@ def text_key(texts: pd.Series) -> pd.Series:
 
 
 def labelled_already(
-    storage: Storage, setting: str = "auto", unreadable: list[tuple[str, str]] | None = None
+    storage: Storage,
+    setting: str = "auto",
+    unreadable: list[tuple[str, str]] | None = None,
+    categories: Sequence[str] = CATEGORIES,
 ) -> tuple[set[str], set[str]]:
-    """(ids, text keys) of every row with a ``categoria`` in the label files (``--labels``).
+    """(ids, text keys) of the label rows a training would use (``--labels``), read and checked as
+    training reads them: a row whose label was rejected (``precio`` for ``precios``, an id twice in
+    one file) is still unlabelled, so it may be asked again.
 
     A label file that cannot be read raises, or, given ``unreadable``, is listed there and skipped
     (its rows may then be asked again)."""
     location = labels_location(storage, setting)
     if location is None:
         return set(), set()
-    ids: set[str] = set()
-    texts: set[str] = set()
-    for _, frame in read_label_files(storage, location, unreadable):
-        done = frame[frame["categoria"].notna() & (frame["categoria"].astype(str).str.strip() != "")]
-        ids.update(done["id"].astype(str).str.strip())
-        texts.update(text_key(done["comentario"].astype(str)))
-    return ids, texts
+    labels = read_labels(storage, location, categories)
+    if labels.unreadable and unreadable is None:
+        raise DatasetError(labels.unreadable[0][1])
+    if unreadable is not None:
+        unreadable.extend(labels.unreadable)
+    return set(labels.rows["id"].astype(str)), set(text_key(labels.rows["comentario"].astype(str)))
 
 
 def order_for_labelling(

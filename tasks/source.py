@@ -227,14 +227,20 @@ def _read_lines(handle: IO[bytes], name: str) -> pd.DataFrame:
 
 
 def _has_key(handle: IO[bytes], column: str) -> bool:
-    """Whether any record of the file names ``column`` (the explicit schema adds absent columns as nulls)."""
-    key = re.compile(rb'"' + re.escape(column.encode()) + rb'"\s*:')
-    start, tail = handle.tell(), b""
+    """Whether any record of the file names ``column`` at its top level (the explicit schema adds absent
+    columns as nulls). Only lines holding the name are parsed, so a nested key (``{"rows": [{"id": ...}]}``)
+    does not count, and a file without the name is not parsed at all."""
+    name = f'"{column}"'.encode()
+    start = handle.tell()
     try:
-        while block := handle.read(_BLOCK):
-            if key.search(tail + block):
-                return True
-            tail = block[-256:]
+        for line in handle:
+            if name in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # not one record per line: Arrow read it, so the key is elsewhere
+                    continue
+                if isinstance(record, dict) and column in record:
+                    return True
         return False
     finally:
         handle.seek(start)

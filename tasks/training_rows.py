@@ -64,6 +64,7 @@ def combine(checked: ValidationOutcome, labels: LabelSet, source: str) -> Traini
         "source_rows_used": int((~relabelled).sum()),
         "label_files": list(labels.files),
         "label_files_unreadable": [{"file": name, "reason": why} for name, why in labels.unreadable],
+        "label_files_skipped": list(labels.skipped),
         "label_rows": len(label_rows),
         "label_rows_left_out": len(labels.rejected),
         "unlabelled_rows": labels.unlabelled,

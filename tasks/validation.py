@@ -21,6 +21,7 @@ from dataclasses import field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 ROW = "_row"
@@ -216,5 +217,7 @@ def as_given(values: pd.Series) -> pd.Series:
 
 
 def short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, np.generic):  # 1, not np.int64(1)
+        value = value.item()
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

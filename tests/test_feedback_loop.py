@@ -231,6 +231,7 @@ def test_an_unreadable_label_file_does_not_stop_the_others_and_fails_the_run(
         json.dumps({"id": "g-1", "comentario": "el repartidor no vino", "categoria": "logistica"}) + "\n",
         encoding="utf-8",
     )
+    (tmp_path / "labels" / "_urgente.csv").write_text("id,comentario,categoria\nu1,caro,precios\n")
     code = main(["train", "--source", str(shared_dataset_path), "--storage", str(tmp_path), "--epochs", "1"])
     assert code == 1
     last = capsys.readouterr().err.rstrip("\n").splitlines()[-1]
@@ -249,10 +250,12 @@ def test_an_unreadable_label_file_does_not_stop_the_others_and_fails_the_run(
     data = bundle["data"]
     assert data["label_files"] == ["good.jsonl"] and data["label_rows"] == 1
     assert [f["file"] for f in data["label_files_unreadable"]] == ["revision.csv"]
+    assert data["label_files_skipped"] == ["_urgente.csv"]  # skipped by its name, and said so
     assert (tmp_path / "labels" / "revision.csv").exists()  # left for the analyst to fix
     assert main(["models", "show", version, "--storage", str(tmp_path)]) == 0
     shown = capsys.readouterr().out
     assert "  not read:     label file revision.csv is not UTF-8" in shown
+    assert "  skipped:      _urgente.csv" in shown
     assert "label file(s) not read (revision.csv)" in shown  # why it was not promoted
     assert main(["models", "promote", version, "--storage", str(tmp_path), "--reason", "checked"]) == 0
     assert current_latest(Storage(str(tmp_path))) == version

@@ -115,13 +115,49 @@ class TestFormats:
         assert sorted(labels.rows["id"]) == ["10", "11", "j1"]  # ids compared as text
         assert labels.files == ("a.jsonl", "b.parquet")
 
-    def test_hidden_and_underscore_files_are_skipped(self, storage, labels_dir):
+    def test_hidden_underscore_and_lock_files_are_skipped_and_listed(self, storage, labels_dir):
         write_jsonl(labels_dir / ".a.jsonl.tmp", [{"id": "x"}])
         write_jsonl(labels_dir / "_SUCCESS", [{"id": "x"}])
+        (labels_dir / "~$revision.csv").write_bytes(b"\x00excel lock")
+        write_jsonl(labels_dir / "_archivo" / "viejo.jsonl", [{"id": "x"}])
         write_jsonl(
             labels_dir / "sub" / "a.jsonl", [{"id": "s1", "comentario": "muy caro", "categoria": "precios"}]
         )
-        assert read(storage).files == ("sub/a.jsonl",)
+        labels = read(storage)
+        assert labels.files == ("sub/a.jsonl",) and not labels.unreadable
+        assert labels.skipped == (".a.jsonl.tmp", "_SUCCESS", "_archivo/viejo.jsonl", "~$revision.csv")
+
+    def test_a_file_with_a_header_and_no_rows_reads_as_no_rows(self, storage, labels_dir):
+        labels_dir.mkdir(parents=True)
+        (labels_dir / "a.csv").write_bytes(b"\xef\xbb\xbfid;comentario;categoria\r\n")
+        (labels_dir / "b.csv").write_bytes(b"id,comentario,categoria\n")
+        empty = pa.table({c: pa.array([], pa.string()) for c in ("id", "comentario", "categoria")})
+        pq.write_table(empty, labels_dir / "c.parquet")
+        write_jsonl(labels_dir / "d.jsonl", [{"id": "g1", "comentario": "muy caro", "categoria": "precios"}])
+        labels = read(storage)
+        assert labels.files == ("a.csv", "b.csv", "c.parquet", "d.jsonl") and not labels.unreadable
+        assert labels.rows["id"].tolist() == ["g1"] and labels.rejected.empty and labels.unlabelled == 0
+
+    def test_parquet_integer_ids_beside_a_null_keep_every_digit(self, storage, labels_dir):
+        labels_dir.mkdir(parents=True)
+        table = pa.table(
+            {
+                "id": pa.array([9007199254740993, None, 12345678901234567], pa.int64()),
+                "comentario": ["muy caro", "sin id", "nadie contesta"],
+                "categoria": ["precios", "precios", "servicio_cliente"],
+            }
+        )
+        pq.write_table(table, labels_dir / "a.parquet")
+        labels = read(storage)
+        assert sorted(labels.rows["id"]) == ["12345678901234567", "9007199254740993"]  # 2**53 + 1 exact
+        assert labels.rejected["rule"].tolist() == ["id_missing"]
+
+    def test_numeric_ids_read_plainly_in_reasons(self, storage, labels_dir):
+        labels_dir.mkdir(parents=True)
+        table = pa.table({"id": [7, 7], "comentario": ["a", "b"], "categoria": ["precios", "precios"]})
+        pq.write_table(table, labels_dir / "a.parquet")
+        reasons = read(storage).rejected["reason"].tolist()
+        assert len(reasons) == 2 and all("np." not in r and "7" in r for r in reasons), reasons
 
     def test_no_labels_folder_and_none(self, storage):
         assert read(storage).rows.empty
@@ -136,6 +172,8 @@ UNREADABLE = [
     ("c.xlsx", b"PK\x03\x04", "unknown kind of file"),
     ("d.parquet", b"not parquet", "not a readable Parquet file"),
     ("e.jsonl", b'{"id": 1,\n', "not JSON or JSON Lines"),
+    # The rows inside a wrapper object are not records: no top-level id, comentario or categoria.
+    ("f.json", b'{"rows": [{"id": "w1", "comentario": "uno", "categoria": "precios"}]}', "column(s) missing"),
 ]
 
 
@@ -172,6 +210,11 @@ class TestUnreadableFile:
         )
         unreadable: list[tuple[str, str]] = []
         assert labelled_already(storage, unreadable=unreadable) == ({"g1"}, {"muy caro"})
+        # A label training rejects leaves the comment unlabelled: it is asked again.
+        write_jsonl(
+            labels_dir / "typo.jsonl", [{"id": "t1", "comentario": "carísimo", "categoria": "precio"}]
+        )
+        assert labelled_already(storage, unreadable=[]) == ({"g1"}, {"muy caro"})
         assert [name for name, _ in unreadable] == ["excel.csv"]
         with pytest.raises(DatasetError, match="excel.csv is not UTF-8"):
             labelled_already(storage)  # without a list to put it in, it raises
@@ -241,6 +284,18 @@ class TestConflictsBetweenFiles:
         assert "logistica -> precios" in report.loc["2026-01-a.jsonl", "reason"]
         assert "same categoria" in report.loc["2026-02-b.jsonl", "reason"]
         assert len(outcome.conflicts) == 1 and "2026-01-a.jsonl says logistica" in outcome.conflicts[0]
+
+    def test_one_conflict_line_per_id_however_many_files_disagree(self, storage, labels_dir):
+        row = {"id": "k1", "comentario": "me cobraron el envío dos veces"}
+        write_jsonl(labels_dir / "2026-01.jsonl", [{**row, "categoria": "precios"}])
+        write_jsonl(labels_dir / "2026-02.jsonl", [{**row, "categoria": "logistica"}])
+        write_jsonl(labels_dir / "2026-03.jsonl", [{**row, "categoria": "ecommerce"}])
+        labels = read(storage)
+        assert labels.conflicts == (
+            "id k1: 2026-01.jsonl says precios, 2026-02.jsonl says logistica, 2026-03.jsonl says "
+            "ecommerce (kept)",
+        )
+        assert len(labels.rejected) == 2  # both earlier rows are in the report
 
 
 class TestCombinedWithTheSource:
