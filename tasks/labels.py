@@ -167,7 +167,15 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
                 f"label file {name} is not UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8'"
             ) from None
         try:
-            frame = pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
+            # skip_blank_lines=False: a blank line stays a row (an unlabelled one), so row_number is the
+            # row's place in the spreadsheet (row_number + 2, after the header).
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=csv_separator(text),
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,
+            )
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DatasetError(f"label file {name} is not a readable CSV: {_one_line(exc)}") from None
     elif kind == "parquet":

@@ -19,6 +19,7 @@ from prefect import task
 from tasks.labels import LABEL_COLUMNS
 from tasks.labels import ORIGIN
 from tasks.labels import REPLACED
+from tasks.labels import ROW_NUMBER
 from tasks.labels import SOURCE_FILE
 from tasks.labels import LabelSet
 from tasks.validation import ValidationOutcome
@@ -57,6 +58,8 @@ def combine(checked: ValidationOutcome, labels: LabelSet, source: str) -> Traini
     more = [frame for frame in (replaced.assign(**{SOURCE_FILE: source}), labels.rejected) if len(frame)]
     if more:
         report = pd.concat([report, *more], ignore_index=True)
+    if ROW_NUMBER in report:  # source rows have none: nullable integers, not floats
+        report[ROW_NUMBER] = report[ROW_NUMBER].astype("Int64")
     rows = pd.concat([source_rows[~relabelled], label_rows], ignore_index=True)
     summary = {
         "source": source,

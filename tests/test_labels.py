@@ -262,6 +262,20 @@ class TestBadRows:
         assert list(outcome.rows["id"]) == ["ok-1"]
         assert len(outcome.rows) + len(outcome.rejected) + outcome.unlabelled == 8
 
+    def test_blank_lines_keep_the_row_numbers_of_the_spreadsheet(self, storage, labels_dir):
+        labels_dir.mkdir(parents=True)
+        (labels_dir / "a.csv").write_text("id,comentario,categoria\n\nok,caro,precios\n\nbad,x,precio\n")
+        labels = read(storage)
+        assert labels.rejected["row_number"].tolist() == [3] and labels.unlabelled == 2
+        assert labels.rows["row_number"].tolist() == [1]
+
+    def test_row_numbers_stay_integers_beside_the_source_report(self, outcome):
+        source = comment_rows(4)
+        source.loc[0, "categoria"] = "reclamos"
+        data = combine(check_training_rows(source), outcome, "src.json")
+        assert str(data.rejected["row_number"].dtype) == "Int64"
+        assert data.rejected["row_number"].isna().sum() == 1  # the source row has no row number
+
 
 class TestConflictsBetweenFiles:
     @pytest.fixture
