@@ -112,7 +112,8 @@ def decide(
         ok = False
         reasons.append(champion_problem)
     elif champion is None:
-        reasons.append("no model in service yet: only the threshold applies")
+        if not blockers:
+            reasons.append("no model in service yet: only the threshold applies")
     else:
         compared = [s for s in sets if s.difference is not None]
         if not compared:

@@ -159,6 +159,14 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
             f"label file {name}: unknown kind of file (use .csv, .parquet or .jsonl; "
             f"move other files out of the labels folder)"
         )
+    if (
+        kind != "parquet"
+        and len(data) < 64
+        and b"".join(data.removeprefix(b"\xef\xbb\xbf").split()) in (b"", b"[]")
+    ):
+        # An empty text file (a new file saved before anything was typed in it) holds no rows, and no
+        # corrections either: read as such, it does not fail the run or stop a promotion.
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in LABEL_COLUMNS})
     if kind == "csv":
         try:
             text = data.decode("utf-8-sig")
@@ -167,15 +175,9 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
                 f"label file {name} is not UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8'"
             ) from None
         try:
-            # skip_blank_lines=False: a blank line stays a row (an unlabelled one), so row_number is the
-            # row's place in the spreadsheet (row_number + 2, after the header).
-            frame = pd.read_csv(
-                io.StringIO(text),
-                sep=csv_separator(text),
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=False,
-            )
+            # Blank lines are skipped (before the header too), so they are not rows and not counted
+            # in row_number.
+            frame = pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DatasetError(f"label file {name} is not a readable CSV: {_one_line(exc)}") from None
     elif kind == "parquet":
@@ -211,9 +213,14 @@ def label_rules(categories: Sequence[str]) -> list[Rule]:
     return labelled_comment_rules(categories, "appears more than once in this file")
 
 
+def _missing(value: object) -> bool:
+    """None, NaN, or pandas' NA (a Parquet file written by pandas with nullable columns has those)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value))
+
+
 def _id_text(value: object) -> str | None:
     """Ids are compared as text; a spreadsheet may hand them over as numbers."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if _missing(value):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -222,7 +229,7 @@ def _id_text(value: object) -> str | None:
 
 
 def _is_unlabelled(value: object) -> bool:
-    return value is None or (isinstance(value, float) and pd.isna(value)) or str(value).strip() == ""
+    return _missing(value) or str(value).strip() == ""
 
 
 def check_label_file(name: str, frame: pd.DataFrame, categories: Sequence[str]):
@@ -355,8 +362,8 @@ def load_labels(storage: Storage, setting: str, categories: Sequence[str]) -> La
     labels = read_labels(storage, location, categories)
     if labels.skipped:
         logger.warning(
-            "Labels: skipped %d file(s) whose name starts with %s (temporary, marker or lock files; rename "
-            "a label file that should be read): %s",
+            "Labels: skipped %d file(s) whose name or folder starts with %s (temporary, marker or lock "
+            "files; rename a label file that should be read): %s",
             len(labels.skipped),
             " ".join(repr(p) for p in SKIPPED_PREFIXES),
             ", ".join(labels.skipped),

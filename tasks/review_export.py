@@ -23,6 +23,7 @@ well as ``,`` (a spreadsheet in a Spanish locale saves with ``;``), and counts r
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from datetime import date
 
@@ -73,6 +74,20 @@ def read_review_queue(storage: Storage, since: date | None = None) -> pd.DataFra
 def text_key(texts: pd.Series) -> pd.Series:
     """Comments compared without case or extra spaces."""
     return texts.fillna("").str.casefold().str.split().str.join(" ")
+
+
+def model_classes(storage: Storage) -> tuple[str, ...]:
+    """The classes of the model in service (``LATEST``), which training with ``--categories`` may have
+    changed; the default classes before any model is in service."""
+    from lstm_model.bundle import META_FILE  # here: the registry's modules import torch
+    from tasks.registry import current_latest
+    from tasks.registry import version_dir
+
+    latest = current_latest(storage)
+    if latest is None:
+        return tuple(CATEGORIES)
+    meta = json.loads(storage.read_bytes(f"{version_dir(latest)}/{META_FILE}"))
+    return tuple(meta.get("labels") or CATEGORIES)
 
 
 def labelled_already(
@@ -138,7 +153,7 @@ def export_review(
     """Write the review queue to ``out`` (a local path or any URI); returns (rows written, rows in queue).
     ``unreadable``: see :func:`labelled_already`."""
     queue = read_review_queue(storage, since)
-    skip_ids, skip_texts = labelled_already(storage, labels, unreadable)
+    skip_ids, skip_texts = labelled_already(storage, labels, unreadable, model_classes(storage))
     rows = order_for_labelling(queue, skip_ids, skip_texts)
     if limit is not None:
         rows = rows.head(limit)

@@ -222,26 +222,36 @@ def _read_lines(handle: IO[bytes], name: str) -> pd.DataFrame:
     if table.num_rows == 0:
         raise DatasetError(f"{name} holds no records")
     handle.seek(start)
-    absent = [c for c in TEXT_COLUMNS if table[c].null_count == table.num_rows and not _has_key(handle, c)]
+    all_null = [c for c in TEXT_COLUMNS if table[c].null_count == table.num_rows]
+    named = _top_level_keys(handle, all_null) if all_null else set()
+    absent = [c for c in all_null if c not in named]
     return table.drop_columns(absent).to_pandas()
 
 
-def _has_key(handle: IO[bytes], column: str) -> bool:
-    """Whether any record of the file names ``column`` at its top level (the explicit schema adds absent
-    columns as nulls). Only lines holding the name are parsed, so a nested key (``{"rows": [{"id": ...}]}``)
-    does not count, and a file without the name is not parsed at all."""
-    name = f'"{column}"'.encode()
+def _top_level_keys(handle: IO[bytes], columns: list[str]) -> set[str]:
+    """Which of ``columns`` some record of the file names (the explicit schema adds absent columns as
+    nulls, so a column null in every row may be absent or present and empty).
+
+    One pass; only lines holding a quoted name are parsed, so a nested key (``{"rows": [{"id": ...}]}``)
+    does not count. A line that does not parse as one record (Arrow also reads two records on a line,
+    or records split by a lone CR) counts for every name it holds, as a plain text match would.
+    """
+    quoted = {column: f'"{column}"'.encode() for column in columns}
+    found: set[str] = set()
     start = handle.tell()
     try:
         for line in handle:
-            if name in line:
-                try:
-                    record = json.loads(line)
-                except ValueError:  # not one record per line: Arrow read it, so the key is elsewhere
-                    continue
-                if isinstance(record, dict) and column in record:
-                    return True
-        return False
+            here = [c for c in columns if c not in found and quoted[c] in line]
+            if not here:
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                record = None
+            found.update(c for c in here if not isinstance(record, dict) or c in record)
+            if len(found) == len(columns):
+                break
+        return found
     finally:
         handle.seek(start)
 

@@ -138,6 +138,34 @@ class TestFormats:
         assert labels.files == ("a.csv", "b.csv", "c.parquet", "d.jsonl") and not labels.unreadable
         assert labels.rows["id"].tolist() == ["g1"] and labels.rejected.empty and labels.unlabelled == 0
 
+    def test_an_empty_text_file_reads_as_no_rows(self, storage, labels_dir):
+        labels_dir.mkdir(parents=True)
+        for name, data in [
+            ("a.csv", b""),
+            ("b.csv", b"\xef\xbb\xbf\r\n"),
+            ("c.jsonl", b"\n"),
+            ("d.json", b"[ ]"),
+        ]:
+            (labels_dir / name).write_bytes(data)
+        (labels_dir / "e.parquet").write_bytes(b"")  # no Parquet file is empty: unreadable
+        labels = read(storage)
+        assert labels.files == ("a.csv", "b.csv", "c.jsonl", "d.json") and labels.rows.empty
+        assert [name for name, _ in labels.unreadable] == ["e.parquet"]
+
+    def test_pandas_nullable_columns_read_missing_as_missing(self, storage, labels_dir):
+        labels_dir.mkdir(parents=True)
+        frame = pd.DataFrame(
+            {
+                "id": pd.array([7, None, 8], dtype="Int64"),
+                "comentario": pd.array(["muy caro", "sin id", "nadie etiquetó"], dtype="string"),
+                "categoria": pd.array(["precios", "precios", None], dtype="string"),
+            }
+        )
+        frame.to_parquet(labels_dir / "a.parquet")
+        labels = read(storage)
+        assert labels.rows["id"].tolist() == ["7"] and labels.unlabelled == 1
+        assert labels.rejected["rule"].tolist() == ["id_missing"]
+
     def test_parquet_integer_ids_beside_a_null_keep_every_digit(self, storage, labels_dir):
         labels_dir.mkdir(parents=True)
         table = pa.table(
@@ -262,12 +290,14 @@ class TestBadRows:
         assert list(outcome.rows["id"]) == ["ok-1"]
         assert len(outcome.rows) + len(outcome.rejected) + outcome.unlabelled == 8
 
-    def test_blank_lines_keep_the_row_numbers_of_the_spreadsheet(self, storage, labels_dir):
+    def test_blank_lines_are_not_rows(self, storage, labels_dir):
         labels_dir.mkdir(parents=True)
-        (labels_dir / "a.csv").write_text("id,comentario,categoria\n\nok,caro,precios\n\nbad,x,precio\n")
+        (labels_dir / "a.csv").write_bytes(
+            b"\r\nid,comentario,categoria\r\n\r\nok,caro,precios\r\n  \r\nbad,x,precio\r\n\r\n\r\n"
+        )
         labels = read(storage)
-        assert labels.rejected["row_number"].tolist() == [3] and labels.unlabelled == 2
-        assert labels.rows["row_number"].tolist() == [1]
+        assert labels.files == ("a.csv",) and labels.unlabelled == 0
+        assert labels.rows["row_number"].tolist() == [0] and labels.rejected["row_number"].tolist() == [1]
 
     def test_row_numbers_stay_integers_beside_the_source_report(self, outcome):
         source = comment_rows(4)

@@ -130,6 +130,28 @@ class TestExport:
         assert again == 3
 
 
+def test_labels_are_checked_against_the_classes_of_the_model_in_service(storage, tmp_path):
+    """A model trained with other --categories: its analysts' labels count as labelled."""
+    import json
+
+    from tasks.registry import LATEST
+    from tasks.review_export import labelled_already
+    from tasks.review_export import model_classes
+
+    classes = ("app_movil", "logistica", "precios", "servicio_cliente")
+    (tmp_path / "storage" / "models" / "v1").mkdir(parents=True)
+    (tmp_path / "storage" / "models" / "v1" / "bundle.json").write_text(json.dumps({"labels": classes}))
+    (tmp_path / "storage" / LATEST).write_text("v1\n")
+    (tmp_path / "storage" / "labels").mkdir()
+    (tmp_path / "storage" / "labels" / "a.csv").write_text(
+        "id,comentario,categoria\na3,la app se cierra,app_movil\n"
+    )
+    assert model_classes(storage) == classes
+    assert labelled_already(storage, categories=model_classes(storage)) == ({"a3"}, {"la app se cierra"})
+    written, _ = export_review(storage, str(tmp_path / "review.csv"))
+    assert written == 4  # a3 is labelled; a2 shares a1's text: 6 flagged rows, 4 to ask
+
+
 def test_cli_export_warns_about_an_unreadable_label_file_and_reads_the_others(storage, tmp_path, capsys):
     from flows.cli import main
 

@@ -219,6 +219,20 @@ class TestParseJsonLines:
         data = ("\ufeff" + "\r\n".join([json.dumps(RECORDS[0]), "", json.dumps(RECORDS[1]), ""])).encode()
         assert parse_records(data, "x.jsonl")["id"].tolist() == ["a", "b"]
 
+    @pytest.mark.parametrize(
+        ("data", "columns"),
+        [
+            (b'{"id": "1", "pais": null}\n{"id": "2"}\n', ["id", "pais"]),  # present, null: kept
+            (b'{"id": "1", "pais": null} {"id": "2", "pais": null}\n', ["id", "pais"]),  # two on a line
+            (b'{"id": "1", "pais": null}\r{"id": "2", "pais": null}\r', ["id", "pais"]),  # lone CRs
+            (b'{"id": "1", "cliente": {"pais": "PE"}}\n', ["id", "cliente"]),  # nested: not a column
+            (b'{"id": "1", "comentario": "\\"pais\\": no"}\n', ["id", "comentario"]),  # in a text
+            (b'{"rows": [{"id": "1", "categoria": "precios"}]}\n', ["rows"]),  # a wrapper object
+        ],
+    )
+    def test_a_column_null_in_every_row_is_kept_only_if_a_record_names_it(self, data, columns):
+        assert list(parse_records(data, "x.jsonl").columns) == columns
+
     def test_values_are_kept_as_given(self):
         frame = parse_records(b'{"id": 1, "sentimiento": "abc"}\n{"id": "2", "sentimiento": 0.5}', "x.jsonl")
         assert frame["id"].tolist() == [1, "2"]
