@@ -80,13 +80,13 @@ class CharNgramSpec:
         accented = pc.invert(pc.string_is_ascii(cut))
         if not pc.any(accented).as_py():
             return cut
-        latin = pc.match_substring_regex(cut, _LATIN_WORD)
-        stripped = _strip_latin_accents(cut)
-        foreign = pc.and_(accented, pc.invert(latin))
+        words = pc.filter(cut, accented)  # ASCII words have no accent: only these are worked on
+        stripped = _strip_latin_accents(words)
+        foreign = pc.invert(pc.match_substring_regex(words, _LATIN_WORD))
         if pc.any(foreign).as_py():
-            in_python = [strip_accents(t) for t in pc.filter(cut, foreign).to_pylist()]
+            in_python = [strip_accents(t) for t in pc.filter(words, foreign).to_pylist()]
             stripped = pc.replace_with_mask(stripped, foreign, pa.array(in_python, pa.string()))
-        return pc.if_else(accented, stripped, cut)
+        return pc.replace_with_mask(cut, accented, stripped)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

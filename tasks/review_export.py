@@ -23,7 +23,6 @@ well as ``,`` (a spreadsheet in a Spanish locale saves with ``;``), and counts r
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from datetime import date
 
@@ -80,14 +79,14 @@ def model_classes(storage: Storage) -> tuple[str, ...]:
     """The classes of the model in service (``LATEST``), which training with ``--categories`` may have
     changed; the default classes before any model is in service."""
     from lstm_model.bundle import META_FILE  # here: the registry's modules import torch
+    from lstm_model.bundle import labels_in_meta
     from tasks.registry import current_latest
     from tasks.registry import version_dir
 
     latest = current_latest(storage)
     if latest is None:
         return tuple(CATEGORIES)
-    meta = json.loads(storage.read_bytes(f"{version_dir(latest)}/{META_FILE}"))
-    return tuple(meta.get("labels") or CATEGORIES)
+    return tuple(labels_in_meta(storage.read_bytes(f"{version_dir(latest)}/{META_FILE}")))
 
 
 def labelled_already(
