@@ -141,6 +141,9 @@ def check_host(
 
 def check_train(config: TrainConfig) -> None:
     """What ``comentarios train`` can check before it starts: the source is there and its host answers."""
+    check_storage_folder(
+        config.storage, "pass --storage a folder (it is created if missing) or s3://bucket/prefix"
+    )
     check_local_path(
         config.source,
         "--source",
@@ -149,9 +152,6 @@ def check_train(config: TrainConfig) -> None:
     )
     check_host(config.source, "--source")
     check_host(config.s3_endpoint_url, "--s3-endpoint-url")
-    check_storage_folder(
-        config.storage, "pass --storage a folder (it is created if missing) or s3://bucket/prefix"
-    )
 
 
 def check_storage_folder(storage: str, todo: str) -> None:
@@ -207,6 +207,13 @@ def check_score(config: ScoreConfig) -> None:
             f"model version {version!r} not found (or incomplete) under {storage.uri('models')} (--model)",
             "pass --model latest or the name of a folder under models/",
         )
+    from tasks.registry import ModelFileError
+    from tasks.registry import check_inside_models
+
+    try:
+        check_inside_models(storage, version)
+    except ModelFileError as exc:
+        raise ActionableError(str(exc), "pass --model a version stored under models/") from exc
 
 
 # ------------------------------------------------------------------------------------- one line each
