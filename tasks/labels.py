@@ -177,8 +177,10 @@ def csv_separator(text: str) -> str:
     return best if counts[best] else ","
 
 
-def read_label_file(name: str, data: bytes) -> pd.DataFrame:
-    """One label file as a frame of text columns (CSV cells as written; empty cells as "")."""
+def read_label_file(name: str, data: bytes, categories: Sequence[str] | None = None) -> pd.DataFrame:
+    """One label file as a frame of text columns (CSV cells as written; empty cells as ""); with
+    ``categories``, a CSV's last row without a line break must also hold one of them (see
+    :func:`_refuse_cut_last_row`)."""
     kind = EXTENSIONS.get(posixpath.splitext(name)[1].lower())
     if kind is None:
         raise DatasetError(
@@ -206,7 +208,7 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
             frame = pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DatasetError(f"label file {name} is not a readable CSV: {_one_line(exc)}") from None
-        _refuse_cut_last_row(name, text, frame)
+        _refuse_cut_last_row(name, text, frame, categories)
     elif kind == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -231,22 +233,35 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
     return frame
 
 
-def _refuse_cut_last_row(name: str, text: str, frame: pd.DataFrame) -> None:
-    """A CSV that ends without a line break in a row with fewer fields than its header was cut (a
-    copy still under way, a truncated upload): pandas would read that row with its last cells empty,
-    an unlabelled or mislabelled row, and every row after the cut would be silently missing. (An
-    unclosed quote at the end is refused by pandas already; JSON Lines whose last line does not parse,
-    a JSON array not closed and a Parquet file without its footer are refused by their readers.)"""
+def _refuse_cut_last_row(
+    name: str, text: str, frame: pd.DataFrame, categories: Sequence[str] | None = None
+) -> None:
+    """A CSV that ends without a line break in a row that is not a whole labelled row was cut (a copy
+    still under way, a truncated upload), and every row after the cut is missing: the file is
+    unreadable rather than a valid prefix trained on. The last row is cut when it has fewer fields
+    than the header, or (given ``categories``) when its ``categoria`` is empty or not a class, which is
+    where a cut inside or right before the last cell leaves it (``...,logi``). Spreadsheets and CSV
+    writers end every row with a line break, so a whole file is never refused. (An unclosed quote at
+    the end is refused by pandas already; JSON Lines whose last line does not parse, a JSON array not
+    closed and a Parquet file without its footer are refused by their readers.)"""
     if not len(frame) or text.endswith(("\n", "\r")):
         return
     last: list[str] = []
     for row in csv.reader(io.StringIO(text), delimiter=csv_separator(text)):
         if row:
             last = row
-    if len(last) < len(frame.columns):
+    header = [str(c).strip() for c in frame.columns]
+    why = None
+    if len(last) < len(header):
+        why = f"its last line has {len(last)} of {len(header)} fields"
+    elif categories is not None and "categoria" in header:
+        cell = last[header.index("categoria")]
+        if canonical_categoria(cell, categories) not in categories:
+            why = f"its last line's categoria {short(cell)} is not a class"
+    if why:
         raise DatasetError(
-            f"label file {name} ends in a cut row: its last line has {len(last)} of {len(frame.columns)} "
-            "fields and no line break (still being copied, or truncated); copy the whole file again"
+            f"label file {name} ends in a cut row: {why} and the file does not end with a line break "
+            "(still being copied, or truncated); copy the whole file again"
         )
 
 
@@ -346,6 +361,7 @@ def read_label_files(
     location: str,
     unreadable: list[tuple[str, str]] | None = None,
     files: list[tuple[str, str]] | None = None,
+    categories: Sequence[str] | None = None,
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """(name, rows as written) of each label file at ``location``, in name order.
 
@@ -356,7 +372,7 @@ def read_label_files(
     fs, _ = storage.filesystem_for(location)
     for name, path in label_file_uris(storage, location) if files is None else files:
         try:
-            frame = read_label_file(name, fs.cat_file(path))
+            frame = read_label_file(name, fs.cat_file(path), categories)
         except DatasetError as exc:
             if unreadable is None:
                 raise
@@ -376,7 +392,7 @@ def read_labels(
     unreadable: list[tuple[str, str]] = []
     files, skipped = label_file_listing(storage, location)
     files, waiting = split_by_age(storage, location, files, min_file_age)
-    for name, frame in read_label_files(storage, location, unreadable, files):
+    for name, frame in read_label_files(storage, location, unreadable, files, categories):
         rows, bad, blank = check_label_file(name, frame, categories)
         valid.append(rows)
         rejected.append(bad)

@@ -64,6 +64,14 @@ def test_a_label_file_cut_at_its_end_is_unreadable(shared_dataset):
         read_label_file("cut.csv", cut.encode())
     with pytest.raises(DatasetError, match="ends in a cut row"):
         read_label_file("cut_semicolons.csv", _cut(semicolons, 402).encode())
+    assert len(read_label_file("no_newline.csv", no_final_newline.encode(), LABELS)) == 1200
+    # a cut inside the last cell, or right before it, leaves every field there but no class
+    last_category = whole.splitlines()[1200].rsplit(",", 1)[1]
+    for kept in (3, 0):
+        cut_in_cell = no_final_newline[: len(no_final_newline) - len(last_category) + kept]
+        assert len(read_label_file("cut_cell.csv", cut_in_cell.encode())) == 1200  # without the classes
+        with pytest.raises(DatasetError, match=r"cut_cell.csv ends in a cut row: its last line's categoria"):
+            read_label_file("cut_cell.csv", cut_in_cell.encode(), LABELS)
     with pytest.raises(DatasetError, match="not a readable CSV"):  # inside a quoted cell
         read_label_file("quoted.csv", (whole + 'x-1,"el paquete llegó').encode())
 
