@@ -85,9 +85,29 @@ def set_latest(storage: Storage, version: str) -> None:
         raise ModelNotFound(f"cannot promote {version}: it is not a complete model version")
     try:
         load_bundle(storage, version)
+        _check_other_files(storage, version)
     except ModelFileError as exc:
         raise ModelFileError(f"cannot promote {version}: {exc}") from None
     storage.write_text(LATEST, version + "\n")
+
+
+def _check_other_files(storage: Storage, version: str) -> None:
+    """The files loading does not read (``eval.parquet``, which later promotions are judged on; the
+    reports) against their SHA-256 in the manifest too: a version goes into service as published."""
+    folder = version_dir(version)
+    manifest = json.loads(storage.read_text(f"{folder}/{COMPLETE}"))
+    for name, digest in manifest["files"].items():
+        if name in MODEL_FILES:
+            continue  # checked by load_bundle
+        try:
+            data = storage.read_bytes(f"{folder}/{name}")
+        except FileNotFoundError:
+            raise ModelFileError(f"model {version}: {name} is missing") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ModelFileError(
+                f"model {version}: {name} ({len(data):,} bytes) does not match the SHA-256 recorded in "
+                f"{COMPLETE} when it was published: the file was changed or truncated"
+            )
 
 
 def resolve_version(storage: Storage, version: str = "latest") -> str:

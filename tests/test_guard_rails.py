@@ -223,6 +223,10 @@ def test_promote_refuses_what_scoring_could_not_load(root, capsys):
     weights.write_bytes(weights.read_bytes()[:-100] + b"\0" * 100)
     meta = _publish_copy(storage, "v-meta") / "bundle.json"
     meta.write_text(meta.read_text().replace('"max_len": ', '"max_len": 1'))
+    evaluation = _publish_copy(
+        storage, "v-eval", lambda f: {**f, "eval.parquet": b"the rows it is judged on"}
+    )
+    (evaluation / "eval.parquet").write_bytes(b"easier rows")
     copied = root / "models" / "v-copied"
     shutil.copytree(_publish_copy(storage, "v-original"), copied)
     refit = _publish_copy(storage, "v-refit")  # weights of another network, manifest resealed
@@ -240,6 +244,7 @@ def test_promote_refuses_what_scoring_could_not_load(root, capsys):
     expected = {
         "v-weights": "weights.pt (",
         "v-meta": "bundle.json (",
+        "v-eval": "eval.parquet (11 bytes) does not match",
         "v-copied": "manifest was written for version 'v-original'",
         "v-refit": "weights.pt does not fit the network",
         "v-linked": "is a link to",
