@@ -303,7 +303,7 @@ def test_train_and_score_flags_refused_before_start(tmp_path, shared_dataset_pat
     )
     a_file = tmp_path / "storage.txt"
     a_file.write_text("not a folder")
-    for command in (["train", "--source", source], ["score"]):
+    for command in (["train", "--source", source], ["score"], ["models", "list"]):
         assert_one_line(
             comentarios(*command, "--storage", str(a_file), cwd=tmp_path),
             1,
