@@ -13,8 +13,10 @@ from typing import Literal
 from typing import TypeVar
 
 from pydantic import BaseModel
+from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import field_validator
+from pydantic import model_validator
 
 from lstm_model.settings import ArchitectureSettings
 from lstm_model.settings import Pooling
@@ -24,6 +26,7 @@ from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from tasks.schema import CATEGORIES
 from tasks.schema import SEVERITIES
+from tasks.schema import fold_name
 
 if TYPE_CHECKING:
     from tasks.scoring import ScoringSettings
@@ -45,8 +48,24 @@ def _share(default: float, description: str, *, below_one: bool = False, above_z
     return Field(default, description=description, **bounds)
 
 
+# Upper bounds of the numeric flags. Each is far above any sensible value: they exist so that a typo
+# (an extra zero, ``99999999999999999999999``) is refused in one line before a run starts, instead of
+# an OverflowError or an out-of-memory half-way through, after ``--rescore`` has deleted old outputs.
+MAX_ROWS = 1 << 22  # rows per chunk, per forward pass or per training batch (4,194,304)
+MAX_SECONDS = 30 * 24 * 3600.0  # a lease or a file age: 30 days
+MAX_SIZE = 1 << 16  # a layer width, an embedding size (65,536)
+MAX_COUNT = 1_000_000  # epochs, patience, rows per class, prefix characters
+MAX_SEED = 2**32 - 1  # what every generator the training seeds accepts
+
+
 class StorageParams(BaseModel):
-    """Where a flow keeps its data: the one place a run's storage root and S3 endpoint are set."""
+    """Where a flow keeps its data: the one place a run's storage root and S3 endpoint are set.
+
+    ``allow_inf_nan=False`` holds for every float of every config: ``inf`` or ``nan`` is refused by
+    validation like any other out-of-range number (an infinite lease would never expire).
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     storage: str = Field(
         "./storage",
@@ -91,25 +110,49 @@ class TrainConfig(StorageParams):
     )
     categories: list[str] = Field(list(CATEGORIES), description="Allowed categoria values (the classes).")
     severities: list[str] = Field(list(SEVERITIES), description="Allowed severidad values.")
-    val_fraction: float = _share(0.1, "Share of valid rows held out for early stopping.", below_one=True)
-    test_fraction: float = _share(0.1, "Share of valid rows held out for the test metrics.", below_one=True)
+    val_fraction: float = _share(
+        0.1,
+        "Share of valid rows held out for early stopping (more than 0; with --test-fraction, at most "
+        "half of the rows).",
+        below_one=True,
+        above_zero=True,
+    )
+    test_fraction: float = _share(
+        0.1,
+        "Share of valid rows held out for the test metrics and the promotion gate (more than 0).",
+        below_one=True,
+        above_zero=True,
+    )
+    min_file_age: float = Field(
+        3.0,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Seconds since a label file's last modification before it is read; a younger file "
+        "may still be being copied and waits for the next training (logged, listed in bundle.json).",
+    )
     min_rows_per_class: int = Field(
-        10, ge=1, description="Valid rows each class needs; a dataset with fewer fails and publishes nothing."
+        10,
+        ge=1,
+        le=MAX_COUNT,
+        description="Valid rows each class needs; a dataset with fewer fails and publishes nothing.",
     )
     seed: int = Field(
         _TRAIN.seed,
+        ge=0,
+        le=MAX_SEED,
         description="Seed of the split, the weights and the batch order (CPU runs are reproducible).",
     )
     min_freq: int = Field(
         _TEXT.min_freq,
         ge=1,
+        le=MAX_COUNT,
         description="Minimum count of a token in the training split to enter the vocabulary.",
     )
     max_vocab: int = Field(
-        _TEXT.max_vocab, ge=3, description="Vocabulary size cap, [PAD] and [UNK] included."
+        _TEXT.max_vocab, ge=3, le=10_000_000, description="Vocabulary size cap, [PAD] and [UNK] included."
     )
     max_len: int = Field(
-        _TEXT.max_len, ge=1, description="Tokens kept per comment (longer comments are cut)."
+        _TEXT.max_len, ge=1, le=MAX_SIZE, description="Tokens kept per comment (longer comments are cut)."
     )
     stem: bool = Field(
         _TEXT.stem, description="Key tokens by their Spanish Snowball stem (envío, envíos -> enví)."
@@ -125,13 +168,16 @@ class TrainConfig(StorageParams):
     prefix_chars: int | None = Field(
         _TEXT.prefix_chars,
         ge=1,
+        le=MAX_COUNT,
         description="Cut token keys to this many characters (a light stemmer); unset for no cut.",
     )
-    embedding_dim: int = Field(_ARCH.embedding_dim, ge=1, description="Embedding size.")
-    hidden_size: int = Field(_ARCH.hidden_size, ge=1, description="LSTM hidden units.")
-    num_layers: int = Field(_ARCH.num_layers, ge=1, description="Stacked LSTM layers.")
+    embedding_dim: int = Field(_ARCH.embedding_dim, ge=1, le=MAX_SIZE, description="Embedding size.")
+    hidden_size: int = Field(_ARCH.hidden_size, ge=1, le=MAX_SIZE, description="LSTM hidden units.")
+    num_layers: int = Field(_ARCH.num_layers, ge=1, le=64, description="Stacked LSTM layers.")
     lstm_dropout: float = _share(_ARCH.lstm_dropout, "Dropout between LSTM layers.", below_one=True)
-    head_sizes: list[int] = Field(list(_ARCH.head_sizes), description="Hidden layer sizes of the MLP head.")
+    head_sizes: list[int] = Field(
+        list(_ARCH.head_sizes), max_length=64, description="Hidden layer sizes of the MLP head."
+    )
     head_dropout: float = _share(_ARCH.head_dropout, "Dropout in the MLP head.", below_one=True)
     pooling: Pooling = Field(
         _ARCH.pooling,
@@ -139,13 +185,16 @@ class TrainConfig(StorageParams):
         "or last (the state after the last token, as the reference notebook did).",
     )
     epochs: int = Field(
-        _TRAIN.epochs, ge=1, description="Maximum epochs (early stopping usually ends sooner)."
+        _TRAIN.epochs, ge=1, le=MAX_COUNT, description="Maximum epochs (early stopping usually ends sooner)."
     )
-    batch_size: int = Field(_TRAIN.batch_size, ge=1, description="Training batch size.")
-    learning_rate: float = Field(_TRAIN.learning_rate, gt=0, description="AdamW learning rate.")
-    weight_decay: float = Field(_TRAIN.weight_decay, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(_TRAIN.batch_size, ge=1, le=MAX_ROWS, description="Training batch size.")
+    learning_rate: float = Field(_TRAIN.learning_rate, gt=0, le=10, description="AdamW learning rate.")
+    weight_decay: float = Field(_TRAIN.weight_decay, ge=0, le=10, description="AdamW weight decay.")
     patience: int = Field(
-        _TRAIN.patience, ge=1, description="Epochs without validation improvement before stopping."
+        _TRAIN.patience,
+        ge=1,
+        le=MAX_COUNT,
+        description="Epochs without validation improvement before stopping.",
     )
     frame_coverage: float = _share(
         _TEXT.frame_coverage,
@@ -185,6 +234,7 @@ class TrainConfig(StorageParams):
     label_weight: float = Field(
         _TRAIN.label_weight,
         gt=0,
+        le=1_000,
         description="Loss weight of a row from the label files against a row of the source.",
     )
     promote_threshold: float = _share(0.95, "Test macro-F1 needed to make the new model 'latest'.")
@@ -192,6 +242,52 @@ class TrainConfig(StorageParams):
         0.01,
         "Promote only if, on every evaluation set, macro-F1 is at most this much below the model in service.",
     )
+
+    @field_validator("categories", "severities")
+    @classmethod
+    def _distinct_names(cls, values: list[str]) -> list[str]:
+        """Classes are the network's outputs: a repeated or blank one makes a bundle that can never
+        load (``bundle.json: labels repeat``). Label files match classes without case, spaces or
+        accents, so two names equal that way are one class given twice."""
+        if any(not value.strip() for value in values):
+            raise ValueError("a name is empty")
+        seen: dict[str, str] = {}
+        for value in values:
+            if fold_name(value) in seen:
+                first = seen[fold_name(value)]
+                same = (
+                    f"{value!r}" if first == value else f"{first!r} and {value!r} (one name to label files)"
+                )
+                raise ValueError(f"{same} given twice; each class must be given once")
+            seen[fold_name(value)] = value
+        return values
+
+    @field_validator("categories")
+    @classmethod
+    def _two_classes(cls, values: list[str]) -> list[str]:
+        if len(values) < 2:
+            raise ValueError("at least two classes are needed")
+        return values
+
+    @field_validator("head_sizes")
+    @classmethod
+    def _layer_sizes(cls, values: list[int]) -> list[int]:
+        if any(not 1 <= size <= MAX_SIZE for size in values):
+            raise ValueError(f"each size must be between 1 and {MAX_SIZE:,}")
+        return values
+
+    @model_validator(mode="after")
+    def _split_leaves_training_rows(self) -> TrainConfig:
+        """The two held-out shares together: what is left is the training split, and it must be at
+        least half of the rows (``--val-fraction 0.95`` would otherwise fail only after the run
+        started, or train on almost nothing)."""
+        held_out = self.val_fraction + self.test_fraction
+        if held_out > 0.5 + 1e-9:
+            raise ValueError(
+                f"--val-fraction {self.val_fraction:g} + --test-fraction {self.test_fraction:g} = "
+                f"{held_out:g} of the rows held out: at most 0.5, so that at least half is left to train on"
+            )
+        return self
 
     def text_settings(self) -> TextSettings:
         return self._settings(TextSettings)
@@ -226,23 +322,26 @@ class ScoreConfig(StorageParams):
     min_file_age: float = Field(
         3.0,
         ge=0,
+        le=MAX_SECONDS,
         description="Seconds since a file's last modification before it is scored; younger files may "
         "still be written and wait for the next run.",
     )
     claim_seconds: float = Field(
         60.0,
         gt=0,
+        le=MAX_SECONDS,
         description="Lease of the claim a run takes on each batch it scores (renewed every third of it); "
         "a killed run's batches are taken over once it runs out.",
     )
     max_comment_chars: int = Field(
-        5_000, ge=1, description="Longer comentarios are rejected (rule comentario_too_long)."
+        5_000, ge=1, le=10_000_000, description="Longer comentarios are rejected (rule comentario_too_long)."
     )
     # 32,768 rather than 65,536: 80 MB less peak RSS at 1M distinct rows for 6% fewer rows/s
     # (bench/score_throughput.py, 2026-11-29), so the 1 GB budget holds on CPUs whose kernels need more.
     chunk_rows: int = Field(
         32_768,
         ge=1,
+        le=MAX_ROWS,
         description="Rows read, validated and scored at a time; bounds memory whatever the file size.",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -254,7 +353,7 @@ class ScoreConfig(StorageParams):
         "auto", description="Device for inference (auto: CUDA when present)."
     )
     inference_batch: int = Field(
-        1_024, ge=1, description="Rows per forward pass (length-sorted within each chunk)."
+        1_024, ge=1, le=MAX_ROWS, description="Rows per forward pass (length-sorted within each chunk)."
     )
     task_runner: Literal["threads", "dask"] = Field(
         "threads",
@@ -263,6 +362,7 @@ class ScoreConfig(StorageParams):
     workers: int = Field(
         1,
         ge=1,
+        le=1_024,
         description="Batches scored at once: threads, or processes of the local Dask cluster. "
         "Each holds one chunk and one model in memory.",
     )

@@ -141,6 +141,9 @@ def check_host(
 
 def check_train(config: TrainConfig) -> None:
     """What ``comentarios train`` can check before it starts: the source is there and its host answers."""
+    check_storage_folder(
+        config.storage, "pass --storage a folder (it is created if missing) or s3://bucket/prefix"
+    )
     check_local_path(
         config.source,
         "--source",
@@ -151,10 +154,23 @@ def check_train(config: TrainConfig) -> None:
     check_host(config.s3_endpoint_url, "--s3-endpoint-url")
 
 
+def check_storage_folder(storage: str, todo: str) -> None:
+    """A local ``--storage`` that names a file is refused as such (not as a folder that "does not
+    exist", which sends a person looking for a missing folder)."""
+    if _is_url(storage) and not storage.startswith("file://"):
+        return
+    path = storage.removeprefix("file://")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ActionableError(f"storage root {path} is a file, not a folder (--storage)", todo)
+
+
 def check_score(config: ScoreConfig) -> None:
     """What ``comentarios score`` can check before it starts: the storage root and the model exist."""
     check_host(config.s3_endpoint_url, "--s3-endpoint-url")
     storage = config.storage_root()
+    check_storage_folder(
+        config.storage, "pass --storage the folder `comentarios train --storage ...` wrote its model to"
+    )
     if storage.is_local and not storage.fs.isdir(storage.path()):
         raise ActionableError(
             f"storage root {config.storage} does not exist (--storage)",
@@ -162,6 +178,15 @@ def check_score(config: ScoreConfig) -> None:
         )
     if config.input:
         check_local_path(config.input, "--input", "input", "pass --input a folder or glob of Parquet batches")
+        from tasks.own_folders import InputIsOutput
+        from tasks.own_folders import check_input
+
+        try:
+            check_input(storage, config.input)
+        except InputIsOutput as exc:
+            raise ActionableError(
+                str(exc), "pass --input the folder new batches land in (default: <storage>/incoming/)"
+            ) from exc
     from tasks.registry import ModelNotFound  # imports Prefect and torch: after the quick checks
     from tasks.registry import is_complete
     from tasks.registry import resolve_version
@@ -182,6 +207,13 @@ def check_score(config: ScoreConfig) -> None:
             f"model version {version!r} not found (or incomplete) under {storage.uri('models')} (--model)",
             "pass --model latest or the name of a folder under models/",
         )
+    from tasks.registry import ModelFileError
+    from tasks.registry import check_inside_models
+
+    try:
+        check_inside_models(storage, version)
+    except ModelFileError as exc:
+        raise ActionableError(str(exc), "pass --model a version stored under models/") from exc
 
 
 # ------------------------------------------------------------------------------------- one line each
@@ -191,9 +223,19 @@ def validation_line(exc: ValidationError) -> str:
     """A pydantic error about a config, as flags: ``--val-fraction: Input should be less than 1 (got 2.0)``."""
     parts = []
     for error in exc.errors():
-        flag = "--" + "-".join(str(p) for p in error["loc"]).replace("_", "-")
-        parts.append(f"{flag}: {error['msg']} (got {error['input']!r})")
+        message = error["msg"].removeprefix("Value error, ")
+        names = [p for p in error["loc"] if isinstance(p, str)]  # list positions are not flags
+        if not names:  # a check of several flags together names them in its message
+            parts.append(message)
+            continue
+        flag = "--" + names[0].replace("_", "-")
+        parts.append(f"{flag}: {message} (got {_short_input(error['input'])})")
     return "; ".join(parts)
+
+
+def _short_input(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def one_line(exc: BaseException) -> str:

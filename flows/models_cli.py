@@ -23,7 +23,11 @@ from typing import Any
 def _storage(args: argparse.Namespace):
     from flows.cli import config_from_args
     from flows.configs import StorageParams
+    from flows.errors import check_storage_folder
 
+    check_storage_folder(
+        getattr(args, "storage", "."), "pass --storage the folder `comentarios train --storage ...` wrote to"
+    )
     return config_from_args(StorageParams, args).storage_root()
 
 

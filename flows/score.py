@@ -16,6 +16,7 @@ from flows.configs import ScoreConfig
 from tasks.batch_job import ScoringRun
 from tasks.batch_job import score_batch
 from tasks.batches import find_batches
+from tasks.own_folders import check_input
 from tasks.registry import resolve_model
 from tasks.reports import publish_batch_summaries
 from tasks.run_report import publish_run_report
@@ -83,6 +84,7 @@ def _run_id() -> str:
 def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
     logger = get_run_logger()
     storage = config.storage_root()
+    check_input(storage, config.input)  # never score this storage's own output (also checked by the CLI)
     version = resolve_model(storage, config.model)
     found = find_batches(storage, config.input, config.rescore, config.min_file_age)
     settings = config.scoring_settings()

@@ -36,6 +36,7 @@ from tasks.training_rows import TrainingRows
 from tasks.training_rows import combine_training_rows
 from tasks.training_rows import evaluation_rows
 from tasks.training_rows import evaluation_sets
+from tasks.training_rows import gate_set
 from tasks.validation import ValidationOutcome
 
 
@@ -61,7 +62,7 @@ def prepare_data(
     storage = config.storage_root()
     frame = parse_source(fetch_source(storage, config.source))
     checked = validate_training_data(frame, config.categories, config.severities)
-    labels = load_labels(storage, config.labels, config.categories)
+    labels = load_labels(storage, config.labels, config.categories, config.min_file_age)
     data = combine_training_rows(checked, labels, config.source)
     splits = split_dataset(
         data.rows,
@@ -92,6 +93,13 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     eval_rows = evaluation_rows(splits)
     datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final}
     metrics = evaluate_model(fitted, {name: rows for name, rows in datasets.items() if len(rows)})
+    judged_on = gate_set(list(metrics))
+    if judged_on != "test":
+        get_run_logger().warning(
+            "No source row is left (label files relabel every source id): --promote-threshold is "
+            "judged on the %s set",
+            judged_on,
+        )
     data_fingerprint = fingerprint(data.rows)
     version = new_version(data_fingerprint)
     unreadable = data.summary["label_files_unreadable"]
@@ -102,7 +110,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         splits,
         checked.valid,
         freeform.final,
-        metrics["test"].macro_f1,
+        metrics[judged_on].macro_f1,
         config.promote_threshold,
         config.max_regression,
         blockers=[unreadable_labels_blocker(unreadable)] if unreadable else [],

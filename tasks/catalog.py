@@ -135,6 +135,10 @@ def describe_version(storage: Storage, version: str) -> str:
             f"label files:    {', '.join(data.get('label_files') or []) or '-'}",
             *(f"  not read:     {_unreadable(f)}" for f in data.get("label_files_unreadable") or []),
             *(f"  skipped:      {name}" for name in data.get("label_files_skipped") or []),
+            *(
+                f"  waiting:      {name} (younger than --min-file-age)"
+                for name in data.get("label_files_waiting") or []
+            ),
             f"label rows:     {data.get('label_rows')} used, {data.get('label_rows_left_out')} left out, "
             f"{data.get('unlabelled_rows')} not labelled, {data.get('conflicting_ids')} conflicting ids",
             f"label weight:   {(meta.get('training') or {}).get('label_weight', 1.0)}",

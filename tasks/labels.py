@@ -27,9 +27,10 @@ analyst to fix; the next training reads it.
 
 from __future__ import annotations
 
+import csv
 import io
 import posixpath
-import unicodedata
+import time
 from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.retries import retry_if_transient
+from tasks.schema import fold_name
 from tasks.source import parse_records
 from tasks.storage import Storage
 from tasks.validation import DatasetError
@@ -79,6 +81,7 @@ class LabelSet:
     conflicts: tuple[str, ...] = field(default_factory=tuple)  # one line per id labelled differently
     unreadable: tuple[tuple[str, str], ...] = ()  # (file name, why) of each file that could not be read
     skipped: tuple[str, ...] = ()  # names skipped as temporary, marker or lock files (SKIPPED_PREFIXES)
+    waiting: tuple[str, ...] = ()  # names younger than --min-file-age: read by the next training
 
     @classmethod
     def empty(cls) -> LabelSet:
@@ -123,6 +126,31 @@ def label_file_listing(storage: Storage, location: str) -> tuple[list[tuple[str,
     return sorted(found), sorted(skipped)
 
 
+def split_by_age(
+    storage: Storage, location: str, files: list[tuple[str, str]], min_file_age: float
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """(files old enough to read, names of those modified less than ``min_file_age`` seconds ago).
+
+    A file still being copied into ``labels/`` must not be trained on (a cut copy can hold a valid
+    prefix of the rows), so, as scoring does with incoming batches (``--min-file-age``), a young
+    file waits for the next training; the run logs it and ``bundle.json`` lists it.
+    """
+    if min_file_age <= 0 or not files:
+        return files, []
+    from tasks.storage import version_from_info
+
+    fs, _ = storage.filesystem_for(location)
+    now = time.time()
+    ready: list[tuple[str, str]] = []
+    young: list[str] = []
+    for name, path in files:
+        if now - version_from_info(fs, path, fs.info(path)).mtime < min_file_age:
+            young.append(name)
+        else:
+            ready.append((name, path))
+    return ready, young
+
+
 def canonical_categoria(value: object, categories: Sequence[str]) -> object:
     """``value`` as one of ``categories`` when it is one up to case, spaces and accents; else as given."""
     if not isinstance(value, str):
@@ -134,9 +162,7 @@ def canonical_categoria(value: object, categories: Sequence[str]) -> object:
     return value
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).replace(" ", "_").replace("-", "_")
+_fold = fold_name
 
 
 def csv_separator(text: str) -> str:
@@ -151,8 +177,10 @@ def csv_separator(text: str) -> str:
     return best if counts[best] else ","
 
 
-def read_label_file(name: str, data: bytes) -> pd.DataFrame:
-    """One label file as a frame of text columns (CSV cells as written; empty cells as "")."""
+def read_label_file(name: str, data: bytes, categories: Sequence[str] | None = None) -> pd.DataFrame:
+    """One label file as a frame of text columns (CSV cells as written; empty cells as ""); with
+    ``categories``, a CSV's last row without a line break must also hold one of them (see
+    :func:`_refuse_cut_last_row`)."""
     kind = EXTENSIONS.get(posixpath.splitext(name)[1].lower())
     if kind is None:
         raise DatasetError(
@@ -180,6 +208,7 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
             frame = pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DatasetError(f"label file {name} is not a readable CSV: {_one_line(exc)}") from None
+        _refuse_cut_last_row(name, text, frame, categories)
     elif kind == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -202,6 +231,38 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
             f"(found: {', '.join(frame.columns)})"
         )
     return frame
+
+
+def _refuse_cut_last_row(
+    name: str, text: str, frame: pd.DataFrame, categories: Sequence[str] | None = None
+) -> None:
+    """A CSV that ends without a line break in a row that is not a whole labelled row was cut (a copy
+    still under way, a truncated upload), and every row after the cut is missing: the file is
+    unreadable rather than a valid prefix trained on. The last row is cut when it has fewer fields
+    than the header, or (given ``categories``) when its ``categoria`` is empty or not a class, which is
+    where a cut inside or right before the last cell leaves it (``...,logi``). Spreadsheets and CSV
+    writers end every row with a line break, so a whole file is never refused. (An unclosed quote at
+    the end is refused by pandas already; JSON Lines whose last line does not parse, a JSON array not
+    closed and a Parquet file without its footer are refused by their readers.)"""
+    if not len(frame) or text.endswith(("\n", "\r")):
+        return
+    last: list[str] = []
+    for row in csv.reader(io.StringIO(text), delimiter=csv_separator(text)):
+        if row:
+            last = row
+    header = [str(c).strip() for c in frame.columns]
+    why = None
+    if len(last) < len(header):
+        why = f"its last line has {len(last)} of {len(header)} fields"
+    elif categories is not None and "categoria" in header:
+        cell = last[header.index("categoria")]
+        if canonical_categoria(cell, categories) not in categories:
+            why = f"its last line's categoria {short(cell)} is not a class"
+    if why:
+        raise DatasetError(
+            f"label file {name} ends in a cut row: {why} and the file does not end with a line break "
+            "(still being copied, or truncated); copy the whole file again"
+        )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -300,6 +361,7 @@ def read_label_files(
     location: str,
     unreadable: list[tuple[str, str]] | None = None,
     files: list[tuple[str, str]] | None = None,
+    categories: Sequence[str] | None = None,
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """(name, rows as written) of each label file at ``location``, in name order.
 
@@ -310,7 +372,7 @@ def read_label_files(
     fs, _ = storage.filesystem_for(location)
     for name, path in label_file_uris(storage, location) if files is None else files:
         try:
-            frame = read_label_file(name, fs.cat_file(path))
+            frame = read_label_file(name, fs.cat_file(path), categories)
         except DatasetError as exc:
             if unreadable is None:
                 raise
@@ -319,14 +381,18 @@ def read_label_files(
         yield name, frame
 
 
-def read_labels(storage: Storage, location: str | None, categories: Sequence[str]) -> LabelSet:
-    """Every label file at ``location`` read, checked and resolved into one row per id."""
+def read_labels(
+    storage: Storage, location: str | None, categories: Sequence[str], min_file_age: float = 0.0
+) -> LabelSet:
+    """Every label file at ``location`` read, checked and resolved into one row per id (files
+    modified less than ``min_file_age`` seconds ago wait: :func:`split_by_age`)."""
     if location is None:
         return LabelSet.empty()
     valid, rejected, unlabelled, names = [], [], 0, []
     unreadable: list[tuple[str, str]] = []
     files, skipped = label_file_listing(storage, location)
-    for name, frame in read_label_files(storage, location, unreadable, files):
+    files, waiting = split_by_age(storage, location, files, min_file_age)
+    for name, frame in read_label_files(storage, location, unreadable, files, categories):
         rows, bad, blank = check_label_file(name, frame, categories)
         valid.append(rows)
         rejected.append(bad)
@@ -342,6 +408,7 @@ def read_labels(storage: Storage, location: str | None, categories: Sequence[str
         conflicts=tuple(conflicts),
         unreadable=tuple(unreadable),
         skipped=tuple(skipped),
+        waiting=tuple(waiting),
     )
 
 
@@ -352,14 +419,24 @@ def read_labels(storage: Storage, location: str | None, categories: Sequence[str
     retry_delay_seconds=5,
     retry_condition_fn=retry_if_transient,
 )
-def load_labels(storage: Storage, setting: str, categories: Sequence[str]) -> LabelSet:
+def load_labels(
+    storage: Storage, setting: str, categories: Sequence[str], min_file_age: float = 0.0
+) -> LabelSet:
     """The analysts' labels for this run (``--labels``), with a log line for everything left out."""
     logger = get_run_logger()
     location = labels_location(storage, setting)
     if location is None:
         logger.info("Labels: none (--labels none)")
         return LabelSet.empty()
-    labels = read_labels(storage, location, categories)
+    labels = read_labels(storage, location, categories, min_file_age)
+    if labels.waiting:
+        logger.warning(
+            "Labels: %d file(s) modified less than --min-file-age %g s ago (may still be being copied) "
+            "wait for the next training: %s",
+            len(labels.waiting),
+            min_file_age,
+            ", ".join(labels.waiting),
+        )
     if labels.skipped:
         logger.warning(
             "Labels: skipped %d file(s) whose name or folder starts with %s (temporary, marker or lock "

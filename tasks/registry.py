@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 
 from prefect import get_run_logger
@@ -77,9 +78,36 @@ def is_complete(storage: Storage, version: str) -> bool:
 
 
 def set_latest(storage: Storage, version: str) -> None:
+    """Point ``LATEST`` at ``version`` after the checks scoring makes when it loads it (every file's
+    SHA-256, the class order, the manifest's version, the weights loaded into the network, no link
+    out of ``models/``): a version that would fail every scoring run never goes into service."""
     if not is_complete(storage, version):
         raise ModelNotFound(f"cannot promote {version}: it is not a complete model version")
+    try:
+        load_bundle(storage, version)
+        _check_other_files(storage, version)
+    except ModelFileError as exc:
+        raise ModelFileError(f"cannot promote {version}: {exc}") from None
     storage.write_text(LATEST, version + "\n")
+
+
+def _check_other_files(storage: Storage, version: str) -> None:
+    """The files loading does not read (``eval.parquet``, which later promotions are judged on; the
+    reports) against their SHA-256 in the manifest too: a version goes into service as published."""
+    folder = version_dir(version)
+    manifest = json.loads(storage.read_text(f"{folder}/{COMPLETE}"))
+    for name, digest in manifest["files"].items():
+        if name in MODEL_FILES:
+            continue  # checked by load_bundle
+        try:
+            data = storage.read_bytes(f"{folder}/{name}")
+        except FileNotFoundError:
+            raise ModelFileError(f"model {version}: {name} is missing") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ModelFileError(
+                f"model {version}: {name} ({len(data):,} bytes) does not match the SHA-256 recorded in "
+                f"{COMPLETE} when it was published: the file was changed or truncated"
+            )
 
 
 def resolve_version(storage: Storage, version: str = "latest") -> str:
@@ -105,15 +133,41 @@ def require_complete(storage: Storage, version: str) -> None:
         )
 
 
+def check_inside_models(storage: Storage, version: str) -> None:
+    """Refuse a version folder, or a file in it, that is a symbolic link leading out of ``models/``.
+
+    The hashes only say the files are what the manifest lists; a link (``models/v9 -> /tmp/x``) would
+    let whoever writes elsewhere put a model in service. Only local folders have links; ``models/``
+    itself may be a link (a mounted disk): what counts is where it resolves to.
+    """
+    if not storage.is_local:
+        return
+    models = os.path.realpath(storage.path(MODELS))
+    folder = storage.path(version_dir(version))
+    for path in [folder, *(os.path.join(folder, name) for name in sorted(os.listdir(folder)))]:
+        real = os.path.realpath(path)
+        if os.path.commonpath([models, real]) != models or real == models:
+            raise ModelFileError(
+                f"model {version}: {os.path.relpath(path, storage.path())} is a link to {real}, outside "
+                f"{storage.uri(MODELS)}; copy the version into models/ instead of linking it"
+            )
+
+
 def _verified_files(storage: Storage, version: str) -> tuple[dict[str, bytes], dict]:
     """The bundle's files, each checked against the SHA-256 that its ``_COMPLETE`` manifest recorded."""
     folder = version_dir(version)
     require_complete(storage, version)
+    check_inside_models(storage, version)
     try:
         manifest = json.loads(storage.read_text(f"{folder}/{COMPLETE}"))
         recorded = manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"model {version}: {COMPLETE} is not a readable manifest ({exc})") from None
+    if manifest.get("version") != version:
+        raise ModelFileError(
+            f"model {version}: its {COMPLETE} manifest was written for version "
+            f"{manifest.get('version')!r}: the folder was copied or renamed, not published under this name"
+        )
     files = {}
     for name in MODEL_FILES:  # every file a bundle must have, and the optional ones it was written with
         if name not in recorded:

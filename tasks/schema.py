@@ -15,3 +15,12 @@ COLUMNS = (
 )
 CATEGORIES = ("ecommerce", "logistica", "precios", "servicio_cliente")
 SEVERITIES = ("baja", "media", "alta", "critica")
+
+
+def fold_name(text: str) -> str:
+    """A class name as label files are matched to it: without case, surrounding spaces or accents,
+    inner spaces and hyphens as ``_`` (``Logística`` and ``logistica`` are one class)."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).replace(" ", "_").replace("-", "_")

@@ -107,17 +107,20 @@ def check_classes(
     valid: pd.DataFrame, splits: dict[str, pd.DataFrame], categories: Sequence[str], min_rows: int
 ) -> None:
     """Raise :class:`DatasetError` unless every class has ``min_rows`` valid rows and appears in
-    every split that has rows: a model that never saw a class, or is tested without it, must not be
-    published (it would report "accuracy 0.0000 (0 rows)" and look like a result)."""
+    every split: a model that never saw a class, or is tested without it, must not be published (it
+    would report "accuracy 0.0000 (0 rows)" and look like a result)."""
     counts = valid["categoria"].value_counts()
     few = {label: int(counts.get(label, 0)) for label in categories if counts.get(label, 0) < min_rows}
     if few:
         listed = ", ".join(f"{label} {n}" for label, n in few.items())
         raise DatasetError(f"too few valid rows to train: {listed} (at least {min_rows} per class needed)")
     for name, part in splits.items():
-        missing = sorted(set(categories) - set(part["categoria"])) if len(part) or name == "train" else []
+        missing = sorted(set(categories) - set(part["categoria"]))
         if missing:
-            raise DatasetError(f"the {name} split has no rows of class {', '.join(missing)}")
+            raise DatasetError(
+                f"the {name} split has no rows of class {', '.join(missing)} ({len(part)} rows in it; "
+                "a class needs at least 3 valid rows to be in every split)"
+            )
 
 
 @task(name="split-dataset")

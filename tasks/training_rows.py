@@ -9,6 +9,7 @@ their test part is reported as its own evaluation set (``labels``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from tasks.labels import REPLACED
 from tasks.labels import ROW_NUMBER
 from tasks.labels import SOURCE_FILE
 from tasks.labels import LabelSet
+from tasks.validation import DatasetError
 from tasks.validation import ValidationOutcome
 from tasks.validation import short
 
@@ -68,6 +70,7 @@ def combine(checked: ValidationOutcome, labels: LabelSet, source: str) -> Traini
         "label_files": list(labels.files),
         "label_files_unreadable": [{"file": name, "reason": why} for name, why in labels.unreadable],
         "label_files_skipped": list(labels.skipped),
+        "label_files_waiting": list(labels.waiting),
         "label_rows": len(label_rows),
         "label_rows_left_out": len(labels.rejected),
         "unlabelled_rows": labels.unlabelled,
@@ -119,3 +122,13 @@ def evaluation_sets(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
         for name in ("test", "labels")
         if (rows[EVAL_SET] == name).any()
     }
+
+
+def gate_set(sets: Sequence[str]) -> str:
+    """The evaluation set ``--promote-threshold`` is judged on: the source's test rows (``test``);
+    when label files relabel every source id, no source row is left and the test split holds label
+    rows only, so the threshold applies to those (``labels``). Raise when neither has rows."""
+    for name in ("test", "labels"):
+        if name in sets:
+            return name
+    raise DatasetError("the test split has no rows: nothing to judge the model on (raise --test-fraction)")

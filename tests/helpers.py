@@ -283,6 +283,7 @@ def small_train_config(source: Path | str, storage: Path | str, **overrides):
     from flows.configs import TrainConfig
 
     settings = {"epochs": 3, "embedding_dim": 32, "hidden_size": 32, "num_layers": 1, "head_sizes": [32]}
+    settings["min_file_age"] = 0  # label files are written by the test just before
     return TrainConfig(
         source=str(source), storage=str(storage), learning_rate=5e-3, **{**settings, **overrides}
     )

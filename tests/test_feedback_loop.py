@@ -232,7 +232,10 @@ def test_an_unreadable_label_file_does_not_stop_the_others_and_fails_the_run(
         encoding="utf-8",
     )
     (tmp_path / "labels" / "_urgente.csv").write_text("id,comentario,categoria\nu1,caro,precios\n")
-    code = main(["train", "--source", str(shared_dataset_path), "--storage", str(tmp_path), "--epochs", "1"])
+    code = main(
+        ["train", "--source", str(shared_dataset_path), "--storage", str(tmp_path), "--epochs", "1"]
+        + ["--min-file-age", "0"]  # the label files were written just now
+    )
     assert code == 1
     last = capsys.readouterr().err.rstrip("\n").splitlines()[-1]
     # Trained on the readable files and published, but not promoted: the unread file might correct
