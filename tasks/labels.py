@@ -42,6 +42,9 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.retries import retry_if_transient
 from tasks.source import parse_records
+from tasks.spreadsheet import NotXlsx
+from tasks.spreadsheet import read_xlsx_frame
+from tasks.spreadsheet import restore_text
 from tasks.storage import Storage
 from tasks.validation import DatasetError
 from tasks.validation import Rule
@@ -60,6 +63,7 @@ EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".csv": "csv",
+    ".xlsx": "xlsx",  # the review export's recommended form (tasks/spreadsheet.py)
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "jsonl",  # parse_records takes a JSON array as well as JSON Lines
@@ -156,11 +160,11 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
     kind = EXTENSIONS.get(posixpath.splitext(name)[1].lower())
     if kind is None:
         raise DatasetError(
-            f"label file {name}: unknown kind of file (use .csv, .parquet or .jsonl; "
+            f"label file {name}: unknown kind of file (use .xlsx, .csv, .parquet or .jsonl; "
             f"move other files out of the labels folder)"
         )
     if (
-        kind != "parquet"
+        kind not in ("parquet", "xlsx")
         and len(data) < 64
         and b"".join(data.removeprefix(b"\xef\xbb\xbf").split()) in (b"", b"[]")
     ):
@@ -180,6 +184,14 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
             frame = pd.read_csv(io.StringIO(text), sep=csv_separator(text), dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DatasetError(f"label file {name} is not a readable CSV: {_one_line(exc)}") from None
+        # The review export puts a ' before a leading = + - @ (CSV injection): take it off again, so
+        # ids and comments are the ones exported.
+        frame = frame.map(restore_text)
+    elif kind == "xlsx":
+        try:
+            frame = read_xlsx_frame(data)
+        except NotXlsx as exc:
+            raise DatasetError(f"label file {name} is not a readable XLSX workbook: {exc}") from None
     elif kind == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

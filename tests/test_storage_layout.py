@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
-pytest.register_assert_rewrite("s3_support")
 from tasks.layout import PEOPLE_FOLDERS
 from tasks.layout import create_layout
 from tasks.storage import Storage
