@@ -13,13 +13,18 @@ forces ``data_type = "s"``).
 
 * every field quoted (``csv.QUOTE_ALL``), so line breaks and carriage returns inside a comment stay
   inside its field (a bare CR no longer splits a row);
-* a text field starting with ``=``, ``+``, ``-``, ``@``, tab or CR gets a leading ``'`` (OWASP's
-  advice against CSV injection): a spreadsheet shows it as text and evaluates nothing. The label
-  reader removes that one quote again (:func:`restore_text`), so ids used as join keys (``-5``,
-  ``=x``) come back exactly; a field that already started with ``'`` before such a character gets
-  a second one, so the mapping is one-to-one;
+* a text field starting with ``=``, ``+``, ``-``, ``@``, tab, CR (or LF) gets a leading ``'``
+  (OWASP's advice against CSV injection): a spreadsheet shows it as text and evaluates nothing. The
+  label reader removes that one quote again (:func:`restore_text`), so ids used as join keys
+  (``-5``, ``=x``) come back exactly; a field that already started with ``'`` before such a
+  character gets a second one, so the mapping is one-to-one. The price: a CSV label file *not*
+  made from the export whose id or comment really starts with ``'=`` (``'+``, ...) loses that
+  ``'``;
 * no decimal numbers: the confidence is a whole percentage (``52``), which every locale reads the
   same way (a decimal point or comma would be read as a thousands separator by some locale).
+
+What a CSV cannot prevent: a spreadsheet still reads an all-digit id such as ``00123`` as the
+number 123 (LibreOffice es-ES, ``bench/spreadsheet_roundtrip.py``); such ids need the XLSX.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from datetime import datetime
 
 import pandas as pd
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# OWASP's list (= + - @ tab CR), and LF: spreadsheets turn a CR into a LF, so "'\r..." comes back as
+# "'\n...", and a leading LF gets the quote too so that undoing it stays one-to-one.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 QUOTE = "'"
 
 

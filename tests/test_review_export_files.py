@@ -69,16 +69,21 @@ def storage(tmp_path) -> Storage:
 
 
 @pytest.mark.parametrize(
-    "text", ["=1+1", "+1", "-1", "@x", "\tx", "\rx", "'=x", "''-x", "'plain", "plain", "", "a=b", "'"]
+    "text",
+    ["=1+1", "+1", "-1", "@x", "\tx", "\rx", "\nx", "'=x", "''-x", "'\nx", "'plain", "plain", "", "a=b", "'"],
 )
 def test_neutralise_then_restore_is_the_identity(text):
     safe = neutralise_text(text)
     assert restore_text(safe) == text
-    assert not str(safe).startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert not str(safe).startswith(("=", "+", "-", "@", "\t", "\r", "\n"))
 
 
 def test_restore_leaves_ordinary_quotes_alone():
     assert restore_text("'hola") == "'hola" and restore_text("''") == "''"
+
+
+def test_a_cr_turned_into_lf_by_a_spreadsheet_loses_its_quote_too():
+    assert restore_text(neutralise_text("\rhola").replace("\r", "\n")) == "\nhola"
 
 
 # --------------------------------------------------------------------------------------------------- CSV
