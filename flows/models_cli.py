@@ -44,10 +44,29 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from tasks.catalog import bundle_json
     from tasks.catalog import describe_version
+    from tasks.registry import ModelNotFound
 
     storage = _storage(args)
-    print(bundle_json(storage, args.version) if args.json else describe_version(storage, args.version))
+    try:
+        print(bundle_json(storage, args.version) if args.json else describe_version(storage, args.version))
+    except ModelNotFound as exc:
+        raise _no_such_version(storage, args, exc) from None
     return 0
+
+
+def _no_such_version(storage, args: argparse.Namespace, exc: Exception) -> Exception:
+    """``model version 'x' not found ...: comentarios models list --storage S shows the versions`` (and
+    the closest names, for a typo)."""
+    import difflib
+    import shlex
+
+    from flows.errors import ActionableError
+    from tasks.catalog import complete_versions
+
+    close = difflib.get_close_matches(args.version, complete_versions(storage), n=2, cutoff=0.6)
+    listing = f"comentarios models list --storage {shlex.quote(args.storage)}"
+    maybe = f"did you mean {' or '.join(close)}? " if close else ""
+    return ActionableError(str(exc), f"{maybe}{listing} shows the versions there are")
 
 
 def _promote(args: argparse.Namespace) -> int:

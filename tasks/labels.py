@@ -40,6 +40,7 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.batch_hints import column_hints
 from tasks.retries import retry_if_transient
 from tasks.source import parse_records
 from tasks.spreadsheet import NotXlsx
@@ -209,9 +210,10 @@ def read_label_file(name: str, data: bytes) -> pd.DataFrame:
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [column for column in LABEL_COLUMNS if column not in frame.columns]
     if missing:
+        hints = "".join(f"; {hint}" for hint in column_hints(missing, list(frame.columns)))
         raise DatasetError(
             f"label file {name}: required column(s) missing: {', '.join(missing)} "
-            f"(found: {', '.join(frame.columns)})"
+            f"(found: {', '.join(frame.columns)}){hints}"
         )
     return frame
 
