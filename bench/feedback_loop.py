@@ -123,7 +123,7 @@ def run_review_loop(work: Path, seed: int, limit: int = 80) -> dict[str, float]:
     (root / "incoming").mkdir(parents=True)
     dev[["id", "comentario"]].to_parquet(root / "incoming" / "dev.parquet", index=False)
     score_batches(ScoreConfig(storage=str(root), min_file_age=0))
-    export = root / "review.csv"
+    export = root / "exports" / "review.csv"  # review export writes only outside the root or under exports/
     written, queued = export_review(Storage(str(root)), str(export), limit=limit)
     print(f"(c) seed {seed}: {queued} of {len(dev)} dev rows flagged for review, {written} exported")
     filled = pd.read_csv(export, dtype=str, keep_default_na=False, encoding="utf-8-sig")

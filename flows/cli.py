@@ -172,12 +172,27 @@ def _run_score(args: argparse.Namespace) -> int:
         server.join()
     try:
         summary = score_batches(config)
-    except BatchesFailed as exc:  # the good batches are written: say where, then fail with one line
-        if exc.summary is not None:
-            _print_score_summary(exc.summary)
-        raise
+    except BatchesFailed as exc:  # the good batches are written: say where, then one line per bad file
+        if exc.summary is None:
+            raise
+        _print_score_summary(exc.summary)
+        _print_batch_problems(exc.summary)
+        return 1
     _print_score_summary(summary)
     return 0
+
+
+def _print_batch_problems(summary: ScoreSummary) -> None:
+    """One line per batch not scored (a run with many bad files is not one 1,000-character line)."""
+    problems = [(name, f"unreadable: {why}") for name, why in summary.unreadable.items()]
+    problems += [(name, f"failed: {why}") for name, why in summary.failed.items()]
+    print(
+        f"comentarios score: {len(problems)} batch(es) not scored (each file stays where it is; fix or "
+        "replace it and score again; errors/unreadable lists the unreadable ones):",
+        file=sys.stderr,
+    )
+    for name, why in problems:
+        print(f"  {name}: {' '.join(why.split())}", file=sys.stderr)
 
 
 def _print_score_summary(summary: ScoreSummary) -> None:

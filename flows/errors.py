@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from flows.configs import ScoreConfig
     from flows.configs import TrainConfig
+    from tasks.storage import Storage
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -108,6 +109,19 @@ def check_local_path(uri: str, flag: str, what: str, todo: str) -> None:
         raise ActionableError(f"{what} {path} does not exist ({flag})", todo)
 
 
+def check_glob_matches(storage: Storage, uri: str) -> None:
+    """A glob that matches no file is as wrong as a folder that does not exist (a typo, a shell that
+    expanded the pattern, a mount missing): said before the run, not read as "nothing new"."""
+    if not set("*?[") & set(uri):
+        return
+    fs, path = storage.filesystem_for(uri)
+    if not fs.glob(path):
+        raise ActionableError(
+            f"input {uri} matches no file (--input)",
+            "check the pattern (quote it, so the shell does not expand it) or pass --input a folder",
+        )
+
+
 def check_host(
     url: str | None, flag: str, timeout: float = CONNECT_TIMEOUT_S, todo: str | None = None
 ) -> None:
@@ -187,6 +201,7 @@ def check_score(config: ScoreConfig) -> None:
             raise ActionableError(
                 str(exc), "pass --input the folder new batches land in (default: <storage>/incoming/)"
             ) from exc
+        check_glob_matches(storage, config.input)
     from tasks.registry import ModelNotFound  # imports Prefect and torch: after the quick checks
     from tasks.registry import is_complete
     from tasks.registry import resolve_version

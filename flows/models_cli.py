@@ -8,7 +8,8 @@ modules are imported inside each command, so ``comentarios --help`` stays fast.
 * ``models promote VERSION [--reason TEXT]``: put a version in service (or roll back to one): one
   write of ``models/LATEST`` and one entry in the promotions log.
 * ``models log``: the promotions log, oldest first, as JSON Lines.
-* ``review export --out FILE``: the review queue as a CSV to fill in (see ``tasks/review_export.py``).
+* ``review export [--out FILE] [--format xlsx|csv] [--force]``: the review queue as a workbook (or a safe
+  CSV) to fill in, by default under ``<storage>/exports/`` (see ``tasks/review_export.py``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,29 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from tasks.catalog import bundle_json
     from tasks.catalog import describe_version
+    from tasks.registry import ModelNotFound
 
     storage = _storage(args)
-    print(bundle_json(storage, args.version) if args.json else describe_version(storage, args.version))
+    try:
+        print(bundle_json(storage, args.version) if args.json else describe_version(storage, args.version))
+    except ModelNotFound as exc:
+        raise _no_such_version(storage, args, exc) from None
     return 0
+
+
+def _no_such_version(storage, args: argparse.Namespace, exc: Exception) -> Exception:
+    """``model version 'x' not found ...: comentarios models list --storage S shows the versions`` (and
+    the closest names, for a typo)."""
+    import difflib
+    import shlex
+
+    from flows.errors import ActionableError
+    from tasks.catalog import complete_versions
+
+    close = difflib.get_close_matches(args.version, complete_versions(storage), n=2, cutoff=0.6)
+    listing = f"comentarios models list --storage {shlex.quote(args.storage)}"
+    maybe = f"did you mean {' or '.join(close)}? " if close else ""
+    return ActionableError(str(exc), f"{maybe}{listing} shows the versions there are")
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -71,21 +91,33 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from flows.errors import ActionableError
+    from tasks.review_export import ExportRefused
     from tasks.review_export import export_review
+    from tasks.review_export import export_target
 
+    storage = _storage(args)
+    try:
+        target = export_target(storage, args.out, args.format, args.force)
+    except ExportRefused as exc:
+        raise ActionableError(exc.problem, exc.todo) from None
     unreadable: list[tuple[str, str]] = []
-    written, queued = export_review(
-        _storage(args),
-        args.out,
-        since=args.since,
-        limit=args.limit,
-        labels=args.labels,
-        unreadable=unreadable,
-    )
+    try:
+        written, queued = export_review(
+            storage,
+            target,
+            since=args.since,
+            limit=args.limit,
+            labels=args.labels,
+            unreadable=unreadable,
+            force=args.force,
+        )
+    except ExportRefused as exc:  # the file appeared meanwhile
+        raise ActionableError(exc.problem, exc.todo) from None
     for _, why in unreadable:
         print(f"warning: {why}; comments labelled in it may be in this export again", file=sys.stderr)
     print(
-        f"wrote {written} rows to {args.out} ({queued} flagged predictions in the queue; one row per distinct "
+        f"wrote {written} rows to {target.uri} ({queued} flagged predictions in the queue; one row per distinct "
         "comment not labelled yet). Fill in 'categoria', then put the file into <storage>/labels/."
     )
     return 0
@@ -137,11 +169,25 @@ def add_commands(commands: Any) -> None:
     review_actions = review.add_subparsers(dest="action", required=True)
     export = review_actions.add_parser(
         "export",
-        help="Write the review queue as a CSV to fill in (UTF-8 with BOM); most useful rows first.",
+        help="Write the review queue as a workbook (.xlsx) or a safe CSV to fill in; most useful rows first.",
         description="One row per distinct comment not labelled yet: lowest confidence first, classes "
         "mixed, comments without words last. Fill in 'categoria' and put the file into <storage>/labels/.",
     )
-    export.add_argument("--out", required=True, help="CSV file to write (local path or s3://...).")
+    export.add_argument(
+        "--out",
+        default=None,
+        help="File to write (local path or s3://...), ending in .xlsx or .csv; outside the storage root or "
+        "under <storage>/exports/ (default: <storage>/exports/revision-<UTC time>.xlsx).",
+    )
+    export.add_argument(
+        "--format",
+        choices=("xlsx", "csv"),
+        default=None,
+        help="xlsx (recommended: typed cells, nothing evaluated, no locale guessing) or csv (every field "
+        "quoted, formula-like text prefixed with ', confidence as a whole percentage). Default: --out's "
+        "extension, xlsx without --out.",
+    )
+    export.add_argument("--force", action="store_true", help="Replace --out if it exists.")
     export.add_argument("--since", type=_since, default=None, help="Only rows scored on or after YYYY-MM-DD.")
     export.add_argument("--limit", type=_positive, default=None, help="At most N rows (the most useful).")
     export.add_argument(

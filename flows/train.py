@@ -18,6 +18,7 @@ from tasks.champion import challenge_champion
 from tasks.freeform import load_freeform_eval
 from tasks.gate import unreadable_labels_blocker
 from tasks.labels import load_labels
+from tasks.layout import create_layout
 from tasks.modeling import evaluate_model
 from tasks.modeling import new_version
 from tasks.modeling import package_model
@@ -78,6 +79,9 @@ def prepare_data(
 @flow(name="train-lstm", log_prints=True)
 def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     storage = config.storage_root()
+    created = create_layout(storage)  # incoming/, labels/, exports/: the folders people use next
+    if created:
+        get_run_logger().info("Created %s under %s", ", ".join(f"{f}/" for f in created), storage.uri())
     checked, data, splits = prepare_data(config)
     freeform = load_freeform_eval(config.categories)
     fitted = train_model(

@@ -19,7 +19,9 @@ import pyarrow.compute as pc
 
 from tasks.outputs import PASSTHROUGH
 from tasks.outputs import REJECTED_SCHEMA
+from tasks.validation import ID_MISSING
 from tasks.validation import NOT_NULL
+from tasks.validation import NOT_SPACE
 from tasks.validation import ROW
 from tasks.validation import Check
 from tasks.validation import Rule
@@ -30,8 +32,6 @@ REQUIRED = ("id", "comentario")
 KNOWN = [f.name for f in PASSTHROUGH if f.name != "extra_columns"]
 IS_FALSE = Check("ExpectColumnValuesToBeInSet", {"value_set": [False]})
 IS_TRUE = Check("ExpectColumnValuesToBeInSet", {"value_set": [True]})
-# A character that is not white space as Python's str.isspace() sees it (RE2's \s is ASCII only).
-NOT_SPACE = r"[^\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]"
 
 
 def scoring_rules(max_chars: int) -> list[Rule]:
@@ -43,7 +43,8 @@ def scoring_rules(max_chars: int) -> list[Rule]:
     and GX checks those columns; the reasons still quote the row's original value (``quotes``).
     """
     return [
-        Rule("id_missing", "id_length", (NOT_NULL,), lambda v: "id is missing", quotes="id"),
+        # the training rule: id_length is null for an id that is empty or only white space (rule_view)
+        Rule("id_missing", "id_length", (NOT_NULL,), ID_MISSING.reason, quotes="id"),
         Rule(
             "comentario_missing",
             "comentario_length",
@@ -91,13 +92,20 @@ def rule_view(rows: pa.Table, invalid: dict[str, np.ndarray]) -> pd.DataFrame:
     has_text = pc.match_substring_regex(comments, NOT_SPACE).to_numpy(zero_copy_only=False)  # None where null
     return pd.DataFrame(
         {
-            "id_length": pc.utf8_length(rows["id"]).to_numpy(zero_copy_only=False).astype(float),
+            "id_length": id_lengths(rows["id"]).to_numpy(zero_copy_only=False).astype(float),
             "comentario_length": lengths,
             "comentario_has_text": pd.array(has_text, dtype=object),
             **invalid,
             ROW: np.arange(rows.num_rows),
         }
     )
+
+
+def id_lengths(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Length of each id, null where the id is null, empty or only white space (``id_missing``, as in
+    training: :func:`tasks.validation.blank_ids_as_null`)."""
+    has_text = pc.match_substring_regex(ids, NOT_SPACE)
+    return pc.if_else(has_text, pc.utf8_length(ids), pa.scalar(None, pa.int32()))
 
 
 DUPLICATE_RULE = "id_duplicate"

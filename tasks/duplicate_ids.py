@@ -8,9 +8,11 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.chunk_checks import as_text
+from tasks.validation import NOT_SPACE
 from tasks.validation import ROW
 from tasks.validation import Check
 from tasks.validation import Rule
@@ -39,7 +41,10 @@ def duplicate_rows(parquet: pq.ParquetFile, chunk_rows: int) -> set[int]:
     for bucket in range(buckets):
         hashes, rows = [], []
         for first, ids in _id_chunks(parquet, chunk_rows):
-            present = np.flatnonzero(ids.is_valid().to_numpy(zero_copy_only=False))  # null ids are id_missing
+            # null, empty and blank ids are id_missing, not duplicates of each other
+            present = np.flatnonzero(
+                pc.fill_null(pc.match_substring_regex(ids, NOT_SPACE), False).to_numpy(zero_copy_only=False)
+            )
             values = ids.take(pa.array(present)).to_numpy(zero_copy_only=False)
             hashed = pd.util.hash_array(values, categorize=False)
             mine = hashed % np.uint64(buckets) == bucket

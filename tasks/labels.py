@@ -41,9 +41,13 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.batch_hints import column_hints
 from tasks.retries import retry_if_transient
 from tasks.schema import fold_name
 from tasks.source import parse_records
+from tasks.spreadsheet import NotXlsx
+from tasks.spreadsheet import read_xlsx_frame
+from tasks.spreadsheet import restore_text
 from tasks.storage import Storage
 from tasks.validation import DatasetError
 from tasks.validation import Rule
@@ -62,6 +66,7 @@ EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".csv": "csv",
+    ".xlsx": "xlsx",  # the review export's recommended form (tasks/spreadsheet.py)
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "jsonl",  # parse_records takes a JSON array as well as JSON Lines
@@ -184,11 +189,11 @@ def read_label_file(name: str, data: bytes, categories: Sequence[str] | None = N
     kind = EXTENSIONS.get(posixpath.splitext(name)[1].lower())
     if kind is None:
         raise DatasetError(
-            f"label file {name}: unknown kind of file (use .csv, .parquet or .jsonl; "
+            f"label file {name}: unknown kind of file (use .xlsx, .csv, .parquet or .jsonl; "
             f"move other files out of the labels folder)"
         )
     if (
-        kind != "parquet"
+        kind not in ("parquet", "xlsx")
         and len(data) < 64
         and b"".join(data.removeprefix(b"\xef\xbb\xbf").split()) in (b"", b"[]")
     ):
@@ -209,6 +214,14 @@ def read_label_file(name: str, data: bytes, categories: Sequence[str] | None = N
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DatasetError(f"label file {name} is not a readable CSV: {_one_line(exc)}") from None
         _refuse_cut_last_row(name, text, frame, categories)
+        # The review export puts a ' before a leading = + - @ (CSV injection): take it off again, so
+        # ids and comments are the ones exported.
+        frame = frame.map(restore_text)
+    elif kind == "xlsx":
+        try:
+            frame = read_xlsx_frame(data)
+        except NotXlsx as exc:
+            raise DatasetError(f"label file {name} is not a readable XLSX workbook: {exc}") from None
     elif kind == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -226,9 +239,10 @@ def read_label_file(name: str, data: bytes, categories: Sequence[str] | None = N
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [column for column in LABEL_COLUMNS if column not in frame.columns]
     if missing:
+        hints = "".join(f"; {hint}" for hint in column_hints(missing, list(frame.columns)))
         raise DatasetError(
             f"label file {name}: required column(s) missing: {', '.join(missing)} "
-            f"(found: {', '.join(frame.columns)})"
+            f"(found: {', '.join(frame.columns)}){hints}"
         )
     return frame
 

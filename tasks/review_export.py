@@ -13,26 +13,42 @@ of them. The export orders them so that the first rows teach the next model the 
 3. **Comments without a readable word last** (``no_readable_words``: emoji, digits): there is nothing
    in them for a model to learn.
 
-The CSV is UTF-8 with a BOM (Excel then opens accents right), comma-separated, with an empty
-``categoria`` column as the last column. The filled file goes into ``labels/`` unchanged: the label
-reader takes ``id``, ``comentario`` and ``categoria`` and ignores the other columns, reads ``;`` as
-well as ``,`` (a spreadsheet in a Spanish locale saves with ``;``), and counts rows left empty as
-"not labelled", not as errors.
+The file is an **XLSX workbook** (recommended: typed cells, nothing a spreadsheet evaluates or
+reads in its locale) or a **CSV** made safe to open (every field quoted, formula-like text
+neutralised, the confidence as a whole percentage); see :mod:`tasks.spreadsheet`. Either one,
+filled in, goes into ``labels/`` unchanged: the label reader takes ``id``, ``comentario`` and
+``categoria`` and ignores the other columns, reads ``;`` as well as ``,`` (a spreadsheet in a
+Spanish locale saves with ``;``), undoes the CSV's neutralising quote, and counts rows left empty
+as "not labelled", not as errors.
+
+**Where it may write** (:func:`export_target`): outside the storage root, or under its
+``exports/`` folder (the default, ``<storage>/exports/revision-<UTC time>.xlsx``); anywhere else
+under the root is the pipeline's (``models/LATEST``, ``predictions/``, the ledger) and is refused,
+after resolving symlinks. An existing file is replaced only with ``force``; a folder that does not
+exist is not created (except ``exports/``).
 """
 
 from __future__ import annotations
 
-import io
+import os
+import posixpath
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
 from datetime import date
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
 from tasks.labels import labels_location
 from tasks.labels import read_labels
+from tasks.layout import EXPORTS
 from tasks.outputs import REVIEW
 from tasks.schema import CATEGORIES
+from tasks.spreadsheet import safe_csv_bytes
+from tasks.spreadsheet import xlsx_bytes
 from tasks.storage import Storage
 from tasks.validation import DatasetError
 
@@ -40,7 +56,7 @@ EXPORT_COLUMNS = (
     "id",
     "comentario",
     "categoria_pred",
-    "confianza",
+    "confianza_pct",  # confidence in percent (0-100): the same in every locale and format
     "review_reason",
     "veces",
     "batch",
@@ -50,6 +66,8 @@ EXPORT_COLUMNS = (
 )
 READ_COLUMNS = ("id", "comentario", "categoria_pred", "confianza", "review_reason", "model_version", "batch")
 NO_WORDS = "no_readable_words"
+TEXT_COLUMNS = ("id", "comentario", "categoria_pred", "review_reason", "batch", "model_version", "categoria")
+FORMATS = ("xlsx", "csv")
 
 
 def read_review_queue(storage: Storage, since: date | None = None) -> pd.DataFrame:
@@ -129,32 +147,173 @@ def order_for_labelling(
         ["_last", "_turn", "confianza"], kind="stable"
     )
     frame["categoria"] = ""
-    frame["confianza"] = np.round(frame["confianza"].astype(float), 4)
+    frame["confianza_pct"] = np.round(frame["confianza"].astype(float) * 100, 1)
     return frame[list(EXPORT_COLUMNS)].reset_index(drop=True)
 
 
 def export_csv(rows: pd.DataFrame) -> bytes:
-    """UTF-8 with a BOM, comma-separated, every field quoted only where needed."""
-    out = io.StringIO()
-    rows.to_csv(out, index=False)
-    return out.getvalue().encode("utf-8-sig")
+    """The safe CSV of :mod:`tasks.spreadsheet`; the confidence as a whole percentage (``52``): a
+    decimal separator is read differently by some locale (``51.8`` or ``0.518`` -> 518 in es-ES)."""
+    whole = rows["confianza_pct"].round().astype("Int64")
+    return safe_csv_bytes(rows.assign(confianza_pct=whole), TEXT_COLUMNS)
+
+
+def export_xlsx(rows: pd.DataFrame) -> bytes:
+    """The queue as one sheet ``revision``: confidence a number with one decimal, ``veces`` an integer,
+    ``scored_date`` a date, every other cell text that is never evaluated."""
+    return xlsx_bytes(
+        rows,
+        sheet="revision",
+        number_formats={"confianza_pct": "0.0", "veces": "0"},
+        date_columns=("scored_date",),
+        widths={"comentario": 60, "review_reason": 28, "batch": 24, "model_version": 28, "categoria": 18},
+    )
+
+
+class ExportRefused(ValueError):
+    """``--out`` names a place the export may not write (one line: what, and what to do)."""
+
+    def __init__(self, problem: str, todo: str) -> None:
+        super().__init__(f"{problem}: {todo}")
+        self.problem = problem
+        self.todo = todo
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    uri: str  # as the user gave it (or the default), for messages
+    fs: object  # fsspec filesystem
+    path: str  # path inside fs
+    format: str  # xlsx or csv
+    make_folder: bool  # the target is under <storage>/exports/: its folders may be created
+
+
+def default_out(storage: Storage, fmt: str, now: datetime | None = None) -> str:
+    """``<storage>/exports/revision-<UTC time>.<fmt>``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return storage.uri(EXPORTS, f"revision-{stamp}.{fmt}")
+
+
+def _format_of(out: str, fmt: str | None) -> str:
+    ext = posixpath.splitext(out.rstrip("/"))[1].lower().lstrip(".")
+    if fmt is None:
+        if ext in FORMATS:
+            return ext
+        raise ExportRefused(
+            f"--out {out} does not end in .xlsx or .csv",
+            "name the file .xlsx (recommended) or .csv; the label reader goes by the extension",
+        )
+    if ext != fmt:
+        raise ExportRefused(
+            f"--out {out} does not end in .{fmt} (--format {fmt})",
+            f"name the file .{fmt}: the label reader goes by the extension",
+        )
+    return fmt
+
+
+def _inside(path: str, root: str) -> str | None:
+    """``path`` relative to ``root`` when it is ``root`` or below it, else None (plain path strings)."""
+    if path == root:
+        return ""
+    return path[len(root) + 1 :] if path.startswith(root.rstrip("/") + "/") else None
+
+
+def export_target(
+    storage: Storage, out: str | None, fmt: str | None = None, force: bool = False
+) -> ExportTarget:
+    """Where the export goes, or :class:`ExportRefused` (see the module docstring)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    given = out
+    out = out or default_out(storage, fmt or "xlsx")
+    fs, path = storage.filesystem_for(out)
+    if storage.is_local and isinstance(fs, type(storage.fs)):
+        path = os.path.realpath(path)  # a symlink (or ..) pointing into the root is the root
+        rel = _inside(path, os.path.realpath(storage.path()))
+    elif type(fs) is type(storage.fs):
+        if any(part in ("", ".", "..") for part in path.rstrip("/").split("/")[1:]):
+            raise ExportRefused(
+                f"--out {out} has an empty, '.' or '..' part",
+                "give a plain key such as s3://bucket/folder/file",
+            )
+        rel = _inside(path.rstrip("/"), storage.path())
+    else:
+        rel = None  # another filesystem: outside the root
+    exports = rel is not None and rel.split("/")[0] == EXPORTS and rel != EXPORTS
+    if rel is not None and not exports:
+        raise ExportRefused(
+            f"--out {out} is inside the storage root {storage.uri()}"
+            + (f" ({rel.split('/')[0]}/ belongs to the pipeline)" if rel else ""),
+            f"write it outside the storage root, or under {storage.uri(EXPORTS)}/ (the default without --out)",
+        )
+    fmt = _format_of(out, fmt) if given else (fmt or "xlsx")
+    if fs.isdir(path):
+        raise ExportRefused(f"--out {out} is a folder", "give a file name ending in .xlsx or .csv")
+    if not force and fs.exists(path):
+        raise ExportRefused(f"--out {out} exists", "pass --force to replace it, or choose another name")
+    parent = posixpath.dirname(path)
+    if not exports and isinstance(fs, LocalFileSystem) and not fs.isdir(parent):
+        raise ExportRefused(
+            f"folder {parent} of --out does not exist", "create it first, or choose another folder"
+        )
+    return ExportTarget(out, fs, path, fmt, exports)
+
+
+def write_export(target: ExportTarget, data: bytes, force: bool) -> None:
+    """One write; without ``force`` a file that appeared since the check is not replaced (create-only:
+    ``O_EXCL`` locally, ``If-None-Match: *`` on S3)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs = target.fs
+    if isinstance(fs, LocalFileSystem):
+        if target.make_folder:
+            os.makedirs(posixpath.dirname(target.path), exist_ok=True)
+        name = f".{posixpath.basename(target.path)}.{uuid.uuid4().hex}.tmp"
+        temp = posixpath.join(posixpath.dirname(target.path), name)
+        with open(temp, "wb") as handle:
+            handle.write(data)
+        try:
+            if force:
+                os.replace(temp, target.path)
+            else:
+                os.link(temp, target.path)  # fails if the name exists: nothing is replaced
+        except FileExistsError:
+            raise ExportRefused(
+                f"--out {target.uri} exists", "pass --force to replace it, or choose another name"
+            ) from None
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        return
+    try:
+        fs.pipe_file(target.path, data, **({} if force else {"mode": "create"}))
+    except FileExistsError:
+        raise ExportRefused(
+            f"--out {target.uri} exists", "pass --force to replace it, or choose another name"
+        ) from None
 
 
 def export_review(
     storage: Storage,
-    out: str,
+    out: str | ExportTarget | None = None,
     *,
     since: date | None = None,
     limit: int | None = None,
     labels: str = "auto",
     unreadable: list[tuple[str, str]] | None = None,
+    fmt: str | None = None,
+    force: bool = False,
 ) -> tuple[int, int]:
-    """Write the review queue to ``out`` (a local path or any URI); returns (rows written, rows in queue).
+    """Write the review queue to ``out`` (a local path or any URI, or a checked :class:`ExportTarget`;
+    default under ``exports/``) as ``fmt`` (default: from the extension, xlsx without ``out``);
+    returns (rows written, rows in queue). The target is checked before anything is read.
     ``unreadable``: see :func:`labelled_already`."""
+    target = out if isinstance(out, ExportTarget) else export_target(storage, out, fmt, force)
     queue = read_review_queue(storage, since)
     skip_ids, skip_texts = labelled_already(storage, labels, unreadable, model_classes(storage))
     rows = order_for_labelling(queue, skip_ids, skip_texts)
     if limit is not None:
         rows = rows.head(limit)
-    storage.write_uri(out, export_csv(rows))
+    data = export_xlsx(rows) if target.format == "xlsx" else export_csv(rows)
+    write_export(target, data, force)
     return len(rows), len(queue)

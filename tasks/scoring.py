@@ -34,6 +34,8 @@ from lstm_model.predict import Classifier
 from lstm_model.predict import TextScores
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import resolve_device
+from tasks.batch_hints import column_hints
+from tasks.batch_hints import not_parquet_hint
 from tasks.batches import BatchFile
 from tasks.batches import LedgerRecord
 from tasks.batches import ledger_path
@@ -174,16 +176,32 @@ def unreadable_on_bad_bytes(what: str) -> Iterator[None]:
 
 
 def open_parquet(handle: IO[bytes]) -> pq.ParquetFile:
-    """The batch as a Parquet file with the required columns, or :class:`UnreadableBatch` saying why."""
-    with unreadable_on_bad_bytes("not a readable Parquet file"):  # "magic bytes not found", "size is 0 bytes"
-        parquet = pq.ParquetFile(handle)
+    """The batch as a Parquet file with the required columns, or :class:`UnreadableBatch` saying why
+    and what to do (:mod:`tasks.batch_hints`: a CSV or JSON file, a column named ``Comentario``)."""
+    try:
+        with unreadable_on_bad_bytes(
+            "not a readable Parquet file"
+        ):  # "magic bytes not found", "size is 0 bytes"
+            parquet = pq.ParquetFile(handle)
+    except UnreadableBatch as exc:
+        handle.seek(0)
+        name = str(getattr(handle, "name", None) or getattr(handle, "path", ""))
+        hint = not_parquet_hint(name, handle.read(4096))
+        if hint is None:
+            raise
+        raise UnreadableBatch(
+            f"not a readable Parquet file: {hint} ({str(exc).split(': ', 1)[-1]})"
+        ) from None
     names = parquet.schema_arrow.names
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise UnreadableBatch(f"duplicate column name(s): {', '.join(repeated)} (found: {', '.join(names)})")
     missing = [c for c in REQUIRED if c not in names]
     if missing:
-        raise UnreadableBatch(f"required column(s) missing: {', '.join(missing)} (found: {', '.join(names)})")
+        hints = "".join(f"; {hint}" for hint in column_hints(missing, names))
+        raise UnreadableBatch(
+            f"required column(s) missing: {', '.join(missing)} (found: {', '.join(names)}){hints}"
+        )
     return parquet
 
 

@@ -22,6 +22,7 @@ from tasks.validation import Rule
 from tasks.validation import ValidationOutcome
 from tasks.validation import apply_rules
 from tasks.validation import as_given
+from tasks.validation import blank_ids_as_null
 from tasks.validation import labelled_comment_rules
 from tasks.validation import missing_columns
 from tasks.validation import short
@@ -63,7 +64,7 @@ def check_training_rows(
         )
     view = pd.DataFrame(
         {
-            "id": as_given(frame["id"]),
+            "id": blank_ids_as_null(as_given(frame["id"])),  # "" or "  " is a missing id
             "comentario": text_or_null(frame["comentario"]),
             "categoria": as_given(frame["categoria"]),
             "severidad": as_given(frame["severidad"]),

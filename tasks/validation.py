@@ -100,8 +100,38 @@ def _validate(frame: pd.DataFrame, spec: tuple, result_format: dict | str = "SUM
 
 
 NOT_NULL = Check("ExpectColumnValuesToNotBeNull")
-# Rules the training data and the scored batches share.
-ID_MISSING = Rule("id_missing", "id", (NOT_NULL,), lambda v: "id is missing")
+# A character that is not white space as Python's str.isspace() sees it (RE2's \s is ASCII only).
+NOT_SPACE = r"[^\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]"
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _id_missing_reason(value: Any) -> str:
+    return "id is missing" if _is_null(value) else f"id {short(value)} is empty or only whitespace"
+
+
+# Rules the training data and the scored batches share. An id that is empty or only white space is a
+# missing id, in the training source, the label files and the scored batches alike: the rules check the
+# ids through blank_ids_as_null (scoring: the same test in Arrow, tasks/chunk_checks.py).
+ID_MISSING = Rule("id_missing", "id", (NOT_NULL,), _id_missing_reason)
+
+
+def blank_ids_as_null(values: pd.Series) -> pd.Series:
+    """Ids as :data:`ID_MISSING` checks them: a string that is empty or only white space is null.
+    Returns ``values`` itself (no copy) when no id is blank."""
+    if isinstance(values.dtype, pd.StringDtype):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        has_text = pc.match_substring_regex(pa.array(values, type=pa.string(), from_pandas=True), NOT_SPACE)
+        blank = ~np.asarray(has_text.fill_null(True).to_numpy(zero_copy_only=False), dtype=bool)
+    else:
+        blank = np.fromiter((isinstance(v, str) and not v.strip() for v in values), bool, len(values))
+    return values.mask(blank) if blank.any() else values
+
+
 COMENTARIO_MISSING = Rule(
     "comentario_missing",
     "comentario",

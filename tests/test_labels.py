@@ -197,7 +197,8 @@ class TestFormats:
 UNREADABLE = [
     ("excel.csv", "id;comentario;categoria\n1;logística;x\n".encode("cp1252"), "not UTF-8 text"),
     ("b.csv", b"id,comentario\n1,hola\n", "required column(s) missing: categoria"),
-    ("c.xlsx", b"PK\x03\x04", "unknown kind of file"),
+    ("c.xlsx", b"PK\x03\x04", "not a readable XLSX workbook"),
+    ("c.xls", b"\xd0\xcf\x11\xe0", "unknown kind of file (use .xlsx, .csv"),
     ("d.parquet", b"not parquet", "not a readable Parquet file"),
     ("e.jsonl", b'{"id": 1,\n', "not JSON or JSON Lines"),
     # The rows inside a wrapper object are not records: no top-level id, comentario or categoria.

@@ -96,6 +96,7 @@ def storage(tmp_path) -> Storage:
 
 class TestExport:
     def test_csv_has_a_bom_and_reads_in_excel_order(self, storage, tmp_path):
+        (tmp_path / "out").mkdir()  # --out's folder must exist (only exports/ is created)
         written, queued = export_review(storage, str(tmp_path / "out" / "review.csv"))
         data = (tmp_path / "out" / "review.csv").read_bytes()
         assert data.startswith(b"\xef\xbb\xbf") and (written, queued) == (5, 6)
@@ -106,7 +107,7 @@ class TestExport:
     def test_since_and_limit(self, storage, tmp_path):
         out = tmp_path / "r.csv"
         assert export_review(storage, str(out), since=date(2026, 3, 2)) == (3, 3)
-        assert export_review(storage, str(out), limit=2) == (2, 6)
+        assert export_review(storage, str(out), limit=2, force=True) == (2, 6)
         assert list(pd.read_csv(out, encoding="utf-8-sig")["id"]) == ["a2", "a6"]
 
     def test_no_review_table_yet_writes_an_empty_file(self, tmp_path):
@@ -126,7 +127,7 @@ class TestExport:
         labels = read_labels(storage, labels_location(storage, "auto"), LABELS)
         assert labels.rows.set_index("id")["categoria"].to_dict() == {"a2": "logistica", "a5": "precios"}
         assert labels.unlabelled == 3 and labels.rejected.empty
-        again, _ = export_review(storage, str(out))  # labelled comments leave the queue
+        again, _ = export_review(storage, str(out), force=True)  # labelled comments leave the queue
         assert again == 3
 
 

@@ -85,6 +85,11 @@ class TestCleanRunIsPromoted:
         assert (entry["from"], entry["to"], entry["kind"]) == (None, summary.version, "automatic")
         assert summary.champion is None and "only the threshold applies" in entry["reason"]
 
+    def test_storage_has_the_folders_the_readme_uses_next(self, clean_run):
+        _, root, _ = clean_run
+        for folder in ("incoming", "labels", "exports"):  # `cp my_batch.parquet X/incoming/` works
+            assert (root / folder).is_dir(), folder
+
 
 class TestCleanRunVersionFolder:
     def test_has_every_file(self, clean_run):
