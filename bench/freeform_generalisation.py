@@ -56,6 +56,14 @@ VARIANTS: dict[str, dict] = {
     "char_ngrams, token mask 0.2": {"second_model_features": "char_ngrams", "token_mask_prob": 0.2},
     "char_ngrams, token mask 0.4": {"second_model_features": "char_ngrams", "token_mask_prob": 0.4},
     "char_ngrams, frame mask 0.7": {"second_model_features": "char_ngrams", "frame_mask_prob": 0.7},
+    "stems, frame mask 0.7": {"second_model_features": "stems", "frame_mask_prob": 0.7},
+    "char_ngrams, frame mask 0.5": {"second_model_features": "char_ngrams", "frame_mask_prob": 0.5},
+    "char_ngrams w0.9, token mask 0.4": {
+        "second_model_features": "char_ngrams", "second_model_weight": 0.9, "token_mask_prob": 0.4},
+    "char_ngrams 3-5": {"second_model_features": "char_ngrams", "second": {"ngram_min": 3}},
+    "char_ngrams 3-5 w0.7": {
+        "second_model_features": "char_ngrams", "second_model_weight": 0.7, "second": {"ngram_min": 3}},
+    "char_ngrams lr 0.1": {"second_model_features": "char_ngrams", "second": {"learning_rate": 0.1}},
     "LSTM alone": {"second_model_weight": 0.0},
 }  # fmt: skip
 
@@ -118,7 +126,7 @@ def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> object:
         text=cfg.text_settings(),
         architecture=cfg.architecture(),
         training=cfg.training_settings(),
-        second=cfg.second_model_settings(),
+        second=cfg.__dict__.get("_second") or cfg.second_model_settings(),
         review=cfg.review_settings(),
         **options,
     )
@@ -133,7 +141,15 @@ def run(rows, label_rows, sets, overrides: dict, seed: int) -> dict[str, float]:
     from lstm_model.predict import Classifier
 
     started = time.perf_counter()
-    fitted = fit(rows, label_rows, TrainConfig(seed=seed, device="cpu", **overrides), sets)
+    overrides = dict(overrides)
+    second = overrides.pop("second", {})  # SecondModelSettings fields that are no TrainConfig flag
+    cfg = TrainConfig(seed=seed, device="cpu", **overrides)
+    if second:
+        from dataclasses import replace
+
+        settings = replace(cfg.second_model_settings(), **second)
+        cfg.__dict__["_second"] = settings
+    fitted = fit(rows, label_rows, cfg, sets)
     figures: dict[str, float] = {"seconds": time.perf_counter() - started}
     classifier = Classifier.from_fitted(fitted)
     index = {label: i for i, label in enumerate(classifier.labels)}

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from flows.configs import TrainConfig
 from tasks.champion import EVAL_FILE
 from tasks.champion import challenge_champion
+from tasks.freeform import load_frames_eval
 from tasks.freeform import load_freeform_eval
 from tasks.gate import unreadable_labels_blocker
 from tasks.labels import load_labels
@@ -79,6 +80,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     storage = config.storage_root()
     checked, data, splits = prepare_data(config)
     freeform = load_freeform_eval(config.categories)
+    frames = load_frames_eval(config.categories)
     fitted = train_model(
         splits,
         tuple(sorted(config.categories)),
@@ -88,9 +90,10 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         config.second_model_settings(),
         config.review_settings(),
         calibration=freeform.dev,
+        in_frame=frames.dev,
     )
     eval_rows = evaluation_rows(splits)
-    datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final}
+    datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final, "frames": frames.final}
     metrics = evaluate_model(fitted, {name: rows for name, rows in datasets.items() if len(rows)})
     data_fingerprint = fingerprint(data.rows)
     version = new_version(data_fingerprint)

@@ -73,5 +73,14 @@ def _load_parts(resource: str) -> FreeformSets:
 @task(name="load-freeform-eval")
 def load_freeform_eval(categories: Sequence[str]) -> FreeformSets:
     """The two halves, keeping only the rows of the classes being trained."""
-    sets = load_freeform()
+    return _of_classes(load_freeform(), categories)
+
+
+@task(name="load-frames-eval")
+def load_frames_eval(categories: Sequence[str]) -> FreeformSets:
+    """The templates with new wording (kind 1), keeping only the rows of the classes being trained."""
+    return _of_classes(load_frames(), categories)
+
+
+def _of_classes(sets: FreeformSets, categories: Sequence[str]) -> FreeformSets:
     return FreeformSets(*(part[part["categoria"].isin(categories)] for part in (sets.dev, sets.final)))

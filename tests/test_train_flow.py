@@ -74,7 +74,7 @@ class TestCleanRunIsPromoted:
         assert summary.promoted is True
         assert summary.valid_rows + summary.rejected_rows == len(records)
         assert summary.metrics["test"]["macro_f1"] >= 0.99
-        assert set(summary.metrics) == {"test", "freeform"}
+        assert set(summary.metrics) == {"test", "freeform", "frames"}
         assert summary.model_uri == str(root / "models" / summary.version)
 
     def test_latest_names_the_version(self, clean_run):
@@ -125,7 +125,7 @@ class TestCleanRunVersionFolder:
         }
         curve = (root / "models" / summary.version / "learning_curve.png").read_bytes()
         assert images["train-learning-curve"] == [curve]  # the same picture as in storage
-        assert len(images["train-confusion-matrix"]) == 2  # test and freeform
+        assert len(images["train-confusion-matrix"]) == 3  # test, freeform and frames
         assert all(png[:8] == PNG_MAGIC for png in images["train-confusion-matrix"])
         assert "| true \\ predicted |" in mine["train-confusion-matrix"]  # the counts as a table too
 
