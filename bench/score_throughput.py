@@ -247,9 +247,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--second-model",
-        default="auto",
+        default="char_ngrams",
         choices=["auto", "char_ngrams", "stems"],
-        help="what the benched model's second model reads (auto, with no labels here: stems)",
+        help="what the benched model's second model reads (the default: n-grams; auto, with no labels here: stems)",
     )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "comentarios-bench")
     args = parser.parse_args()

@@ -220,7 +220,7 @@ class TrainConfig(StorageParams):
     second_model_features: Literal["auto", "char_ngrams", "stems"] = Field(
         _SECOND.features,
         description="What the second model reads: character n-grams of each word, or the LSTM's stems; "
-        "auto: n-grams when label files add rows, stems otherwise.",
+        "auto: n-grams when label files add rows, stems otherwise (the default before n-grams always).",
     )
     review_catch_target: float = _share(
         _REVIEW.catch_target,
@@ -229,7 +229,11 @@ class TrainConfig(StorageParams):
         above_zero=True,
     )
     review_max_flagged: float = _share(
-        _REVIEW.max_validation_flagged, "...unless that flags more than this share of the validation rows."
+        _REVIEW.max_validation_flagged, "...unless that flags more than this share of the validation rows..."
+    )
+    review_max_in_frame_flagged: float = _share(
+        _REVIEW.max_in_frame_flagged,
+        "...or more than this share of the template comments with new wording (tasks/resources/frames_eval.jsonl).",
     )
     label_weight: float = Field(
         _TRAIN.label_weight,
@@ -303,7 +307,9 @@ class TrainConfig(StorageParams):
 
     def review_settings(self) -> ReviewSettings:
         return ReviewSettings(
-            catch_target=self.review_catch_target, max_validation_flagged=self.review_max_flagged
+            catch_target=self.review_catch_target,
+            max_validation_flagged=self.review_max_flagged,
+            max_in_frame_flagged=self.review_max_in_frame_flagged,
         )
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from flows.configs import TrainConfig
 from tasks.champion import EVAL_FILE
 from tasks.champion import challenge_champion
+from tasks.freeform import load_frames_eval
 from tasks.freeform import load_freeform_eval
 from tasks.gate import unreadable_labels_blocker
 from tasks.labels import load_labels
@@ -84,6 +85,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         get_run_logger().info("Created %s under %s", ", ".join(f"{f}/" for f in created), storage.uri())
     checked, data, splits = prepare_data(config)
     freeform = load_freeform_eval(config.categories)
+    frames = load_frames_eval(config.categories)
     fitted = train_model(
         splits,
         tuple(sorted(config.categories)),
@@ -93,9 +95,10 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         config.second_model_settings(),
         config.review_settings(),
         calibration=freeform.dev,
+        in_frame=frames.dev,
     )
     eval_rows = evaluation_rows(splits)
-    datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final}
+    datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final, "frames": frames.final}
     metrics = evaluate_model(fitted, {name: rows for name, rows in datasets.items() if len(rows)})
     judged_on = gate_set(list(metrics))
     if judged_on != "test":

@@ -132,6 +132,7 @@ def fit_classifier(
     labels: Sequence[str],
     *,
     calibration: LabelledTexts | None = None,
+    in_frame: LabelledTexts | None = None,
     text: TextSettings = TextSettings(),
     architecture: ArchitectureSettings = ArchitectureSettings(),
     training: TrainingSettings = TrainingSettings(),
@@ -143,7 +144,8 @@ def fit_classifier(
 
     ``labels`` fixes the class order (the models' output columns); every label of the texts must
     be one of them. ``calibration`` (hand-written free-form comments the models never train on)
-    fixes the ``needs_review`` threshold; without it, no confidence threshold is fitted.
+    fixes the ``needs_review`` threshold; without it, no confidence threshold is fitted. ``in_frame``
+    (template comments with new wording) caps how many good comments that threshold may flag.
     """
     from lstm_model.predict import Classifier  # predict builds on this module's types
 
@@ -253,5 +255,18 @@ def fit_classifier(
         on_val.readable,
         catch_target=review.catch_target,
         max_validation_flagged=review.max_validation_flagged,
+        **_in_frame_cap(classifier, in_frame, review),
     )
     return replace(fitted, review=policy)
+
+
+def _in_frame_cap(classifier: Any, in_frame: LabelledTexts | None, review: ReviewSettings) -> dict[str, Any]:
+    """The in-frame rows' arguments of :func:`fit_review_policy` (none without such rows)."""
+    if in_frame is None or not len(in_frame.texts):
+        return {}
+    scores = classifier.score(list(in_frame.texts))
+    return {
+        "in_frame_probs": scores.probs,
+        "in_frame_readable": scores.readable,
+        "max_in_frame_flagged": review.max_in_frame_flagged,
+    }

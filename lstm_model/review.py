@@ -55,6 +55,10 @@ class ReviewPolicy:
     # What the threshold achieved on the rows it was fitted on (in-sample figures).
     calibration_catch_rate: float | None = None
     validation_flag_rate: float | None = None
+    # The cap on in-frame comments with new wording (the evaluation suite's kind 1 ``dev`` part) and
+    # the share of them the threshold flags; None: fitted without such rows (older bundles).
+    max_in_frame_flagged: float | None = None
+    in_frame_flag_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,15 +122,20 @@ def fit_review_policy(
     *,
     catch_target: float,
     max_validation_flagged: float,
+    in_frame_probs: np.ndarray | None = None,
+    in_frame_readable: np.ndarray | None = None,
+    max_in_frame_flagged: float | None = None,
 ) -> ReviewPolicy:
     """The lowest threshold on the top probability that flags ``catch_target`` of the wrong
     calibration predictions, capped so that at most ``max_validation_flagged`` of the validation rows
-    are flagged.
+    and at most ``max_in_frame_flagged`` of the in-frame rows are flagged.
 
     Calibration rows are hand-written free-form comments the model never trained on (where it is
     wrong often enough to learn from); validation rows are in-frame (where it is almost never wrong,
-    so they bound how many good rows a threshold costs). Unreadable rows are flagged anyway and
-    count on both sides.
+    so they bound how many good rows a threshold costs). In-frame rows with new wording (the
+    templates with problem phrases and typos the training set lacks) are what a model trained on
+    templates should be sure of, yet less so than the validation rows: without their cap a model
+    unsure of them flagged a quarter of them. Unreadable rows are flagged anyway and count on every side.
     """
     cal_top, val_top = calibration_probs.max(axis=1), validation_probs.max(axis=1)
     wrong = calibration_probs.argmax(axis=1) != calibration_truth
@@ -135,15 +144,12 @@ def fit_review_policy(
     by_calibration = float(candidates[needed - 1]) if 0 < needed <= len(candidates) else -math.inf
     if needed > len(candidates):
         by_calibration = math.inf
-    budget = math.floor(max_validation_flagged * len(val_top)) - int((~validation_readable).sum())
-    readable_top = np.sort(val_top[validation_readable])
-    if budget < 0:
-        by_validation = -math.inf
-    elif budget < len(readable_top):
-        by_validation = float(np.nextafter(readable_top[budget], -np.inf))  # flags at most `budget` rows
-    else:
-        by_validation = math.inf
-    threshold = min(by_calibration, by_validation)
+    threshold = min(by_calibration, _cap(val_top, validation_readable, max_validation_flagged))
+    has_in_frame = in_frame_probs is not None and len(in_frame_probs) and max_in_frame_flagged is not None
+    if has_in_frame:
+        in_frame_top = in_frame_probs.max(axis=1)
+        readable = in_frame_readable if in_frame_readable is not None else np.ones(len(in_frame_top), bool)
+        threshold = min(threshold, _cap(in_frame_top, readable, max_in_frame_flagged))
     if math.isinf(threshold):  # nothing to catch, or no cap at all: keep the rule finite and visible
         threshold = 0.0 if threshold < 0 else 1.0
     flagged_cal = (cal_top <= threshold) | ~calibration_readable
@@ -154,4 +160,18 @@ def fit_review_policy(
         max_validation_flagged=max_validation_flagged,
         calibration_catch_rate=float(flagged_cal[wrong].mean()) if wrong.any() else None,
         validation_flag_rate=float(flagged_val.mean()) if len(val_top) else None,
+        max_in_frame_flagged=max_in_frame_flagged if has_in_frame else None,
+        in_frame_flag_rate=float(((in_frame_top <= threshold) | ~readable).mean()) if has_in_frame else None,
     )
+
+
+def _cap(top: np.ndarray, readable: np.ndarray, share: float) -> float:
+    """The highest threshold that flags at most ``share`` of these rows (unreadable ones count as
+    flagged); -inf if the unreadable ones alone exceed it, inf if every row may be flagged."""
+    budget = math.floor(share * len(top)) - int((~readable).sum())
+    readable_top = np.sort(top[readable])
+    if budget < 0:
+        return -math.inf
+    if budget < len(readable_top):
+        return float(np.nextafter(readable_top[budget], -np.inf))  # flags at most `budget` rows
+    return math.inf

@@ -22,7 +22,7 @@ from tasks.registry import require_complete
 from tasks.registry import version_dir
 from tasks.storage import Storage
 
-SET_ORDER = ("test", "labels", "freeform")
+SET_ORDER = ("test", "labels", "freeform", "frames")
 
 
 @dataclass(frozen=True)

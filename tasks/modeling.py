@@ -50,9 +50,11 @@ def train_model(
     second: SecondModelSettings,
     review: ReviewSettings,
     calibration: pd.DataFrame,
+    in_frame: pd.DataFrame | None = None,
 ) -> FittedModel:
     """:func:`~lstm_model.fit.fit_classifier` on the train and val splits, one log line per epoch;
-    ``calibration`` (labelled free-form comments) fits the ``needs_review`` threshold."""
+    ``calibration`` (labelled free-form comments) fits the ``needs_review`` threshold, and ``in_frame``
+    (template comments with new wording) caps the share of good comments it flags."""
     logger = get_run_logger()
 
     def progress(m: EpochMetrics) -> None:
@@ -72,6 +74,7 @@ def train_model(
         _labelled(splits["val"]),
         labels,
         calibration=_labelled(calibration),
+        in_frame=_labelled(in_frame) if in_frame is not None else None,
         text=text,
         architecture=architecture,
         training=training,
@@ -98,11 +101,14 @@ def train_model(
     if policy.min_confidence is not None:
         logger.info(
             "needs_review: averaged top probability <= %.4f (catches %.1f%% of the wrong predictions on %d "
-            "calibration comments; flags %.1f%% of the validation rows)",
+            "calibration comments; flags %.1f%% of the validation rows and %.1f%% of %d in-frame comments "
+            "with new wording)",
             policy.min_confidence,
             100 * (policy.calibration_catch_rate or 0.0),
             len(calibration),
             100 * (policy.validation_flag_rate or 0.0),
+            100 * (policy.in_frame_flag_rate or 0.0),
+            0 if in_frame is None else len(in_frame),
         )
     return fitted
 

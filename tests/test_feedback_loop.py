@@ -132,17 +132,15 @@ class TestTrainingWithTheFilledFile:
 
     def test_label_test_rows_are_a_metric_set_and_kept_in_eval_parquet(self, loop):
         summary = loop.with_labels
-        assert set(summary.metrics) == {"test", "labels", "freeform"}
+        assert set(summary.metrics) == {"test", "labels", "freeform", "frames"}
         assert summary.metrics["labels"]["macro_f1"] >= 0.9  # it learnt words only the labels had
         rows = pd.read_parquet(loop.root / "models" / summary.version / "eval.parquet")
         assert rows.groupby("set").size().to_dict() == {"labels": 8, "test": 200}
 
-    def test_its_second_model_reads_character_ngrams_and_without_labels_stems(self, loop):
-        trained_with = loop.root / "models" / loop.with_labels.version
-        assert bundle_meta(loop.root, loop.with_labels.version)["second_model_features"] == "char_ngrams"
-        assert (trained_with / "char_ngrams.json").is_file()
-        assert bundle_meta(loop.root, loop.without.version)["second_model_features"] == "stems"
-        assert not (loop.root / "models" / loop.without.version / "char_ngrams.json").exists()
+    def test_its_second_model_reads_character_ngrams_with_labels_and_without(self, loop):
+        for version in (loop.with_labels.version, loop.without.version):
+            assert bundle_meta(loop.root, version)["second_model_features"] == "char_ngrams"
+            assert (loop.root / "models" / version / "char_ngrams.json").is_file()
 
     def test_first_version_is_promoted_on_the_threshold_alone(self, loop):
         assert loop.with_labels.promoted and loop.with_labels.champion is None

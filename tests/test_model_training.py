@@ -260,12 +260,16 @@ class TestTrainModelTaskReproducible:
 
 
 class TestSecondModelChoice:
-    """``auto`` reads character n-grams when analysts' labels are among the training rows (they teach
-    n-grams most), the LSTM's stems otherwise; unset fields take the chosen kind's defaults."""
+    """The default reads character n-grams, with or without labels; ``auto`` reads them when analysts'
+    labels are among the training rows, the LSTM's stems otherwise; unset fields take the chosen kind's
+    defaults."""
 
     def test_resolution(self):
+        assert SecondModelSettings().resolved(has_labels=False).features == "char_ngrams"
         assert SecondModelSettings().resolved(has_labels=True).features == "char_ngrams"
-        assert SecondModelSettings().resolved(has_labels=False).features == "stems"
+        auto = SecondModelSettings(features="auto")
+        assert auto.resolved(has_labels=True).features == "char_ngrams"
+        assert auto.resolved(has_labels=False).features == "stems"
         stems = SecondModelSettings(features="stems").resolved(has_labels=True)
         assert (stems.features, stems.weight, stems.learning_rate) == ("stems", 0.5, 0.05)
         ngrams = SecondModelSettings(weight=0.3).resolved(has_labels=True)
@@ -288,6 +292,7 @@ class TestSecondModelChoice:
             sorted(set(labels)),
             architecture=ArchitectureSettings(**TINY),
             training=TrainingSettings(epochs=1, batch_size=4, device="cpu"),
+            second=SecondModelSettings(features="auto"),
         )
         assert (fitted.ngrams is not None) == reads_ngrams
         assert fitted.second_model.weights.num_embeddings == len(fitted.ngrams or fitted.vocab)

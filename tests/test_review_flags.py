@@ -103,6 +103,31 @@ class TestFitReviewPolicy:
         assert policy.min_confidence < val_tops[3]  # at most 3 of 100 validation rows flagged
         assert policy.validation_flag_rate == 0.03 and policy.calibration_catch_rate == 0.0
 
+    def test_the_in_frame_cap_wins_over_a_lenient_validation_cap(self):
+        cal = self._probs([0.95] * 10, [0] * 10)  # wrong, and confident: catching them costs a lot
+        val = self._probs([0.99] * 100, [0] * 100)  # validation rows: sure of every one
+        in_frame_tops = [0.80 + 0.001 * i for i in range(100)]  # new wording: less sure
+        policy = fit_review_policy(
+            cal,
+            np.ones(len(cal), int),
+            np.ones(len(cal), bool),
+            val,
+            np.ones(len(val), bool),
+            catch_target=0.9,
+            max_validation_flagged=0.5,
+            in_frame_probs=self._probs(in_frame_tops, [0] * 100),
+            in_frame_readable=np.ones(100, bool),
+            max_in_frame_flagged=0.05,
+        )
+        assert policy.min_confidence < in_frame_tops[5]  # at most 5 of 100 in-frame rows flagged
+        assert policy.in_frame_flag_rate == 0.05 and policy.max_in_frame_flagged == 0.05
+        assert policy.validation_flag_rate == 0.0 and policy.calibration_catch_rate == 0.0
+
+    def test_without_in_frame_rows_the_policy_says_so(self):
+        policy = self._fit(self._probs([0.6] * 4, [0] * 4), self._probs([0.99] * 10, [0] * 10), 0.5, 0.1)
+        assert policy.max_in_frame_flagged is None and policy.in_frame_flag_rate is None
+        assert ReviewPolicy.from_dict(policy.to_dict()) == policy
+
     def test_unreadable_calibration_rows_count_as_caught(self):
         cal = self._probs([0.9, 0.9, 0.25, 0.25], [0, 0, 0, 0])
         readable = np.array([True, True, False, False])

@@ -28,14 +28,15 @@ from tasks.validation import DatasetError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Trained on the source alone, so the second model reads stems: no n-gram file (test_feedback_loop has it).
+# Trained on the source alone: the second model reads character n-grams by default all the same.
 VERSION_FILES = {
     *MODEL_FILES,
+    NGRAMS_FILE,
     "rejected_rows.parquet",
     "learning_curve.png",
     "eval.parquet",
     "_COMPLETE",
-} - {NGRAMS_FILE}
+}
 
 
 def raw_records(path: Path) -> list[dict]:
@@ -74,7 +75,7 @@ class TestCleanRunIsPromoted:
         assert summary.promoted is True
         assert summary.valid_rows + summary.rejected_rows == len(records)
         assert summary.metrics["test"]["macro_f1"] >= 0.99
-        assert set(summary.metrics) == {"test", "freeform"}
+        assert set(summary.metrics) == {"test", "freeform", "frames"}
         assert summary.model_uri == str(root / "models" / summary.version)
 
     def test_latest_names_the_version(self, clean_run):
@@ -130,7 +131,7 @@ class TestCleanRunVersionFolder:
         }
         curve = (root / "models" / summary.version / "learning_curve.png").read_bytes()
         assert images["train-learning-curve"] == [curve]  # the same picture as in storage
-        assert len(images["train-confusion-matrix"]) == 2  # test and freeform
+        assert len(images["train-confusion-matrix"]) == 3  # test, freeform and frames
         assert all(png[:8] == PNG_MAGIC for png in images["train-confusion-matrix"])
         assert "| true \\ predicted |" in mine["train-confusion-matrix"]  # the counts as a table too
 
