@@ -53,7 +53,7 @@ def run(rows: list[dict], freeform, overrides: dict, seed: int) -> dict[str, flo
 
     from flows.configs import TrainConfig
     from lstm_model.predict import Classifier
-    from tasks.modeling import evaluate_classifier
+    from tasks.training.modeling import evaluate_classifier
 
     started = time.perf_counter()
     trained = fit_on_rows(rows, TrainConfig(seed=seed, device="cpu", **overrides), calibration=freeform.dev)
@@ -86,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from tasks.freeform import load_freeform
+    from tasks.common.freeform import load_freeform
 
     rows, freeform = load_rows(), load_freeform()
     print(

@@ -63,8 +63,8 @@ from lstm_model.splits import stratified_split
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.vocab import PAD_ID
 from lstm_model.vocab import Vocabulary
-from tasks.modeling import evaluate_classifier
-from tasks.schema import CATEGORIES
+from tasks.common.schema import CATEGORIES
+from tasks.training.modeling import evaluate_classifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "comentarios_train.json"
 

@@ -162,9 +162,9 @@ def check_score(config: ScoreConfig) -> None:
         )
     if config.input:
         check_local_path(config.input, "--input", "input", "pass --input a folder or glob of Parquet batches")
-    from tasks.registry import ModelNotFound  # imports Prefect and torch: after the quick checks
-    from tasks.registry import is_complete
-    from tasks.registry import resolve_version
+    from tasks.registry.versions import ModelNotFound  # imports Prefect and torch: after the quick checks
+    from tasks.registry.versions import is_complete
+    from tasks.registry.versions import resolve_version
 
     try:
         version = resolve_version(storage, config.model)

@@ -8,7 +8,7 @@ modules are imported inside each command, so ``comentarios --help`` stays fast.
 * ``models promote VERSION [--reason TEXT]``: put a version in service (or roll back to one): one
   write of ``models/LATEST`` and one entry in the promotions log.
 * ``models log``: the promotions log, oldest first, as JSON Lines.
-* ``review export --out FILE``: the review queue as a CSV to fill in (see ``tasks/review_export.py``).
+* ``review export --out FILE``: the review queue as a CSV to fill in (see ``tasks/feedback/review_export.py``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def _storage(args: argparse.Namespace):
 
 
 def _list(args: argparse.Namespace) -> int:
-    from tasks.catalog import list_versions
-    from tasks.catalog import versions_table
+    from tasks.registry.catalog import list_versions
+    from tasks.registry.catalog import versions_table
 
     storage = _storage(args)
     infos = list_versions(storage)
@@ -41,8 +41,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from tasks.catalog import bundle_json
-    from tasks.catalog import describe_version
+    from tasks.registry.catalog import bundle_json
+    from tasks.registry.catalog import describe_version
 
     storage = _storage(args)
     print(bundle_json(storage, args.version) if args.json else describe_version(storage, args.version))
@@ -50,8 +50,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from tasks.promotion import MANUAL
-    from tasks.promotion import promote
+    from tasks.registry.promotion import MANUAL
+    from tasks.registry.promotion import promote
 
     entry = promote(_storage(args), args.version, reason=args.reason, kind=MANUAL)
     print(f"LATEST: {entry['from'] or '(none)'} -> {entry['to']} (by {entry['user']}; logged)")
@@ -59,7 +59,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _log(args: argparse.Namespace) -> int:
-    from tasks.promotion import read_promotions
+    from tasks.registry.promotion import read_promotions
 
     for entry in read_promotions(_storage(args)):
         print(json.dumps(entry, ensure_ascii=False))
@@ -67,7 +67,7 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from tasks.review_export import export_review
+    from tasks.feedback.review_export import export_review
 
     unreadable: list[tuple[str, str]] = []
     written, queued = export_review(

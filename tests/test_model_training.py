@@ -236,7 +236,7 @@ class TestTrainModelTaskReproducible:
     """
 
     def test_same_seed_gives_identical_weights_within_one_process(self):
-        from tasks.modeling import train_model
+        from tasks.training.modeling import train_model
 
         frame = comment_rows(16)
         splits = {"train": frame.iloc[:8], "val": frame.iloc[8:12], "test": frame.iloc[12:]}

@@ -1,7 +1,7 @@
 """The promotion gate: the rule that decides whether a new model replaces the one in service.
 
 Plain data and one pure function, so the registry commands can read a stored decision without
-importing torch; :mod:`tasks.champion` produces the numbers (see its docstring for how the rows are
+importing torch; :mod:`tasks.training.champion` produces the numbers (see its docstring for how the rows are
 chosen).
 
 The challenger is promoted only if its own test macro-F1 reaches ``--promote-threshold`` and, on every

@@ -26,8 +26,8 @@ from lstm_model.bundle import MODEL_FILES
 from lstm_model.bundle import ModelBundle
 from lstm_model.bundle import labels_digest
 from lstm_model.bundle import labels_in_meta
-from tasks.retries import retry_if_transient
-from tasks.storage import Storage
+from tasks.common.retries import retry_if_transient
+from tasks.common.storage import Storage
 
 MODELS = "models"
 LATEST = f"{MODELS}/LATEST"

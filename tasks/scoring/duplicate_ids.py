@@ -10,11 +10,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.chunk_checks import as_text
-from tasks.validation import ROW
-from tasks.validation import Check
-from tasks.validation import Rule
-from tasks.validation import failing_rows
+from tasks.common.validation import ROW
+from tasks.common.validation import Check
+from tasks.common.validation import Rule
+from tasks.common.validation import failing_rows
+from tasks.scoring.chunk_checks import as_text
 
 
 def _id_chunks(parquet: pq.ParquetFile, chunk_rows: int) -> Iterator[tuple[int, pa.Array]]:

@@ -16,14 +16,14 @@ import pandas as pd
 from prefect import get_run_logger
 from prefect import task
 
-from tasks.labels import LABEL_COLUMNS
-from tasks.labels import ORIGIN
-from tasks.labels import REPLACED
-from tasks.labels import ROW_NUMBER
-from tasks.labels import SOURCE_FILE
-from tasks.labels import LabelSet
-from tasks.validation import ValidationOutcome
-from tasks.validation import short
+from tasks.common.validation import ValidationOutcome
+from tasks.common.validation import short
+from tasks.feedback.labels import LABEL_COLUMNS
+from tasks.feedback.labels import ORIGIN
+from tasks.feedback.labels import REPLACED
+from tasks.feedback.labels import ROW_NUMBER
+from tasks.feedback.labels import SOURCE_FILE
+from tasks.feedback.labels import LabelSet
 
 SOURCE, LABELS = "source", "labels"
 EVAL_SET = "set"  # eval.parquet's column naming the evaluation set of a row

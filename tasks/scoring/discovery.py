@@ -13,9 +13,9 @@ records, on a disk or on S3. A batch whose file was re-delivered with new conten
 its record moves to ``ledger/superseded/`` (naming its successor) and its rows leave the tables.
 
 Discovery reads nothing it does not have to: a file whose location, size and version (ETag on S3;
-inode, mtime and ctime locally) match its entry in the path index (:mod:`tasks.path_index`) was
+inode, mtime and ctime locally) match its entry in the path index (:mod:`tasks.scoring.path_index`) was
 scored already and is skipped without being opened. Only new or changed files are read, by the
-task that scores them (:mod:`tasks.batch_job`). Files that writers leave behind are skipped with a
+task that scores them (:mod:`tasks.scoring.batch_job`). Files that writers leave behind are skipped with a
 reason (:func:`leftover_reason`); every other file is scored or reported unreadable.
 """
 
@@ -39,12 +39,12 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.path_index import PathRecord
-from tasks.path_index import location_of
-from tasks.path_index import read_index
-from tasks.retries import retry_if_transient
-from tasks.storage import FileVersion
-from tasks.storage import Storage
+from tasks.common.retries import retry_if_transient
+from tasks.common.storage import FileVersion
+from tasks.common.storage import Storage
+from tasks.scoring.path_index import PathRecord
+from tasks.scoring.path_index import location_of
+from tasks.scoring.path_index import read_index
 
 LEDGER = "ledger"
 SUPERSEDED = f"{LEDGER}/superseded"
@@ -69,7 +69,7 @@ class InputFile:
 
     uri: str
     name: str  # path relative to the input root
-    location: str  # its key in the path index (see :func:`tasks.path_index.location_of`)
+    location: str  # its key in the path index (see :func:`tasks.scoring.path_index.location_of`)
     version: FileVersion
 
     def batch(self, key: str) -> BatchFile:

@@ -21,7 +21,7 @@ from importlib import resources
 import pandas as pd
 from prefect import task
 
-from tasks.source import parse_records
+from tasks.common.records import parse_records
 
 RESOURCE = "freeform_eval.jsonl"
 

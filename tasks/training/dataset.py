@@ -11,21 +11,21 @@ from prefect import get_run_logger
 from prefect import task
 
 from lstm_model.splits import stratified_split
-from tasks.labels import ORIGIN
-from tasks.schema import CATEGORIES
-from tasks.schema import COLUMNS
-from tasks.schema import SEVERITIES
-from tasks.validation import NOT_NULL
-from tasks.validation import Check
-from tasks.validation import DatasetError
-from tasks.validation import Rule
-from tasks.validation import ValidationOutcome
-from tasks.validation import apply_rules
-from tasks.validation import as_given
-from tasks.validation import labelled_comment_rules
-from tasks.validation import missing_columns
-from tasks.validation import short
-from tasks.validation import text_or_null
+from tasks.common.schema import CATEGORIES
+from tasks.common.schema import COLUMNS
+from tasks.common.schema import SEVERITIES
+from tasks.common.validation import NOT_NULL
+from tasks.common.validation import Check
+from tasks.common.validation import DatasetError
+from tasks.common.validation import Rule
+from tasks.common.validation import ValidationOutcome
+from tasks.common.validation import apply_rules
+from tasks.common.validation import as_given
+from tasks.common.validation import labelled_comment_rules
+from tasks.common.validation import missing_columns
+from tasks.common.validation import short
+from tasks.common.validation import text_or_null
+from tasks.feedback.labels import ORIGIN
 
 
 def training_rules(categories: Sequence[str], severities: Sequence[str]) -> list[Rule]:

@@ -27,8 +27,8 @@ from datetime import UTC
 from datetime import datetime
 from typing import Literal
 
-from tasks.storage import FileVersion
-from tasks.storage import Storage
+from tasks.common.storage import FileVersion
+from tasks.common.storage import Storage
 
 INDEX = "ledger/by-path"
 

@@ -8,7 +8,7 @@ The order is what makes scoring exactly-once with other runs about, late writers
    listing waits for the next run.
 2. **Known content is skipped**: a key already in the ledger (scored here, or the same content under
    another name) is recorded in the path index and not read again.
-3. **Claim** the key (:mod:`tasks.claims`) before anything is deleted or written; a batch claimed by
+3. **Claim** the key (:mod:`tasks.scoring.claims`) before anything is deleted or written; a batch claimed by
    another run is skipped (that run scores it).
 4. **Look at the ledger again** under the claim: another run may have committed the key meanwhile.
 5. **Supersede**: if the path index says this location held other content before, that content's
@@ -27,25 +27,25 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.batches import BatchFile
-from tasks.batches import InputFile
-from tasks.batches import LedgerRecord
-from tasks.batches import read_ledger
-from tasks.batches import read_superseded
-from tasks.batches import sha256_of
-from tasks.batches import supersede
-from tasks.claims import ClaimHeld
-from tasks.claims import acquire
-from tasks.claims import owner_name
-from tasks.path_index import read_entry
-from tasks.path_index import write_index
-from tasks.retries import retry_if_transient
-from tasks.scoring import BatchResult
-from tasks.scoring import ScoringSettings
-from tasks.scoring import remove_outputs
-from tasks.scoring import score_file
-from tasks.storage import FileChanged
-from tasks.storage import Storage
+from tasks.common.retries import retry_if_transient
+from tasks.common.storage import FileChanged
+from tasks.common.storage import Storage
+from tasks.scoring.claims import ClaimHeld
+from tasks.scoring.claims import acquire
+from tasks.scoring.claims import owner_name
+from tasks.scoring.discovery import BatchFile
+from tasks.scoring.discovery import InputFile
+from tasks.scoring.discovery import LedgerRecord
+from tasks.scoring.discovery import read_ledger
+from tasks.scoring.discovery import read_superseded
+from tasks.scoring.discovery import sha256_of
+from tasks.scoring.discovery import supersede
+from tasks.scoring.path_index import read_entry
+from tasks.scoring.path_index import write_index
+from tasks.scoring.score_file import BatchResult
+from tasks.scoring.score_file import ScoringSettings
+from tasks.scoring.score_file import remove_outputs
+from tasks.scoring.score_file import score_file
 
 
 @dataclass(frozen=True)

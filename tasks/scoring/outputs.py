@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.batches import BatchFile
-from tasks.storage import Storage
+from tasks.common.storage import Storage
+from tasks.scoring.discovery import BatchFile
 
 if TYPE_CHECKING:
     from lstm_model.predict import TextScores

@@ -16,11 +16,11 @@ from prefect.cache_policies import NO_CACHE
 
 from lstm_model.evaluation import Metrics
 from lstm_model.training import EpochMetrics
-from tasks.charts import confusion_png
-from tasks.charts import data_uri
-from tasks.charts import figure_png
-from tasks.charts import pyplot
-from tasks.scoring import BatchResult
+from tasks.common.charts import confusion_png
+from tasks.common.charts import data_uri
+from tasks.common.charts import figure_png
+from tasks.common.charts import pyplot
+from tasks.scoring.score_file import BatchResult
 
 
 def report_table(frame: pd.DataFrame) -> pa.Table:

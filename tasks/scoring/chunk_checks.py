@@ -1,7 +1,7 @@
 """Checking one chunk of an incoming batch: typed rows to score, and a report of the rows rejected.
 
 Only ``id`` and ``comentario`` are required; the dataset's other columns are optional and passed
-through with the types of :data:`tasks.outputs.PASSTHROUGH`, and any unknown column is kept in
+through with the types of :data:`tasks.scoring.outputs.PASSTHROUGH`, and any unknown column is kept in
 ``extra_columns`` (JSON). A value that cannot take its column's type (a ``sentimiento`` of "abc")
 rejects the row rather than being silently nulled.
 """
@@ -17,14 +17,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.outputs import PASSTHROUGH
-from tasks.outputs import REJECTED_SCHEMA
-from tasks.validation import NOT_NULL
-from tasks.validation import ROW
-from tasks.validation import Check
-from tasks.validation import Rule
-from tasks.validation import failing_rows
-from tasks.validation import short
+from tasks.common.validation import NOT_NULL
+from tasks.common.validation import ROW
+from tasks.common.validation import Check
+from tasks.common.validation import Rule
+from tasks.common.validation import failing_rows
+from tasks.common.validation import short
+from tasks.scoring.outputs import PASSTHROUGH
+from tasks.scoring.outputs import REJECTED_SCHEMA
 
 REQUIRED = ("id", "comentario")
 KNOWN = [f.name for f in PASSTHROUGH if f.name != "extra_columns"]

@@ -30,8 +30,8 @@ from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from lstm_model.training import EpochMetrics
-from tasks.labels import ORIGIN
-from tasks.training_rows import LABELS
+from tasks.feedback.labels import ORIGIN
+from tasks.training.rows import LABELS
 
 
 def new_version(fingerprint: str, now: datetime | None = None) -> str:

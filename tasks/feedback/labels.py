@@ -20,7 +20,7 @@ What happens to each row of a readable file (nothing is dropped silently):
 A file that cannot be read at all (not UTF-8, not the format its extension says, a required column
 missing, an unknown extension) does not stop the others: the run trains on the readable files, records
 the file in ``bundle.json`` (``data.label_files_unreadable``), does not promote that version (the file
-may correct older labels: :func:`tasks.gate.unreadable_labels_blocker`), and ends Failed with one line
+may correct older labels: :func:`tasks.registry.gate.unreadable_labels_blocker`), and ends Failed with one line
 naming it (as scoring does with an unreadable batch), so it is seen. The file stays where it is for the
 analyst to fix; the next training reads it.
 """
@@ -40,15 +40,15 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.retries import retry_if_transient
-from tasks.source import parse_records
-from tasks.storage import Storage
-from tasks.validation import DatasetError
-from tasks.validation import Rule
-from tasks.validation import apply_rules
-from tasks.validation import labelled_comment_rules
-from tasks.validation import short
-from tasks.validation import text_or_null
+from tasks.common.records import parse_records
+from tasks.common.retries import retry_if_transient
+from tasks.common.storage import Storage
+from tasks.common.validation import DatasetError
+from tasks.common.validation import Rule
+from tasks.common.validation import apply_rules
+from tasks.common.validation import labelled_comment_rules
+from tasks.common.validation import short
+from tasks.common.validation import text_or_null
 
 LABELS_DIR = "labels"
 LABEL_COLUMNS = ("id", "comentario", "categoria")

@@ -31,10 +31,10 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.retries import retry_if_transient
-from tasks.schema import COLUMNS
-from tasks.storage import Storage
-from tasks.validation import DatasetError
+from tasks.common.retries import retry_if_transient
+from tasks.common.schema import COLUMNS
+from tasks.common.storage import Storage
+from tasks.common.validation import DatasetError
 
 TEXT_COLUMNS = [c for c in COLUMNS if c != "sentimiento"]  # read as text whatever they look like
 _WHITESPACE = re.compile(r"[ \t\n\r]*")

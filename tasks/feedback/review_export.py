@@ -29,12 +29,12 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from tasks.labels import labels_location
-from tasks.labels import read_labels
-from tasks.outputs import REVIEW
-from tasks.schema import CATEGORIES
-from tasks.storage import Storage
-from tasks.validation import DatasetError
+from tasks.common.schema import CATEGORIES
+from tasks.common.storage import Storage
+from tasks.common.validation import DatasetError
+from tasks.feedback.labels import labels_location
+from tasks.feedback.labels import read_labels
+from tasks.scoring.outputs import REVIEW
 
 EXPORT_COLUMNS = (
     "id",
@@ -80,8 +80,8 @@ def model_classes(storage: Storage) -> tuple[str, ...]:
     changed; the default classes before any model is in service."""
     from lstm_model.bundle import META_FILE  # here: the registry's modules import torch
     from lstm_model.bundle import labels_in_meta
-    from tasks.registry import current_latest
-    from tasks.registry import version_dir
+    from tasks.registry.versions import current_latest
+    from tasks.registry.versions import version_dir
 
     latest = current_latest(storage)
     if latest is None:

@@ -1,7 +1,7 @@
 """Scoring one batch file end to end, in bounded memory, exactly once.
 
 :func:`score_file` is the whole job for one batch once its content is known and claimed (plain Python,
-testable without Prefect); :mod:`tasks.batch_job` reads, claims and hands each file to it, and holds
+testable without Prefect); :mod:`tasks.scoring.batch_job` reads, claims and hands each file to it, and holds
 the Prefect task.
 """
 
@@ -34,35 +34,35 @@ from lstm_model.predict import Classifier
 from lstm_model.predict import TextScores
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import resolve_device
-from tasks.batches import BatchFile
-from tasks.batches import LedgerRecord
-from tasks.batches import ledger_path
-from tasks.batches import write_ledger
-from tasks.champion import read_eval_rows
-from tasks.chunk_checks import REQUIRED
-from tasks.chunk_checks import check_chunk
-from tasks.claims import ClaimLost
-from tasks.duplicate_ids import duplicate_rows
-from tasks.freeform import load_freeform
-from tasks.memory import release_freed_memory
-from tasks.outputs import MISCLASSIFIED
-from tasks.outputs import PREDICTIONS
-from tasks.outputs import REJECTED
-from tasks.outputs import REVIEW
-from tasks.outputs import SUMMARIES
-from tasks.outputs import UNREADABLE
-from tasks.outputs import BatchSummary
-from tasks.outputs import confidence_counts
-from tasks.outputs import confidence_edges
-from tasks.outputs import misclassified_table
-from tasks.outputs import parts_of
-from tasks.outputs import predictions_table
-from tasks.outputs import rejected_table
-from tasks.outputs import review_table
-from tasks.outputs import unreadable_table
-from tasks.outputs import write_part
-from tasks.registry import load_bundle
-from tasks.storage import Storage
+from tasks.common.freeform import load_freeform
+from tasks.common.memory import release_freed_memory
+from tasks.common.storage import Storage
+from tasks.registry.versions import load_bundle
+from tasks.scoring.chunk_checks import REQUIRED
+from tasks.scoring.chunk_checks import check_chunk
+from tasks.scoring.claims import ClaimLost
+from tasks.scoring.discovery import BatchFile
+from tasks.scoring.discovery import LedgerRecord
+from tasks.scoring.discovery import ledger_path
+from tasks.scoring.discovery import write_ledger
+from tasks.scoring.duplicate_ids import duplicate_rows
+from tasks.scoring.outputs import MISCLASSIFIED
+from tasks.scoring.outputs import PREDICTIONS
+from tasks.scoring.outputs import REJECTED
+from tasks.scoring.outputs import REVIEW
+from tasks.scoring.outputs import SUMMARIES
+from tasks.scoring.outputs import UNREADABLE
+from tasks.scoring.outputs import BatchSummary
+from tasks.scoring.outputs import confidence_counts
+from tasks.scoring.outputs import confidence_edges
+from tasks.scoring.outputs import misclassified_table
+from tasks.scoring.outputs import parts_of
+from tasks.scoring.outputs import predictions_table
+from tasks.scoring.outputs import rejected_table
+from tasks.scoring.outputs import review_table
+from tasks.scoring.outputs import unreadable_table
+from tasks.scoring.outputs import write_part
+from tasks.training.champion import read_eval_rows
 
 
 @dataclass(frozen=True, kw_only=True)

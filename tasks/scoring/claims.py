@@ -41,7 +41,7 @@ from datetime import datetime
 from functools import cache
 from types import TracebackType
 
-from tasks.storage import Storage
+from tasks.common.storage import Storage
 
 CLAIMS = "claims"
 _GENERATION_DIGITS = 12

@@ -17,7 +17,7 @@ the challenger's (the newer label wins, as in training).
 test ids looked up in this run's validated source (the rows it had are not kept anywhere else); a
 version without split ids (nothing says what it trained on) is compared on the free-form set only.
 
-**The gate** is :func:`tasks.gate.decide`.
+**The gate** is :func:`tasks.registry.gate.decide`.
 """
 
 from __future__ import annotations
@@ -33,17 +33,17 @@ from prefect.cache_policies import NO_CACHE
 
 from lstm_model.fit import FittedModel
 from lstm_model.predict import Classifier
-from tasks.gate import PromotionDecision
-from tasks.gate import SetComparison
-from tasks.gate import decide
-from tasks.modeling import evaluate_classifier
-from tasks.registry import current_latest
-from tasks.registry import load_bundle
-from tasks.registry import version_dir
-from tasks.storage import Storage
-from tasks.training_rows import EVAL_COLUMNS
-from tasks.training_rows import EVAL_SET
-from tasks.training_rows import evaluation_rows
+from tasks.common.storage import Storage
+from tasks.registry.gate import PromotionDecision
+from tasks.registry.gate import SetComparison
+from tasks.registry.gate import decide
+from tasks.registry.versions import current_latest
+from tasks.registry.versions import load_bundle
+from tasks.registry.versions import version_dir
+from tasks.training.modeling import evaluate_classifier
+from tasks.training.rows import EVAL_COLUMNS
+from tasks.training.rows import EVAL_SET
+from tasks.training.rows import evaluation_rows
 
 EVAL_FILE = "eval.parquet"
 SETS = ("test", "labels", "freeform")
@@ -160,7 +160,7 @@ def challenge_champion(
 ) -> PromotionDecision:
     """Score the new model (``version``, not published yet) and ``LATEST`` side by side and decide;
     log the table and publish it as an artifact. ``blockers``: reasons from the training itself that
-    forbid the automatic promotion whatever the figures (see :func:`tasks.gate.decide`)."""
+    forbid the automatic promotion whatever the figures (see :func:`tasks.registry.gate.decide`)."""
     logger = get_run_logger()
     challenger = challenger_contender(version, fitted, splits)
     in_service = current_latest(storage)

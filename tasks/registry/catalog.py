@@ -13,14 +13,14 @@ from typing import Any
 
 from lstm_model.bundle import META_FILE
 from lstm_model.bundle import SPLITS_FILE
-from tasks.gate import PromotionDecision
-from tasks.promotion import read_promotions
-from tasks.registry import COMPLETE
-from tasks.registry import MODELS
-from tasks.registry import current_latest
-from tasks.registry import require_complete
-from tasks.registry import version_dir
-from tasks.storage import Storage
+from tasks.common.storage import Storage
+from tasks.registry.gate import PromotionDecision
+from tasks.registry.promotion import read_promotions
+from tasks.registry.versions import COMPLETE
+from tasks.registry.versions import MODELS
+from tasks.registry.versions import current_latest
+from tasks.registry.versions import require_complete
+from tasks.registry.versions import version_dir
 
 SET_ORDER = ("test", "labels", "freeform")
 

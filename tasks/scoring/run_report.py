@@ -1,13 +1,13 @@
 """The report of one scoring run, for the person who looks at the nightly run in the morning.
 
 Published twice with the same content: as the run's Prefect markdown artifact ``score-run-report`` and as
-an HTML file ``<storage>/reports/runs/<time>-<run>.html`` (written through :class:`~tasks.storage.Storage`,
+an HTML file ``<storage>/reports/runs/<time>-<run>.html`` (written through :class:`~tasks.common.storage.Storage`,
 so on S3 as on disk). The page is built once as a list of blocks and rendered to both formats.
 
 Sections, in this order (:data:`SECTIONS`):
 
 * **Batches**: one row per batch, the key columns first (batch, status, rows in, predicted, rejected),
-  then every other number of :class:`~tasks.outputs.BatchSummary`, found from its type hints: a count
+  then every other number of :class:`~tasks.scoring.outputs.BatchSummary`, found from its type hints: a count
   added to the summary shows up here by itself (:data:`KEY_COLUMNS` puts it among the first ones).
 * **Class mix**: the predicted classes of this run, of the previous scoring days (``reports/batches/``,
   the last :data:`PREVIOUS_DAYS` days with batches) and of the training data (the class support of the
@@ -42,20 +42,20 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from lstm_model.bundle import META_FILE
-from tasks.charts import data_uri
-from tasks.charts import grouped_bars_png
-from tasks.charts import histogram_png
-from tasks.outputs import MISCLASSIFIED
-from tasks.outputs import PREDICTIONS
-from tasks.outputs import REJECTED
-from tasks.outputs import REVIEW
-from tasks.outputs import SUMMARIES
-from tasks.outputs import UNREADABLE
-from tasks.outputs import BatchSummary
-from tasks.outputs import confidence_edges
-from tasks.registry import version_dir
-from tasks.scoring import BatchResult
-from tasks.storage import Storage
+from tasks.common.charts import data_uri
+from tasks.common.charts import grouped_bars_png
+from tasks.common.charts import histogram_png
+from tasks.common.storage import Storage
+from tasks.registry.versions import version_dir
+from tasks.scoring.outputs import MISCLASSIFIED
+from tasks.scoring.outputs import PREDICTIONS
+from tasks.scoring.outputs import REJECTED
+from tasks.scoring.outputs import REVIEW
+from tasks.scoring.outputs import SUMMARIES
+from tasks.scoring.outputs import UNREADABLE
+from tasks.scoring.outputs import BatchSummary
+from tasks.scoring.outputs import confidence_edges
+from tasks.scoring.score_file import BatchResult
 
 RUNS = "reports/runs"
 ARTIFACT_KEY = "score-run-report"
