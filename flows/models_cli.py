@@ -19,9 +19,11 @@ import sys
 from datetime import date
 from typing import Any
 
+from flows.cli_flags import add_config_flags
+from flows.cli_flags import config_from_args
+
 
 def _storage(args: argparse.Namespace):
-    from flows.cli import config_from_args
     from flows.configs import StorageParams
 
     return config_from_args(StorageParams, args).storage_root()
@@ -88,7 +90,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
-    from flows.cli import add_config_flags
     from flows.configs import StorageParams
 
     add_config_flags(parser, StorageParams)

@@ -14,14 +14,14 @@ from pydantic import BaseModel
 
 from flows.configs import TrainConfig
 from tasks.common.freeform import load_freeform_eval
-from tasks.common.records import fetch_source
-from tasks.common.records import parse_source
+from tasks.common.layout import EVAL_FILE
+from tasks.common.layout import LEARNING_CURVE_FILE
+from tasks.common.layout import REJECTED_ROWS_FILE
 from tasks.common.validation import ValidationOutcome
 from tasks.feedback.labels import load_labels
 from tasks.registry.gate import unreadable_labels_blocker
 from tasks.registry.promotion import apply_promotion
 from tasks.registry.versions import publish_model
-from tasks.training.champion import EVAL_FILE
 from tasks.training.champion import challenge_champion
 from tasks.training.dataset import fingerprint
 from tasks.training.dataset import split_dataset
@@ -37,6 +37,8 @@ from tasks.training.rows import TrainingRows
 from tasks.training.rows import combine_training_rows
 from tasks.training.rows import evaluation_rows
 from tasks.training.rows import evaluation_sets
+from tasks.training.source import fetch_source
+from tasks.training.source import parse_source
 
 
 class TrainSummary(BaseModel):
@@ -115,8 +117,8 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         storage,
         bundle,
         {
-            "rejected_rows.parquet": parquet_bytes(data.rejected),
-            "learning_curve.png": curve,
+            REJECTED_ROWS_FILE: parquet_bytes(data.rejected),
+            LEARNING_CURVE_FILE: curve,
             EVAL_FILE: parquet_bytes(eval_rows),
         },
     )

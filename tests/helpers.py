@@ -65,13 +65,13 @@ def build_model_store(root: Path, dataset: pd.DataFrame) -> Path:
     import torch
 
     from lstm_model.bundle import ModelBundle
-    from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
+    from lstm_model.results import LabelledTexts
     from lstm_model.settings import ArchitectureSettings
     from lstm_model.settings import TrainingSettings
     from tasks.common.freeform import load_freeform
+    from tasks.common.layout import LATEST
     from tasks.common.storage import Storage
-    from tasks.registry.versions import LATEST
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
 
@@ -213,8 +213,8 @@ def tiny_bundle(
     from dataclasses import replace
 
     from lstm_model.bundle import ModelBundle
-    from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
+    from lstm_model.results import LabelledTexts
     from lstm_model.settings import ArchitectureSettings
     from lstm_model.settings import SecondModelSettings
     from lstm_model.settings import TextSettings

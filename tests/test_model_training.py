@@ -275,8 +275,8 @@ class TestSecondModelChoice:
         ("analyst", "reads_ngrams"), [(None, False), ([False] * 12, False), ("some", True)]
     )
     def test_fit_classifier_picks_by_the_training_rows(self, analyst, reads_ngrams):
-        from lstm_model.fit import LabelledTexts
         from lstm_model.fit import fit_classifier
+        from lstm_model.results import LabelledTexts
 
         frame = comment_rows(16)
         texts, labels = frame["comentario"].tolist(), frame["categoria"].tolist()

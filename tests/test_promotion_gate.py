@@ -18,20 +18,20 @@ from prefect.logging import disable_run_logger
 
 from helpers import LABELS
 from helpers import tiny_bundle
+from tasks.common.layout import EVAL_FILE
+from tasks.common.layout import LATEST
+from tasks.common.layout import PROMOTIONS
 from tasks.common.storage import Storage
 from tasks.registry.gate import SetComparison
 from tasks.registry.gate import decide
 from tasks.registry.gate import unreadable_labels_blocker
-from tasks.registry.promotion import PROMOTIONS
 from tasks.registry.promotion import apply_promotion
 from tasks.registry.promotion import promote
 from tasks.registry.promotion import read_promotions
-from tasks.registry.versions import LATEST
 from tasks.registry.versions import ModelNotFound
 from tasks.registry.versions import is_complete
 from tasks.registry.versions import set_latest
 from tasks.registry.versions import write_version
-from tasks.training.champion import EVAL_FILE
 from tasks.training.champion import Contender
 from tasks.training.champion import comparison_sets
 from tasks.training.champion import load_champion

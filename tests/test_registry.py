@@ -11,9 +11,9 @@ import pytest
 from helpers import tiny_bundle
 from lstm_model.bundle import WEIGHTS_FILE
 from lstm_model.predict import Classifier
+from tasks.common.layout import COMPLETE
+from tasks.common.layout import LATEST
 from tasks.common.storage import Storage
-from tasks.registry.versions import COMPLETE
-from tasks.registry.versions import LATEST
 from tasks.registry.versions import ModelFileError
 from tasks.registry.versions import ModelNotFound
 from tasks.registry.versions import is_complete

@@ -141,8 +141,8 @@ def test_listings_see_objects_written_by_other_programs(s3_server, s3_prefix):
 
 
 def test_output_part_is_read_by_pandas_from_s3(s3_server, s3_prefix):
-    from tasks.scoring.outputs import PREDICTIONS
-    from tasks.scoring.outputs import REJECTED
+    from tasks.common.layout import PREDICTIONS
+    from tasks.common.layout import REJECTED
     from tasks.scoring.outputs import REJECTED_SCHEMA
     from tasks.scoring.outputs import predictions_schema
     from tasks.scoring.outputs import write_part
@@ -212,7 +212,7 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
     import torch
 
     from lstm_model.bundle import MODEL_FILES
-    from tasks.registry.versions import LATEST
+    from tasks.common.layout import LATEST
     from tasks.registry.versions import ModelNotFound
     from tasks.registry.versions import is_complete
     from tasks.registry.versions import load_bundle
@@ -273,13 +273,13 @@ def test_credentials_are_never_written(s3_server, s3_prefix, shared_dataset):
     import fsspec
 
     from flows.configs import ScoreConfig
+    from tasks.common.layout import TABLES
     from tasks.common.storage import Storage
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
     from tasks.scoring.discovery import BatchFile
     from tasks.scoring.discovery import content_key
     from tasks.scoring.discovery import read_ledger
-    from tasks.scoring.outputs import TABLES
     from tasks.scoring.score_file import score_file
 
     storage = s3_storage(s3_prefix, s3_server)

@@ -1,13 +1,13 @@
-"""Fetch the training source (http(s) URL, local path or any fsspec URI) and parse it into a frame.
+"""Parse JSON records (a JSON array of objects or JSON Lines) into a frame, values as given.
 
-Memory stays well below the size of the Python objects a source would make: a 200 MB file must not
-cost gigabytes before training starts. So the source is never held whole: a remote source is
-streamed to a local temporary file (a local one is read in place); JSON Lines are parsed by Arrow's
-JSON reader straight into columns; a JSON array is first rewritten, object by object, as JSON
-Lines in a temporary file (a streaming parse that never holds more than a few records). Values stay
-as given: the dataset's text columns are read as text (Arrow would otherwise turn ISO dates into
-timestamps), numbers as numbers; a file Arrow refuses (a column mixing numbers and text, a broken
-line) is parsed again line by line, which keeps mixed values as they are and names the bad line.
+Used for the training source (:mod:`tasks.training.source`), the analysts' label files and the
+hand-written evaluation comments. Memory stays well below the size of the Python objects a file
+would make: a 200 MB file must not cost gigabytes. JSON Lines are parsed by Arrow's JSON reader
+straight into columns; a JSON array is first rewritten, object by object, as JSON Lines in a
+temporary file (a streaming parse that never holds more than a few records). Values stay as given:
+the dataset's text columns are read as text (Arrow would otherwise turn ISO dates into timestamps),
+numbers as numbers; a file Arrow refuses (a column mixing numbers and text, a broken line) is parsed
+again line by line, which keeps mixed values as they are and names the bad line.
 """
 
 from __future__ import annotations
@@ -16,76 +16,22 @@ import io
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import IO
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
-from fsspec.implementations.local import LocalFileSystem
-from prefect import get_run_logger
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
-from tasks.common.retries import retry_if_transient
 from tasks.common.schema import COLUMNS
-from tasks.common.storage import Storage
 from tasks.common.validation import DatasetError
 
 TEXT_COLUMNS = [c for c in COLUMNS if c != "sentimiento"]  # read as text whatever they look like
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _BLOCK = 8 << 20
 _LONGEST_RECORD = 16 << 20  # an undecodable stretch longer than this is an error, not a cut record
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """The source as a local file: the source itself when local, else a temporary copy."""
-
-    path: str
-    name: str  # the source as given, for messages
-    size: int
-    temporary: bool  # a copy made by fetch_source, removed once parsed
-
-
-@task(
-    name="fetch-source",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_if_transient,
-)
-def fetch_source(storage: Storage, source: str) -> SourceFile:
-    """The source as a local file, streamed to a temporary copy when remote; hiccups are retried."""
-    fs, path = storage.filesystem_for(source)
-    if isinstance(fs, LocalFileSystem):
-        found = SourceFile(path, source, os.path.getsize(path), temporary=False)
-    else:
-        copy = tempfile.NamedTemporaryFile(prefix="comentarios-source-", delete=False)
-        try:
-            with copy, storage.open_uri(source) as remote:
-                shutil.copyfileobj(remote, copy, _BLOCK)
-        except BaseException:
-            os.unlink(copy.name)
-            raise
-        found = SourceFile(copy.name, source, os.path.getsize(copy.name), temporary=True)
-    get_run_logger().info("Read %s bytes from %s", f"{found.size:,}", source)
-    return found
-
-
-@task(name="parse-source")
-def parse_source(source: SourceFile) -> pd.DataFrame:
-    try:
-        frame = parse_records(source.path, source.name)
-    finally:
-        if source.temporary:
-            os.unlink(source.path)
-    get_run_logger().info("Parsed %d records with columns %s", len(frame), list(frame.columns))
-    return frame
 
 
 def parse_records(data: bytes | str | os.PathLike, name: str) -> pd.DataFrame:

@@ -40,6 +40,7 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.common.layout import LABELS_DIR
 from tasks.common.records import parse_records
 from tasks.common.retries import retry_if_transient
 from tasks.common.storage import Storage
@@ -50,7 +51,6 @@ from tasks.common.validation import labelled_comment_rules
 from tasks.common.validation import short
 from tasks.common.validation import text_or_null
 
-LABELS_DIR = "labels"
 LABEL_COLUMNS = ("id", "comentario", "categoria")
 SOURCE_FILE = "source_file"  # the rejected report's column naming where a row came from
 ROW_NUMBER = "row_number"  # position of a row in its file (0 = first data row)

@@ -29,12 +29,12 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from tasks.common.layout import REVIEW
 from tasks.common.schema import CATEGORIES
 from tasks.common.storage import Storage
 from tasks.common.validation import DatasetError
 from tasks.feedback.labels import labels_location
 from tasks.feedback.labels import read_labels
-from tasks.scoring.outputs import REVIEW
 
 EXPORT_COLUMNS = (
     "id",

@@ -13,11 +13,11 @@ from typing import Any
 
 from lstm_model.bundle import META_FILE
 from lstm_model.bundle import SPLITS_FILE
+from tasks.common.layout import COMPLETE
+from tasks.common.layout import MODELS
 from tasks.common.storage import Storage
 from tasks.registry.gate import PromotionDecision
 from tasks.registry.promotion import read_promotions
-from tasks.registry.versions import COMPLETE
-from tasks.registry.versions import MODELS
 from tasks.registry.versions import current_latest
 from tasks.registry.versions import require_complete
 from tasks.registry.versions import version_dir

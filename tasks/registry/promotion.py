@@ -24,14 +24,14 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.common.layout import MODELS
+from tasks.common.layout import PROMOTIONS
 from tasks.common.retries import retry_if_transient
 from tasks.common.storage import Storage
 from tasks.registry.gate import PromotionDecision
-from tasks.registry.versions import MODELS
 from tasks.registry.versions import current_latest
 from tasks.registry.versions import set_latest
 
-PROMOTIONS = f"{MODELS}/promotions"
 AUTOMATIC, MANUAL = "automatic", "manual"
 
 

@@ -26,13 +26,11 @@ from lstm_model.bundle import MODEL_FILES
 from lstm_model.bundle import ModelBundle
 from lstm_model.bundle import labels_digest
 from lstm_model.bundle import labels_in_meta
+from tasks.common.layout import COMPLETE
+from tasks.common.layout import LATEST
+from tasks.common.layout import MODELS
 from tasks.common.retries import retry_if_transient
 from tasks.common.storage import Storage
-
-MODELS = "models"
-LATEST = f"{MODELS}/LATEST"
-COMPLETE = "_COMPLETE"
-
 
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 

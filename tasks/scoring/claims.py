@@ -41,9 +41,9 @@ from datetime import datetime
 from functools import cache
 from types import TracebackType
 
+from tasks.common.layout import CLAIMS
 from tasks.common.storage import Storage
 
-CLAIMS = "claims"
 _GENERATION_DIGITS = 12
 # Claims held by live Claim objects of this process: a claim record naming this process but missing
 # here was left by a task that ended without releasing it (storage unreachable at the time).

@@ -39,17 +39,15 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.common.layout import INCOMING
+from tasks.common.layout import LEDGER
+from tasks.common.layout import SUPERSEDED
 from tasks.common.retries import retry_if_transient
 from tasks.common.storage import FileVersion
 from tasks.common.storage import Storage
 from tasks.scoring.path_index import PathRecord
 from tasks.scoring.path_index import location_of
 from tasks.scoring.path_index import read_index
-
-LEDGER = "ledger"
-SUPERSEDED = f"{LEDGER}/superseded"
-INCOMING = "incoming"
-
 
 BatchStatus = Literal["scored", "unreadable"]
 

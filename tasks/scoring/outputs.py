@@ -26,19 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tasks.common.layout import TABLES
 from tasks.common.storage import Storage
 from tasks.scoring.discovery import BatchFile
 
 if TYPE_CHECKING:
     from lstm_model.predict import TextScores
 
-PREDICTIONS = "predictions"
-REJECTED = "errors/rejected"
-UNREADABLE = "errors/unreadable"
-MISCLASSIFIED = "errors/misclassified"
-SUMMARIES = "reports/batches"
-REVIEW = "review"
-TABLES = (PREDICTIONS, REVIEW, REJECTED, UNREADABLE, MISCLASSIFIED, SUMMARIES)
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 

@@ -27,10 +27,9 @@ from datetime import UTC
 from datetime import datetime
 from typing import Literal
 
+from tasks.common.layout import INDEX
 from tasks.common.storage import FileVersion
 from tasks.common.storage import Storage
-
-INDEX = "ledger/by-path"
 
 PathStatus = Literal["scored", "unreadable", "duplicate"]
 

@@ -45,19 +45,19 @@ from lstm_model.bundle import META_FILE
 from tasks.common.charts import data_uri
 from tasks.common.charts import grouped_bars_png
 from tasks.common.charts import histogram_png
+from tasks.common.layout import MISCLASSIFIED
+from tasks.common.layout import PREDICTIONS
+from tasks.common.layout import REJECTED
+from tasks.common.layout import REVIEW
+from tasks.common.layout import RUNS
+from tasks.common.layout import SUMMARIES
+from tasks.common.layout import UNREADABLE
 from tasks.common.storage import Storage
 from tasks.registry.versions import version_dir
-from tasks.scoring.outputs import MISCLASSIFIED
-from tasks.scoring.outputs import PREDICTIONS
-from tasks.scoring.outputs import REJECTED
-from tasks.scoring.outputs import REVIEW
-from tasks.scoring.outputs import SUMMARIES
-from tasks.scoring.outputs import UNREADABLE
 from tasks.scoring.outputs import BatchSummary
 from tasks.scoring.outputs import confidence_edges
 from tasks.scoring.score_file import BatchResult
 
-RUNS = "reports/runs"
 ARTIFACT_KEY = "score-run-report"
 PREVIOUS_DAYS = 7
 SECTIONS = ("Batches", "Class mix", "Confidence", "Unknown words", "Model")
@@ -264,7 +264,7 @@ def class_mix_blocks(
     blocks: list[Block] = [
         Text(
             f"Predicted classes: this run ({run_total:,} rows), the previous {PREVIOUS_DAYS} scoring days in "
-            f"reports/batches/ ({days}; {prev_total:,} rows), and the training data "
+            f"{SUMMARIES}/ ({days}; {prev_total:,} rows), and the training data "
             + (
                 "(class support of the model's stratified test split)."
                 if training

@@ -35,8 +35,15 @@ from lstm_model.predict import TextScores
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import resolve_device
 from tasks.common.freeform import load_freeform
+from tasks.common.layout import MISCLASSIFIED
+from tasks.common.layout import PREDICTIONS
+from tasks.common.layout import REJECTED
+from tasks.common.layout import REVIEW
+from tasks.common.layout import SUMMARIES
+from tasks.common.layout import UNREADABLE
 from tasks.common.memory import release_freed_memory
 from tasks.common.storage import Storage
+from tasks.registry.eval_rows import read_eval_rows
 from tasks.registry.versions import load_bundle
 from tasks.scoring.chunk_checks import REQUIRED
 from tasks.scoring.chunk_checks import check_chunk
@@ -46,12 +53,6 @@ from tasks.scoring.discovery import LedgerRecord
 from tasks.scoring.discovery import ledger_path
 from tasks.scoring.discovery import write_ledger
 from tasks.scoring.duplicate_ids import duplicate_rows
-from tasks.scoring.outputs import MISCLASSIFIED
-from tasks.scoring.outputs import PREDICTIONS
-from tasks.scoring.outputs import REJECTED
-from tasks.scoring.outputs import REVIEW
-from tasks.scoring.outputs import SUMMARIES
-from tasks.scoring.outputs import UNREADABLE
 from tasks.scoring.outputs import BatchSummary
 from tasks.scoring.outputs import confidence_counts
 from tasks.scoring.outputs import confidence_edges
@@ -62,7 +63,6 @@ from tasks.scoring.outputs import rejected_table
 from tasks.scoring.outputs import review_table
 from tasks.scoring.outputs import unreadable_table
 from tasks.scoring.outputs import write_part
-from tasks.training.champion import read_eval_rows
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,21 +31,20 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from lstm_model.fit import FittedModel
 from lstm_model.predict import Classifier
+from lstm_model.results import FittedModel
 from tasks.common.storage import Storage
+from tasks.registry.eval_rows import EVAL_COLUMNS
+from tasks.registry.eval_rows import EVAL_SET
+from tasks.registry.eval_rows import read_eval_rows
 from tasks.registry.gate import PromotionDecision
 from tasks.registry.gate import SetComparison
 from tasks.registry.gate import decide
 from tasks.registry.versions import current_latest
 from tasks.registry.versions import load_bundle
-from tasks.registry.versions import version_dir
 from tasks.training.modeling import evaluate_classifier
-from tasks.training.rows import EVAL_COLUMNS
-from tasks.training.rows import EVAL_SET
 from tasks.training.rows import evaluation_rows
 
-EVAL_FILE = "eval.parquet"
 SETS = ("test", "labels", "freeform")
 TRAINED_PARTS = ("train", "val")
 
@@ -101,17 +100,6 @@ def compare(challenger: Contender, champion: Contender | None, freeform: pd.Data
         old = evaluate_classifier(champion.classifier, rows).macro_f1 if len(rows) and champion else None
         out.append(SetComparison(name, len(rows), left_out, new, old))
     return out
-
-
-def read_eval_rows(storage: Storage, version: str, columns: list[str] | None = None) -> pd.DataFrame | None:
-    """A version's ``eval.parquet`` (None for versions trained before it existed)."""
-    import io
-
-    try:
-        data = storage.read_bytes(f"{version_dir(version)}/{EVAL_FILE}")
-    except FileNotFoundError:
-        return None
-    return pd.read_parquet(io.BytesIO(data), columns=columns)
 
 
 def load_champion(storage: Storage, source_rows: pd.DataFrame) -> Contender | None:

@@ -20,10 +20,10 @@ from prefect.cache_policies import NO_CACHE
 from lstm_model.bundle import ModelBundle
 from lstm_model.evaluation import Metrics
 from lstm_model.evaluation import evaluate
-from lstm_model.fit import FittedModel
-from lstm_model.fit import LabelledTexts
 from lstm_model.fit import fit_classifier
 from lstm_model.predict import Classifier
+from lstm_model.results import FittedModel
+from lstm_model.results import LabelledTexts
 from lstm_model.settings import ArchitectureSettings
 from lstm_model.settings import ReviewSettings
 from lstm_model.settings import SecondModelSettings

@@ -24,10 +24,9 @@ from tasks.feedback.labels import REPLACED
 from tasks.feedback.labels import ROW_NUMBER
 from tasks.feedback.labels import SOURCE_FILE
 from tasks.feedback.labels import LabelSet
+from tasks.registry.eval_rows import EVAL_SET
 
 SOURCE, LABELS = "source", "labels"
-EVAL_SET = "set"  # eval.parquet's column naming the evaluation set of a row
-EVAL_COLUMNS = ("id", "comentario", "categoria", EVAL_SET)
 
 
 @dataclass(frozen=True)
