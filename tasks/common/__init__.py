@@ -1,0 +1,4 @@
+"""What every job needs: where bytes live (``storage``), which errors are retried (``retries``), the
+storage root's folder names (``layout``), parsing JSON records (``records``), the dataset's schema and
+its Great Expectations rules (``schema``, ``validation``), charts, memory release and the hand-written
+evaluation comments (``freeform``). Imports nothing else of ``tasks``."""
