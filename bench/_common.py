@@ -84,8 +84,8 @@ class Trained:
 def fit_on_rows(rows: list[dict], cfg, calibration=None) -> Trained:
     """Split ``rows`` as the training flow does and train with :func:`lstm_model.fit.fit_classifier`
     (``calibration``: a labelled frame that fits the needs_review threshold, as the flow's dev half)."""
-    from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
+    from lstm_model.results import LabelledTexts
     from lstm_model.splits import stratified_split
 
     categories = [r["categoria"] for r in rows]

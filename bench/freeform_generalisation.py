@@ -69,18 +69,18 @@ VARIANTS: dict[str, dict] = {
 
 
 def suite() -> dict[str, object]:
-    from tasks.freeform import load_freeform
+    from tasks.common.freeform import load_freeform
 
     sets = {"freeform": load_freeform()}
     try:  # the suite's other kinds (absent before it existed: figures of older code)
-        from tasks.freeform import load_frames
-        from tasks.freeform import load_registers
+        from tasks.common.freeform import load_frames
+        from tasks.common.freeform import load_registers
 
         sets.update(frames=load_frames(), registers=load_registers())
     except ImportError:
         import pandas as pd
 
-        from tasks.freeform import FreeformSets
+        from tasks.common.freeform import FreeformSets
 
         for kind in ("frames", "registers"):
             rows = pd.read_json(REPO / "tasks" / "resources" / f"{kind}_eval.jsonl", lines=True)

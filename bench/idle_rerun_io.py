@@ -88,9 +88,9 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=200)
     parser.add_argument("--batches", type=int, default=40)
     args = parser.parse_args()
-    from tasks.registry import set_latest
-    from tasks.registry import write_version
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
+    from tasks.registry.versions import set_latest
+    from tasks.registry.versions import write_version
 
     rows = load_rows()
     bundle = quick_bundle(rows, epochs=1)

@@ -135,9 +135,9 @@ def whole_process(
     """``comentarios score`` on a fresh storage holding the model (and the batch, unless None)."""
     import psutil
 
-    from tasks.registry import set_latest
-    from tasks.registry import write_version
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
+    from tasks.registry.versions import set_latest
+    from tasks.registry.versions import write_version
 
     root = Path(tempfile.mkdtemp(prefix=f"score-{precision}-", dir=workdir))
     storage = Storage(str(root))

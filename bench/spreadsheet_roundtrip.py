@@ -4,7 +4,7 @@ What the issue saw: in a Spanish-locale LibreOffice a CSV confidence ``0.518`` o
 (``.`` is the thousands separator there) and a comment ``=1+1`` is evaluated. This script exports
 hostile rows (formulas, leading ``- + @`` tab CR, line breaks, ids such as ``-5`` and ``00123``) three
 ways: the CSV as written before (pandas, unquoted, raw confidences), the safe CSV and the XLSX
-(``tasks/spreadsheet.py``). LibreOffice (headless, a fresh profile whose locale is es-ES) opens
+(``tasks/feedback/spreadsheet.py``). LibreOffice (headless, a fresh profile whose locale is es-ES) opens
 each and saves it as XLSX; openpyxl then reads what LibreOffice understood: cell types, numbers,
 formulas. Then the analyst's loop: ``categoria`` filled in, the file opened and saved by
 LibreOffice (as XLSX, and as a ``;`` CSV as a Spanish LibreOffice saves it), and read by the label
@@ -36,16 +36,16 @@ import pandas as pd
 import pyarrow as pa
 
 from bench._common import cpu_name
-from tasks.labels import read_label_file
-from tasks.outputs import REVIEW
-from tasks.outputs import review_schema
-from tasks.outputs import write_part
-from tasks.review_export import export_review
-from tasks.review_export import order_for_labelling
-from tasks.review_export import read_review_queue
-from tasks.schema import CATEGORIES
-from tasks.spreadsheet import restore_text
-from tasks.storage import Storage
+from tasks.common.layout import REVIEW
+from tasks.common.schema import CATEGORIES
+from tasks.common.storage import Storage
+from tasks.feedback.labels import read_label_file
+from tasks.feedback.review_export import export_review
+from tasks.feedback.review_export import order_for_labelling
+from tasks.feedback.review_export import read_review_queue
+from tasks.feedback.spreadsheet import restore_text
+from tasks.scoring.outputs import review_schema
+from tasks.scoring.outputs import write_part
 
 HOSTILE = [  # (id, comentario, confianza)
     ("-5", "=1+1", 0.518),
@@ -299,7 +299,7 @@ def main() -> int:
                 ["pdftoppm", "-png", "-r", "110", "-singlefile", str(pdf), str(target)], check=True
             )
             print(f"screenshot: {target}.png")
-    # The safe CSV may lose only the all-digit id 00123 (read as the number 123: see tasks/spreadsheet.py).
+    # The safe CSV may lose only the all-digit id 00123 (read as the number 123: see tasks/feedback/spreadsheet.py).
     expected = {"safe CSV": len(HOSTILE) - 1, "XLSX": len(HOSTILE)}
     safe = all(
         results[k]["formula cells"] == 0

@@ -53,18 +53,18 @@ from bench._common import cpu_name
 from flows.configs import TrainConfig
 from lstm_model.batching import EncodedTexts
 from lstm_model.batching import encode_tokens
-from lstm_model.fit import FittedModel
-from lstm_model.fit import LabelledTexts
 from lstm_model.fit import fit_classifier
 from lstm_model.model import LSTMClassifier
 from lstm_model.model import ModelConfig
 from lstm_model.predict import Classifier
+from lstm_model.results import FittedModel
+from lstm_model.results import LabelledTexts
 from lstm_model.splits import stratified_split
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.vocab import PAD_ID
 from lstm_model.vocab import Vocabulary
-from tasks.modeling import evaluate_classifier
-from tasks.schema import CATEGORIES
+from tasks.common.schema import CATEGORIES
+from tasks.training.modeling import evaluate_classifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "comentarios_train.json"
 

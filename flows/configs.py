@@ -24,13 +24,13 @@ from lstm_model.settings import ReviewSettings
 from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
-from tasks.schema import CATEGORIES
-from tasks.schema import SEVERITIES
-from tasks.schema import fold_name
+from tasks.common.schema import CATEGORIES
+from tasks.common.schema import SEVERITIES
+from tasks.common.schema import fold_name
 
 if TYPE_CHECKING:
-    from tasks.scoring import ScoringSettings
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
+    from tasks.scoring.score_file import ScoringSettings
 
 # The defaults of the model and training fields live in lstm_model/settings.py; read them from there.
 _TEXT, _ARCH, _TRAIN = TextSettings(), ArchitectureSettings(), TrainingSettings()
@@ -84,7 +84,7 @@ class StorageParams(BaseModel):
         return value or None  # deployments template an unset variable as ""
 
     def storage_root(self) -> Storage:
-        from tasks.storage import Storage
+        from tasks.common.storage import Storage
 
         return Storage(self.storage, self.s3_endpoint_url)
 
@@ -379,6 +379,6 @@ class ScoreConfig(StorageParams):
     )
 
     def scoring_settings(self) -> ScoringSettings:
-        from tasks.scoring import ScoringSettings
+        from tasks.scoring.score_file import ScoringSettings
 
         return self._settings(ScoringSettings)

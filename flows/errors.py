@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from flows.configs import ScoreConfig
     from flows.configs import TrainConfig
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -192,8 +192,8 @@ def check_score(config: ScoreConfig) -> None:
         )
     if config.input:
         check_local_path(config.input, "--input", "input", "pass --input a folder or glob of Parquet batches")
-        from tasks.own_folders import InputIsOutput
-        from tasks.own_folders import check_input
+        from tasks.scoring.input_guard import InputIsOutput
+        from tasks.scoring.input_guard import check_input
 
         try:
             check_input(storage, config.input)
@@ -202,9 +202,9 @@ def check_score(config: ScoreConfig) -> None:
                 str(exc), "pass --input the folder new batches land in (default: <storage>/incoming/)"
             ) from exc
         check_glob_matches(storage, config.input)
-    from tasks.registry import ModelNotFound  # imports Prefect and torch: after the quick checks
-    from tasks.registry import is_complete
-    from tasks.registry import resolve_version
+    from tasks.registry.versions import ModelNotFound  # imports Prefect and torch: after the quick checks
+    from tasks.registry.versions import is_complete
+    from tasks.registry.versions import resolve_version
 
     try:
         version = resolve_version(storage, config.model)
@@ -222,8 +222,8 @@ def check_score(config: ScoreConfig) -> None:
             f"model version {version!r} not found (or incomplete) under {storage.uri('models')} (--model)",
             "pass --model latest or the name of a folder under models/",
         )
-    from tasks.registry import ModelFileError
-    from tasks.registry import check_inside_models
+    from tasks.registry.versions import ModelFileError
+    from tasks.registry.versions import check_inside_models
 
     try:
         check_inside_models(storage, version)

@@ -9,7 +9,7 @@ modules are imported inside each command, so ``comentarios --help`` stays fast.
   write of ``models/LATEST`` and one entry in the promotions log.
 * ``models log``: the promotions log, oldest first, as JSON Lines.
 * ``review export [--out FILE] [--format xlsx|csv] [--force]``: the review queue as a workbook (or a safe
-  CSV) to fill in, by default under ``<storage>/exports/`` (see ``tasks/review_export.py``).
+  CSV) to fill in, by default under ``<storage>/exports/`` (see ``tasks/feedback/review_export.py``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import sys
 from datetime import date
 from typing import Any
 
+from flows.cli_flags import add_config_flags
+from flows.cli_flags import config_from_args
+
 
 def _storage(args: argparse.Namespace):
-    from flows.cli import config_from_args
     from flows.configs import StorageParams
     from flows.errors import check_storage_folder
 
@@ -33,8 +35,8 @@ def _storage(args: argparse.Namespace):
 
 
 def _list(args: argparse.Namespace) -> int:
-    from tasks.catalog import list_versions
-    from tasks.catalog import versions_table
+    from tasks.registry.catalog import list_versions
+    from tasks.registry.catalog import versions_table
 
     storage = _storage(args)
     infos = list_versions(storage)
@@ -46,9 +48,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from tasks.catalog import bundle_json
-    from tasks.catalog import describe_version
-    from tasks.registry import ModelNotFound
+    from tasks.registry.catalog import bundle_json
+    from tasks.registry.catalog import describe_version
+    from tasks.registry.versions import ModelNotFound
 
     storage = _storage(args)
     try:
@@ -65,7 +67,7 @@ def _no_such_version(storage, args: argparse.Namespace, exc: Exception) -> Excep
     import shlex
 
     from flows.errors import ActionableError
-    from tasks.catalog import complete_versions
+    from tasks.registry.catalog import complete_versions
 
     close = difflib.get_close_matches(args.version, complete_versions(storage), n=2, cutoff=0.6)
     listing = f"comentarios models list --storage {shlex.quote(args.storage)}"
@@ -74,8 +76,8 @@ def _no_such_version(storage, args: argparse.Namespace, exc: Exception) -> Excep
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from tasks.promotion import MANUAL
-    from tasks.promotion import promote
+    from tasks.registry.promotion import MANUAL
+    from tasks.registry.promotion import promote
 
     entry = promote(_storage(args), args.version, reason=args.reason, kind=MANUAL)
     print(f"LATEST: {entry['from'] or '(none)'} -> {entry['to']} (by {entry['user']}; logged)")
@@ -83,7 +85,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _log(args: argparse.Namespace) -> int:
-    from tasks.promotion import read_promotions
+    from tasks.registry.promotion import read_promotions
 
     for entry in read_promotions(_storage(args)):
         print(json.dumps(entry, ensure_ascii=False))
@@ -92,9 +94,9 @@ def _log(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from flows.errors import ActionableError
-    from tasks.review_export import ExportRefused
-    from tasks.review_export import export_review
-    from tasks.review_export import export_target
+    from tasks.feedback.review_export import ExportRefused
+    from tasks.feedback.review_export import export_review
+    from tasks.feedback.review_export import export_target
 
     storage = _storage(args)
     try:
@@ -124,7 +126,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
-    from flows.cli import add_config_flags
     from flows.configs import StorageParams
 
     add_config_flags(parser, StorageParams)

@@ -13,33 +13,35 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from flows.configs import TrainConfig
-from tasks.champion import EVAL_FILE
-from tasks.champion import challenge_champion
-from tasks.freeform import load_frames_eval
-from tasks.freeform import load_freeform_eval
-from tasks.gate import unreadable_labels_blocker
-from tasks.labels import load_labels
-from tasks.layout import create_layout
-from tasks.modeling import evaluate_model
-from tasks.modeling import new_version
-from tasks.modeling import package_model
-from tasks.modeling import train_model
-from tasks.promotion import apply_promotion
-from tasks.registry import publish_model
-from tasks.reports import learning_curve_png
-from tasks.reports import parquet_bytes
-from tasks.reports import publish_training_artifacts
-from tasks.source import fetch_source
-from tasks.source import parse_source
-from tasks.training_data import fingerprint
-from tasks.training_data import split_dataset
-from tasks.training_data import validate_training_data
-from tasks.training_rows import TrainingRows
-from tasks.training_rows import combine_training_rows
-from tasks.training_rows import evaluation_rows
-from tasks.training_rows import evaluation_sets
-from tasks.training_rows import gate_set
-from tasks.validation import ValidationOutcome
+from tasks.common.freeform import load_frames_eval
+from tasks.common.freeform import load_freeform_eval
+from tasks.common.layout import EVAL_FILE
+from tasks.common.layout import LEARNING_CURVE_FILE
+from tasks.common.layout import REJECTED_ROWS_FILE
+from tasks.common.layout import create_layout
+from tasks.common.validation import ValidationOutcome
+from tasks.feedback.labels import load_labels
+from tasks.registry.gate import unreadable_labels_blocker
+from tasks.registry.promotion import apply_promotion
+from tasks.registry.versions import publish_model
+from tasks.training.champion import challenge_champion
+from tasks.training.dataset import fingerprint
+from tasks.training.dataset import split_dataset
+from tasks.training.dataset import validate_training_data
+from tasks.training.modeling import evaluate_model
+from tasks.training.modeling import new_version
+from tasks.training.modeling import package_model
+from tasks.training.modeling import train_model
+from tasks.training.reports import learning_curve_png
+from tasks.training.reports import parquet_bytes
+from tasks.training.reports import publish_training_artifacts
+from tasks.training.rows import TrainingRows
+from tasks.training.rows import combine_training_rows
+from tasks.training.rows import evaluation_rows
+from tasks.training.rows import evaluation_sets
+from tasks.training.rows import gate_set
+from tasks.training.source import fetch_source
+from tasks.training.source import parse_source
 
 
 class TrainSummary(BaseModel):
@@ -130,8 +132,8 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         storage,
         bundle,
         {
-            "rejected_rows.parquet": parquet_bytes(data.rejected),
-            "learning_curve.png": curve,
+            REJECTED_ROWS_FILE: parquet_bytes(data.rejected),
+            LEARNING_CURVE_FILE: curve,
             EVAL_FILE: parquet_bytes(eval_rows),
         },
     )

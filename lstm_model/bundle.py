@@ -23,10 +23,10 @@ from lstm_model.bag_model import BagConfig
 from lstm_model.bag_model import BagOfKeysClassifier
 from lstm_model.char_ngrams import NgramVocabulary
 from lstm_model.evaluation import Metrics
-from lstm_model.fit import FittedModel
-from lstm_model.fit import TrainingReport
 from lstm_model.model import LSTMClassifier
 from lstm_model.model import ModelConfig
+from lstm_model.results import FittedModel
+from lstm_model.results import TrainingReport
 from lstm_model.review import ReviewPolicy
 from lstm_model.vocab import Vocabulary
 

@@ -18,7 +18,7 @@ from lstm_model.batching import length_sorted_batches
 from lstm_model.batching import unique_rows
 from lstm_model.bundle import ModelBundle
 from lstm_model.char_ngrams import NgramVocabulary
-from lstm_model.fit import FittedModel
+from lstm_model.results import FittedModel
 from lstm_model.review import ReviewPolicy
 from lstm_model.review import has_readable_word
 from lstm_model.review import reason_texts
@@ -92,30 +92,31 @@ class Classifier:
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, **options: Any) -> Classifier:
-        return cls(
-            bundle.build_model(),
-            bundle.vocab,
-            bundle.labels,
-            bundle.max_len,
-            second_model=bundle.build_second_model(),
-            second_model_weight=bundle.second_model_weight,
-            ngrams=bundle.ngrams,
-            review=bundle.review,
-            **options,
-        )
+        return cls._from_parts(bundle.build_model(), bundle.build_second_model(), bundle, **options)
 
     @classmethod
     def from_fitted(cls, fitted: FittedModel, **options: Any) -> Classifier:
         """The just-trained models, scored exactly as they will be once bundled and loaded."""
+        return cls._from_parts(fitted.model, fitted.second_model, fitted, **options)
+
+    @classmethod
+    def _from_parts(
+        cls,
+        model: nn.Module,
+        second_model: nn.Module | None,
+        parts: ModelBundle | FittedModel,
+        **options: Any,
+    ) -> Classifier:
+        """The one mapping from what a bundle and a fitted model share to a classifier."""
         return cls(
-            fitted.model,
-            fitted.vocab,
-            fitted.labels,
-            fitted.max_len,
-            second_model=fitted.second_model,
-            second_model_weight=fitted.second_model_weight,
-            ngrams=fitted.ngrams,
-            review=fitted.review,
+            model,
+            parts.vocab,
+            parts.labels,
+            parts.max_len,
+            second_model=second_model,
+            second_model_weight=parts.second_model_weight,
+            ngrams=parts.ngrams,
+            review=parts.review,
             **options,
         )
 

@@ -109,6 +109,87 @@ def _validation(model, encoded, labels, config, device, num_classes) -> tuple[fl
     return loss, metrics.accuracy, metrics.macro_f1
 
 
+@dataclass
+class EarlyStopping:
+    """Keeps the best epoch's weights and says when to stop.
+
+    "Best" is the highest validation macro-F1, ties broken by the lower validation loss: on easy data
+    F1 reaches 1.0 early and the loss still tells which epoch generalises best.
+    """
+
+    patience: int
+    min_delta: float
+    best_f1: float = -1.0
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    best_state: dict | None = None
+    stale: int = 0
+
+    def should_stop(self, metrics: EpochMetrics, model: nn.Module) -> bool:
+        """Record ``metrics`` (and the weights when the epoch is the best so far); True: stop now."""
+        f1, loss = metrics.val_macro_f1, metrics.val_loss
+        if f1 > self.best_f1 or (f1 == self.best_f1 and loss < self.best_loss - self.min_delta):
+            self.best_f1, self.best_loss, self.best_epoch = f1, loss, metrics.epoch
+            self.best_state, self.stale = copy.deepcopy(model.state_dict()), 0
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+
+class _Optimiser:
+    """One weighted optimisation step: AdamW, mixed precision on CUDA only, gradient clipping."""
+
+    def __init__(self, model: nn.Module, config: TrainingSettings, device: torch.device) -> None:
+        self.model, self.device, self.grad_clip = model, device, config.grad_clip
+        self.cast, self.precision = autocast_for(device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.adamw = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.loss_fn = nn.CrossEntropyLoss(reduction="none")
+
+    def step(
+        self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+    ) -> float:
+        """The batch's loss: the mean of each row's loss weighted by ``weights``."""
+        self.adamw.zero_grad(set_to_none=True)
+        with self.cast:
+            logits = self.model(ids.to(self.device), lengths)
+            weights = weights.to(self.device)
+            per_row = self.loss_fn(logits.float(), labels.to(self.device))
+            loss = (per_row * weights).sum() / weights.sum()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.adamw)
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.adamw)
+        self.scaler.update()
+        return float(loss.detach())
+
+
+def _masked_batch(
+    train: BatchableTexts,
+    rows: np.ndarray,
+    frame_mask: np.ndarray | None,
+    config: TrainingSettings,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The padded batch of ``rows``, template and random tokens replaced by [UNK] at the configured rates."""
+    ids, lengths = pad_rows(train, rows)
+    if config.frame_mask_prob > 0 or config.token_mask_prob > 0:
+        real = np.arange(ids.shape[1])[None, :] < lengths.numpy()[:, None]
+        masked = mask_tokens(
+            ids.numpy(),
+            real,
+            frame_mask,
+            frame_prob=config.frame_mask_prob,
+            token_prob=config.token_mask_prob,
+            rng=rng,
+        )
+        ids = torch.from_numpy(masked)
+    return ids, lengths
+
+
 def train_classifier(
     model: nn.Module,
     train: BatchableTexts,
@@ -121,10 +202,7 @@ def train_classifier(
     train_weights: np.ndarray | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainingResult:
-    """Train in place and return the model holding the best epoch's weights.
-
-    "Best" is the highest validation macro-F1, ties broken by the lower validation loss: on easy data
-    F1 reaches 1.0 early and the loss still tells which epoch generalises best.
+    """Train in place and return the model holding the best epoch's weights (see :class:`EarlyStopping`).
 
     ``train_weights`` (one per training row; None: all 1) weight each row's loss: a batch's loss is
     the weighted mean, so rows an analyst labelled can count more than the templated ones.
@@ -137,72 +215,36 @@ def train_classifier(
         val = mask_encoded(val, frame_mask)
     device = resolve_device(config.device)
     model.to(device)
-    cast, precision = autocast_for(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    loss_fn = nn.CrossEntropyLoss(reduction="none")
-    train_labels_t = torch.from_numpy(np.array(train_labels, dtype=np.int64))
+    optimiser = _Optimiser(model, config, device)
+    labels_t = torch.from_numpy(np.array(train_labels, dtype=np.int64))
     weights_t = torch.from_numpy(
         np.ones(len(train), np.float32) if train_weights is None else np.asarray(train_weights, np.float32)
     )
     val_labels = np.array(val_labels, dtype=np.int64)
-    num_classes = model.config.num_classes
-
-    result = TrainingResult(model=model, device=str(device), precision=precision)
-    best_f1, best_loss = -1.0, float("inf")
-    best_state: dict | None = None
-    stale = 0
+    result = TrainingResult(model=model, device=str(device), precision=optimiser.precision)
+    stopping = EarlyStopping(config.patience, config.min_delta)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         order = rng.permutation(len(train))
-        total, seen = 0.0, 0
+        total = 0.0
         for begin in range(0, len(order), config.batch_size):
             rows = order[begin : begin + config.batch_size]
-            ids, lengths = pad_rows(train, rows)
-            if config.frame_mask_prob > 0 or config.token_mask_prob > 0:
-                real = np.arange(ids.shape[1])[None, :] < lengths.numpy()[:, None]
-                ids = torch.from_numpy(
-                    mask_tokens(
-                        ids.numpy(),
-                        real,
-                        frame_mask,
-                        frame_prob=config.frame_mask_prob,
-                        token_prob=config.token_mask_prob,
-                        rng=rng,
-                    )
-                )
-            optimiser.zero_grad(set_to_none=True)
-            with cast:
-                logits = model(ids.to(device), lengths)
-                row_weights = weights_t[rows].to(device)
-                per_row = loss_fn(logits.float(), train_labels_t[rows].to(device))
-                loss = (per_row * row_weights).sum() / row_weights.sum()
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimiser)
-            if config.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimiser)
-            scaler.update()
-            total += float(loss.detach()) * len(rows)
-            seen += len(rows)
-        val_loss, val_acc, val_f1 = _validation(model, val, val_labels, config, device, num_classes)
+            ids, lengths = _masked_batch(train, rows, frame_mask, config, rng)
+            total += optimiser.step(ids, lengths, labels_t[rows], weights_t[rows]) * len(rows)
+        val_loss, val_acc, val_f1 = _validation(
+            model, val, val_labels, config, device, model.config.num_classes
+        )
         metrics = EpochMetrics(
-            epoch, total / max(seen, 1), val_loss, val_acc, val_f1, time.perf_counter() - started
+            epoch, total / max(len(order), 1), val_loss, val_acc, val_f1, time.perf_counter() - started
         )
         result.history.append(metrics)
         if on_epoch:
             on_epoch(metrics)
-        if val_f1 > best_f1 or (val_f1 == best_f1 and val_loss < best_loss - config.min_delta):
-            best_f1, best_loss = val_f1, val_loss
-            best_state, result.best_epoch, stale = copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopping.should_stop(metrics, model):
+            break
+    result.best_epoch = stopping.best_epoch
+    if stopping.best_state is not None:
+        model.load_state_dict(stopping.best_state)
     model.eval()
     return result

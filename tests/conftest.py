@@ -86,6 +86,6 @@ def root(model_store, tmp_path) -> Path:
 
 @pytest.fixture
 def storage(root):
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
 
     return Storage(str(root))

@@ -65,15 +65,15 @@ def build_model_store(root: Path, dataset: pd.DataFrame) -> Path:
     import torch
 
     from lstm_model.bundle import ModelBundle
-    from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
+    from lstm_model.results import LabelledTexts
     from lstm_model.settings import ArchitectureSettings
     from lstm_model.settings import TrainingSettings
-    from tasks.freeform import load_freeform
-    from tasks.registry import LATEST
-    from tasks.registry import set_latest
-    from tasks.registry import write_version
-    from tasks.storage import Storage
+    from tasks.common.freeform import load_freeform
+    from tasks.common.layout import LATEST
+    from tasks.common.storage import Storage
+    from tasks.registry.versions import set_latest
+    from tasks.registry.versions import write_version
 
     if (root / LATEST).exists():
         return root
@@ -117,8 +117,8 @@ def write_batch(root: Path, name: str, data: pd.DataFrame | pa.Table | bytes, fo
     The file's modification time is set a minute back, as if it had landed before the run: runs
     leave files younger than ``--min-file-age`` for the next run.
     """
-    from tasks.batches import BatchFile
-    from tasks.batches import content_key
+    from tasks.scoring.discovery import BatchFile
+    from tasks.scoring.discovery import content_key
 
     path = root / folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,7 @@ def predicted_labels(classifier, texts: list[str]) -> list[str]:
 def score(storage, batch, **config):
     """Score one batch with :func:`tasks.scoring.score_file` (no Prefect), ``config`` as ScoreConfig fields."""
     from flows.configs import ScoreConfig
-    from tasks.scoring import score_file
+    from tasks.scoring.score_file import score_file
 
     return score_file(storage, batch, MODEL_VERSION, ScoreConfig(**config).scoring_settings())
 
@@ -213,8 +213,8 @@ def tiny_bundle(
     from dataclasses import replace
 
     from lstm_model.bundle import ModelBundle
-    from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
+    from lstm_model.results import LabelledTexts
     from lstm_model.settings import ArchitectureSettings
     from lstm_model.settings import SecondModelSettings
     from lstm_model.settings import TextSettings
@@ -267,8 +267,8 @@ def keyword_comments(per_class: int = 20, prefix: str = "kw") -> pd.DataFrame:
 def put_model(storage, model_store: Path, *, latest: bool = True) -> None:
     """Publish the session's model version onto ``storage`` the way the registry does (files, manifest,
     and ``LATEST`` unless ``latest`` is false)."""
-    from tasks.registry import set_latest
-    from tasks.registry import write_version
+    from tasks.registry.versions import set_latest
+    from tasks.registry.versions import write_version
 
     folder = model_store / "models" / MODEL_VERSION
     files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "_COMPLETE"}

@@ -55,7 +55,7 @@ class FixedClock(dt.datetime):
 @pytest.fixture
 def scored(root, storage, shared_dataset, monkeypatch, tmp_path):
     """The storage after yesterday's and today's runs; the test runs in the folder that holds it."""
-    import tasks.scoring
+    import tasks.scoring.score_file
 
     today = dt.datetime.now(dt.UTC)
     yesterday = today - dt.timedelta(days=1)
@@ -68,7 +68,7 @@ def scored(root, storage, shared_dataset, monkeypatch, tmp_path):
     late.loc[[1, 6], "id"] = None
     untimed = dataset_rows(shared_dataset, 6, "untimed", start=40).drop(columns=["timestamp"])
 
-    monkeypatch.setattr(tasks.scoring, "datetime", FixedClock)
+    monkeypatch.setattr(tasks.scoring.score_file, "datetime", FixedClock)
     score(storage, write_batch(root, "early.parquet", early))
     monkeypatch.undo()
     score(storage, write_batch(root, "late.parquet", late))

@@ -14,8 +14,8 @@ from test_cli_errors import comentarios
 from helpers import dataset_rows
 from helpers import score
 from helpers import write_batch
-from tasks.batch_hints import column_hints
-from tasks.batch_hints import not_parquet_hint
+from tasks.common.batch_hints import column_hints
+from tasks.common.batch_hints import not_parquet_hint
 
 pytest_plugins = ("s3_support",)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -74,8 +74,8 @@ def test_a_column_that_differs_only_by_case_or_spaces_is_named(root, storage, sh
 
 
 def test_label_files_get_the_same_hint():
-    from tasks.labels import read_label_file
-    from tasks.validation import DatasetError
+    from tasks.common.validation import DatasetError
+    from tasks.feedback.labels import read_label_file
 
     with pytest.raises(DatasetError, match="found 'Categoria': rename it to categoria"):
         read_label_file("a.csv", b"id,comentario,Categoria\n1,hola,precios\n")
@@ -107,7 +107,7 @@ def test_an_input_glob_that_matches_nothing_is_an_error_before_the_run(root):
 def test_an_s3_glob_that_matches_nothing_is_an_error_too(s3_server, s3_prefix):
     from flows.errors import ActionableError
     from flows.errors import check_glob_matches
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
 
     storage = Storage(s3_prefix / "store", s3_server.endpoint)
     s3_server.put(f"{s3_prefix.key}/store/incoming/a.parquet", b"PAR1")

@@ -13,8 +13,8 @@ from helpers import comment_rows
 from helpers import dataset_rows
 from helpers import score
 from helpers import write_batch
-from tasks.labels import check_label_file
-from tasks.training_data import check_training_rows
+from tasks.feedback.labels import check_label_file
+from tasks.training.dataset import check_training_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 BLANK_IDS = ["", "   ", "\t", "\u3000", "\u00a0 \n"]  # ideographic and no-break spaces too

@@ -1,4 +1,4 @@
-"""Claims on batches (tasks/claims.py), on a local folder and on S3 (moto): one holder at a time,
+"""Claims on batches (tasks/scoring/claims.py), on a local folder and on S3 (moto): one holder at a time,
 released and expired claims taken, a holder that lost its claim told so."""
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from dataclasses import replace
 
 import pytest
 
-from tasks.claims import Claim
-from tasks.claims import ClaimHeld
-from tasks.claims import ClaimLost
-from tasks.claims import ClaimRecord
-from tasks.claims import ProcessId
-from tasks.claims import _generation_path
-from tasks.claims import _this_process
-from tasks.claims import acquire
-from tasks.claims import current_claim
-from tasks.storage import Storage
+from tasks.common.storage import Storage
+from tasks.scoring.claims import Claim
+from tasks.scoring.claims import ClaimHeld
+from tasks.scoring.claims import ClaimLost
+from tasks.scoring.claims import ClaimRecord
+from tasks.scoring.claims import ProcessId
+from tasks.scoring.claims import _generation_path
+from tasks.scoring.claims import _this_process
+from tasks.scoring.claims import acquire
+from tasks.scoring.claims import current_claim
 
 pytest_plugins = ("s3_support",)
 KEY = "ab" * 32
@@ -146,7 +146,7 @@ def test_a_holder_that_cannot_renew_stops_at_its_expiry(tmp_path):
 
 
 def _start_of(pid: int) -> str:
-    from tasks.claims import _start_ticks
+    from tasks.scoring.claims import _start_ticks
 
     return _start_ticks(pid)
 
@@ -158,8 +158,8 @@ def test_a_run_that_lost_its_claim_mid_batch_stops_and_deletes_nothing(root, sha
     from helpers import MODEL_VERSION
     from helpers import dataset_rows
     from helpers import write_batch
-    from tasks.batches import read_ledger
-    from tasks.scoring import score_file
+    from tasks.scoring.discovery import read_ledger
+    from tasks.scoring.score_file import score_file
 
     storage = Storage(str(root))
     batch = write_batch(root, "a.parquet", dataset_rows(shared_dataset, 30, "lost"))

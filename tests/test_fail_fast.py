@@ -35,8 +35,8 @@ def _s3fs_translated(code: str, status: int) -> OSError:
 def test_which_errors_are_retried():
     from botocore.exceptions import EndpointConnectionError
 
-    from tasks.registry import ModelNotFound
-    from tasks.retries import is_transient
+    from tasks.common.retries import is_transient
+    from tasks.registry.versions import ModelNotFound
 
     transient = [
         ConnectionResetError("reset"),
@@ -101,7 +101,7 @@ def test_a_missing_model_fails_the_run_at_once(root, prefect_harness, shared_dat
 
 
 def test_a_batch_that_fails_for_good_is_tried_once(root, prefect_harness, shared_dataset, monkeypatch):
-    import tasks.scoring
+    import tasks.scoring.score_file
     from flows.score import BatchesFailed
 
     write_batch(root, "a.parquet", dataset_rows(shared_dataset, 5, "p"))
@@ -109,7 +109,7 @@ def test_a_batch_that_fails_for_good_is_tried_once(root, prefect_harness, shared
     def broken(*args, **kwargs):
         raise ValueError("a bug, not a hiccup")
 
-    monkeypatch.setattr(tasks.scoring, "check_chunk", broken)
+    monkeypatch.setattr(tasks.scoring.score_file, "check_chunk", broken)
     state, seconds = _run(root)
 
     print(f"permanent batch failure: the run failed after {seconds:.2f} s")

@@ -39,8 +39,8 @@ def default_model(shared_dataset):
     from lstm_model.fit import fit_classifier
     from lstm_model.predict import Classifier
     from lstm_model.splits import stratified_split
-    from tasks.freeform import load_frames
-    from tasks.freeform import load_freeform
+    from tasks.common.freeform import load_frames
+    from tasks.common.freeform import load_freeform
 
     cfg = TrainConfig(device="cpu")
     texts, labels = shared_dataset["comentario"].tolist(), shared_dataset["categoria"].tolist()
@@ -86,7 +86,7 @@ def test_templates_with_new_fillers_are_rarely_sent_to_review(default_model):
 def test_the_frames_final_part_is_right_and_rarely_flagged(default_model):
     """The evaluation suite's kind 1 ``final`` part (never used for a choice): the issue's targets."""
     from lstm_model.evaluation import evaluate
-    from tasks.freeform import load_frames
+    from tasks.common.freeform import load_frames
 
     final = load_frames().final
     scores = default_model.score(final["comentario"].tolist())

@@ -79,9 +79,9 @@ def test_input_that_reaches_the_storages_own_folders_is_refused(root, prefect_ha
 
 
 def test_which_inputs_reach_an_own_folder(root):
-    from tasks.own_folders import OWN_FOLDERS
-    from tasks.own_folders import reached_own_folder
-    from tasks.storage import Storage
+    from tasks.common.layout import OWN_FOLDERS
+    from tasks.common.storage import Storage
+    from tasks.scoring.input_guard import reached_own_folder
 
     storage = Storage(str(root))
     (root / "incoming" / "2026").mkdir(parents=True)
@@ -104,21 +104,21 @@ def test_which_inputs_reach_an_own_folder(root):
     assert reached_own_folder(storage, f"{root}/[pr]*") is not None
     assert reached_own_folder(storage, f"{root}/*.parquet") is None  # files beside the folders only
     # the folder names of the modules that write them
-    from tasks.batches import LEDGER
-    from tasks.claims import CLAIMS
-    from tasks.outputs import PREDICTIONS
-    from tasks.outputs import REJECTED
-    from tasks.outputs import REVIEW
-    from tasks.outputs import SUMMARIES
-    from tasks.registry import MODELS
+    from tasks.common.layout import CLAIMS
+    from tasks.common.layout import LEDGER
+    from tasks.common.layout import MODELS
+    from tasks.common.layout import PREDICTIONS
+    from tasks.common.layout import REJECTED
+    from tasks.common.layout import REVIEW
+    from tasks.common.layout import SUMMARIES
 
     for written in (LEDGER, CLAIMS, PREDICTIONS, REJECTED, REVIEW, SUMMARIES, MODELS, "labels"):
         assert written.split("/")[0] in OWN_FOLDERS
 
 
 def test_input_under_an_own_folder_on_s3_is_refused(s3_server, s3_prefix, tmp_path):
-    from tasks.own_folders import reached_own_folder
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
+    from tasks.scoring.input_guard import reached_own_folder
 
     store = s3_prefix / "store"
     s3_server.put(f"{s3_prefix.key}/store/predictions/part-0.parquet", b"not read")
@@ -188,7 +188,7 @@ def test_numbers_out_of_range_fail_before_rescore_deletes_anything(root, prefect
 
 def _publish_copy(storage, name: str, edit=None) -> Path:
     """Publish the session's model again as version ``name`` (``edit`` changes its files first)."""
-    from tasks.registry import write_version
+    from tasks.registry.versions import write_version
 
     folder = Path(storage.path("models", MODEL_VERSION))
     files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "_COMPLETE"}
@@ -207,9 +207,9 @@ def test_promote_refuses_what_scoring_could_not_load(root, capsys):
     import torch
 
     from flows.cli import main
-    from tasks.registry import current_latest
-    from tasks.registry import load_bundle
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
+    from tasks.registry.versions import current_latest
+    from tasks.registry.versions import load_bundle
 
     storage = Storage(str(root))
 

@@ -47,7 +47,7 @@ def run_flow(root: Path, **overrides):
     ],
 )
 def test_only_what_writers_leave_behind_is_a_leftover(name, reason):
-    from tasks.batches import leftover_reason
+    from tasks.scoring.discovery import leftover_reason
 
     found = leftover_reason(name)
     assert (found is None) if reason is None else (reason in found), found
@@ -108,14 +108,14 @@ def test_a_file_written_while_the_run_lists_the_folder_is_scored_once_whole(
 ):
     """A writer appends the second half of a Parquet file right after the run has listed incoming/:
     the run must not score (or key) the half it listed; the next run scores the whole file once."""
-    import tasks.batches
+    import tasks.scoring.discovery
 
     whole = write_batch(root, "slow.parquet", dataset_rows(shared_dataset, 40, "slow"))
     data = Path(whole.uri).read_bytes()
     Path(whole.uri).write_bytes(data[: len(data) // 2])  # the writer is half-way
     old = time.time() - 60
     os.utime(whole.uri, (old, old))  # ... and has paused longer than --min-file-age
-    real_listing = tasks.batches.list_input_files
+    real_listing = tasks.scoring.discovery.list_input_files
 
     def listing_then_the_writer_finishes(*args, **kwargs):
         listed = real_listing(*args, **kwargs)
@@ -123,7 +123,7 @@ def test_a_file_written_while_the_run_lists_the_folder_is_scored_once_whole(
             handle.write(data[len(data) // 2 :])
         return listed
 
-    monkeypatch.setattr(tasks.batches, "list_input_files", listing_then_the_writer_finishes)
+    monkeypatch.setattr(tasks.scoring.discovery, "list_input_files", listing_then_the_writer_finishes)
     first = run_flow(root)
     monkeypatch.undo()
 
@@ -143,7 +143,7 @@ def test_a_file_written_while_the_run_lists_the_folder_is_scored_once_whole(
 
 
 def test_an_idle_rerun_opens_no_scored_file(root, prefect_harness, shared_dataset, monkeypatch):
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
 
     for i in range(3):
         write_batch(root, f"day{i}/b.parquet", dataset_rows(shared_dataset, 5, f"idle{i}", start=5 * i))

@@ -48,8 +48,8 @@ def _cut(text: str, rows_kept: int) -> str:
 
 
 def test_a_label_file_cut_at_its_end_is_unreadable(shared_dataset):
-    from tasks.labels import read_label_file
-    from tasks.validation import DatasetError
+    from tasks.common.validation import DatasetError
+    from tasks.feedback.labels import read_label_file
 
     whole = _labels_csv(shared_dataset, 1200)
     assert len(read_label_file("whole.csv", whole.encode())) == 1200
@@ -92,9 +92,9 @@ def test_a_label_file_cut_at_its_end_is_unreadable(shared_dataset):
 
 
 def test_label_files_younger_than_min_file_age_wait(tmp_path, shared_dataset):
-    from tasks.labels import labels_location
-    from tasks.labels import read_labels
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
+    from tasks.feedback.labels import labels_location
+    from tasks.feedback.labels import read_labels
 
     storage = Storage(str(tmp_path))
     folder = tmp_path / "labels"
@@ -116,8 +116,8 @@ def test_train_leaves_a_young_label_file_and_fails_on_a_cut_one(
     from flows.cli import main
     from flows.train import LabelFilesUnreadable
     from flows.train import train_lstm
-    from tasks.registry import current_latest
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
+    from tasks.registry.versions import current_latest
 
     folder = tmp_path / "labels"
     folder.mkdir()
@@ -172,9 +172,9 @@ def test_labels_relabelling_every_source_id_train_and_judge_on_the_label_rows(
 
 
 def test_no_test_row_at_all_is_a_clear_error():
-    from tasks.training_data import check_classes
-    from tasks.training_rows import gate_set
-    from tasks.validation import DatasetError
+    from tasks.common.validation import DatasetError
+    from tasks.training.dataset import check_classes
+    from tasks.training.rows import gate_set
 
     assert gate_set(["test", "labels", "freeform"]) == "test"
     assert gate_set(["labels", "freeform"]) == "labels"

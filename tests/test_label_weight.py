@@ -12,9 +12,9 @@ from helpers import LABELS
 from helpers import TINY_ARCHITECTURE
 from helpers import comment_rows
 from helpers import predicted_labels
-from lstm_model.fit import LabelledTexts
 from lstm_model.fit import fit_classifier
 from lstm_model.predict import Classifier
+from lstm_model.results import LabelledTexts
 from lstm_model.settings import ArchitectureSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings

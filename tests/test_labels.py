@@ -19,17 +19,17 @@ from prefect.logging import disable_run_logger
 
 from helpers import LABELS
 from helpers import comment_rows
-from tasks.labels import LabelSet
-from tasks.labels import csv_separator
-from tasks.labels import labels_location
-from tasks.labels import read_label_file
-from tasks.labels import read_labels
-from tasks.storage import Storage
-from tasks.training_data import check_training_rows
-from tasks.training_data import split_dataset
-from tasks.training_rows import combine
-from tasks.training_rows import evaluation_rows
-from tasks.validation import DatasetError
+from tasks.common.storage import Storage
+from tasks.common.validation import DatasetError
+from tasks.feedback.labels import LabelSet
+from tasks.feedback.labels import csv_separator
+from tasks.feedback.labels import labels_location
+from tasks.feedback.labels import read_label_file
+from tasks.feedback.labels import read_labels
+from tasks.training.dataset import check_training_rows
+from tasks.training.dataset import split_dataset
+from tasks.training.rows import combine
+from tasks.training.rows import evaluation_rows
 
 
 def write_csv(path: Path, rows: list[list[str]], sep: str, bom: bool) -> Path:
@@ -230,7 +230,7 @@ class TestUnreadableFile:
         assert all((labels_dir / name).exists() for name, _, _ in UNREADABLE)  # left for the analyst
 
     def test_the_review_export_reads_the_others(self, storage, labels_dir):
-        from tasks.review_export import labelled_already
+        from tasks.feedback.review_export import labelled_already
 
         labels_dir.mkdir(parents=True)
         (labels_dir / "excel.csv").write_bytes(UNREADABLE[0][1])

@@ -236,7 +236,7 @@ class TestTrainModelTaskReproducible:
     """
 
     def test_same_seed_gives_identical_weights_within_one_process(self):
-        from tasks.modeling import train_model
+        from tasks.training.modeling import train_model
 
         frame = comment_rows(16)
         splits = {"train": frame.iloc[:8], "val": frame.iloc[8:12], "test": frame.iloc[12:]}
@@ -279,8 +279,8 @@ class TestSecondModelChoice:
         ("analyst", "reads_ngrams"), [(None, False), ([False] * 12, False), ("some", True)]
     )
     def test_fit_classifier_picks_by_the_training_rows(self, analyst, reads_ngrams):
-        from lstm_model.fit import LabelledTexts
         from lstm_model.fit import fit_classifier
+        from lstm_model.results import LabelledTexts
 
         frame = comment_rows(16)
         texts, labels = frame["comentario"].tolist(), frame["categoria"].tolist()

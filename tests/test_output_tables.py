@@ -16,7 +16,7 @@ from helpers import predicted_labels
 from helpers import read_table
 from helpers import score
 from helpers import write_batch
-from tasks.schema import COLUMNS
+from tasks.common.schema import COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -24,7 +24,7 @@ UNKNOWN_WORD = "zzzxqw"
 
 
 def test_output_tables_read_with_pandas_and_duckdb(root, storage, shared_dataset):
-    from tasks.outputs import predictions_schema
+    from tasks.scoring.outputs import predictions_schema
 
     full = dataset_rows(shared_dataset, 12, "full")
     full.loc[5, "comentario"] = ""
@@ -108,7 +108,7 @@ def test_labelled_batch_reports_misclassified_rows(root, storage, shared_dataset
 
     from flows.configs import ScoreConfig
     from lstm_model.tokenizer import tokenize_arrow
-    from tasks.scoring import load_scoring_model
+    from tasks.scoring.score_file import load_scoring_model
 
     frame = dataset_rows(shared_dataset, 24, "lab")
     frame.loc[3, "comentario"] = f"{frame.loc[3, 'comentario']} {UNKNOWN_WORD}"

@@ -18,25 +18,25 @@ from prefect.logging import disable_run_logger
 
 from helpers import LABELS
 from helpers import tiny_bundle
-from tasks.champion import EVAL_FILE
-from tasks.champion import Contender
-from tasks.champion import comparison_sets
-from tasks.champion import load_champion
-from tasks.champion import trained_ids
-from tasks.gate import SetComparison
-from tasks.gate import decide
-from tasks.gate import unreadable_labels_blocker
-from tasks.promotion import PROMOTIONS
-from tasks.promotion import apply_promotion
-from tasks.promotion import promote
-from tasks.promotion import read_promotions
-from tasks.registry import LATEST
-from tasks.registry import ModelNotFound
-from tasks.registry import is_complete
-from tasks.registry import set_latest
-from tasks.registry import write_version
-from tasks.reports import parquet_bytes
-from tasks.storage import Storage
+from tasks.common.layout import EVAL_FILE
+from tasks.common.layout import LATEST
+from tasks.common.layout import PROMOTIONS
+from tasks.common.storage import Storage
+from tasks.registry.gate import SetComparison
+from tasks.registry.gate import decide
+from tasks.registry.gate import unreadable_labels_blocker
+from tasks.registry.promotion import apply_promotion
+from tasks.registry.promotion import promote
+from tasks.registry.promotion import read_promotions
+from tasks.registry.versions import ModelNotFound
+from tasks.registry.versions import is_complete
+from tasks.registry.versions import set_latest
+from tasks.registry.versions import write_version
+from tasks.training.champion import Contender
+from tasks.training.champion import comparison_sets
+from tasks.training.champion import load_champion
+from tasks.training.champion import trained_ids
+from tasks.training.reports import parquet_bytes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

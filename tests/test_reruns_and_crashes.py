@@ -34,8 +34,8 @@ def test_scoring_a_batch_again_replaces_its_output(root, storage, shared_dataset
 
 @pytest.mark.parametrize("crash_at", ["ledger", "second_predictions_part"])
 def test_crash_then_rerun_scores_every_row_exactly_once(root, storage, shared_dataset, monkeypatch, crash_at):
-    import tasks.scoring
-    from tasks.batches import scored_keys
+    import tasks.scoring.score_file
+    from tasks.scoring.discovery import scored_keys
 
     frame = dataset_rows(shared_dataset, 23, "k")
     frame.loc[1, "comentario"] = ""
@@ -49,16 +49,16 @@ def test_crash_then_rerun_scores_every_row_exactly_once(root, storage, shared_da
             def write_ledger(*args, **kwargs):
                 raise Killed("killed before the ledger entry")
 
-            patch.setattr(tasks.scoring, "write_ledger", write_ledger)
+            patch.setattr(tasks.scoring.score_file, "write_ledger", write_ledger)
         else:
-            real_write_part = tasks.scoring.write_part
+            real_write_part = tasks.scoring.score_file.write_part
 
             def write_part(storage_, table, when, key, part, data):
                 if table == "predictions" and part == 1:
                     raise Killed("killed while writing part 1")
                 return real_write_part(storage_, table, when, key, part, data)
 
-            patch.setattr(tasks.scoring, "write_part", write_part)
+            patch.setattr(tasks.scoring.score_file, "write_part", write_part)
         with pytest.raises(Killed):
             score(storage, batch, chunk_rows=5)
 
@@ -88,11 +88,11 @@ def test_temp_file_of_a_killed_write_does_not_break_duckdb(root, storage, shared
     temporary file as it was at that moment (real name, partial bytes) is put back after the
     ``finally`` clause that a SIGKILL would never have run.
     """
-    import tasks.outputs
+    import tasks.scoring.outputs
 
     frame = dataset_rows(shared_dataset, 8, "t").drop(columns=["categoria"])
     batch = write_batch(root, "tmp.parquet", frame)
-    real_write_table = tasks.outputs.pq.write_table
+    real_write_table = tasks.scoring.outputs.pq.write_table
     calls, left_behind = [], {}
 
     def write_table(table, handle, **kwargs):
@@ -111,7 +111,7 @@ def test_temp_file_of_a_killed_write_does_not_break_duckdb(root, storage, shared
         raise Killed("SIGKILL while writing predictions part 1")
 
     with monkeypatch.context() as patch:
-        patch.setattr(tasks.outputs.pq, "write_table", write_table)
+        patch.setattr(tasks.scoring.outputs.pq, "write_table", write_table)
         with pytest.raises(Killed):
             score(storage, batch, chunk_rows=4)
     assert len(left_behind) == 1, "expected one temporary file for the interrupted write"
@@ -131,8 +131,8 @@ def test_temp_file_of_a_killed_write_does_not_break_duckdb(root, storage, shared
 def test_a_failed_rescore_uncommits_the_batch(root, storage, shared_dataset, monkeypatch):
     """--rescore removes the ledger entry before the old output: if the rescore dies, the next run
     scores the batch again instead of skipping it with its output gone."""
-    import tasks.scoring
-    from tasks.batches import scored_keys
+    import tasks.scoring.score_file
+    from tasks.scoring.discovery import scored_keys
 
     batch = write_batch(root, "again.parquet", dataset_rows(shared_dataset, 12, "r"))
     score(storage, batch)
@@ -141,7 +141,7 @@ def test_a_failed_rescore_uncommits_the_batch(root, storage, shared_dataset, mon
     def boom(*args, **kwargs):
         raise Killed("the model broke")
 
-    monkeypatch.setattr(tasks.scoring, "check_chunk", boom)
+    monkeypatch.setattr(tasks.scoring.score_file, "check_chunk", boom)
     with pytest.raises(Killed):
         score(storage, batch)
     assert batch.key not in scored_keys(storage)

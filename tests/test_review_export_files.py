@@ -23,16 +23,16 @@ from test_review_export import queue_rows
 from test_review_export import write_review
 
 from helpers import LABELS
-from tasks.labels import labels_location
-from tasks.labels import read_label_file
-from tasks.labels import read_labels
-from tasks.review_export import EXPORT_COLUMNS
-from tasks.review_export import ExportRefused
-from tasks.review_export import export_review
-from tasks.review_export import export_target
-from tasks.spreadsheet import neutralise_text
-from tasks.spreadsheet import restore_text
-from tasks.storage import Storage
+from tasks.common.storage import Storage
+from tasks.feedback.labels import labels_location
+from tasks.feedback.labels import read_label_file
+from tasks.feedback.labels import read_labels
+from tasks.feedback.review_export import EXPORT_COLUMNS
+from tasks.feedback.review_export import ExportRefused
+from tasks.feedback.review_export import export_review
+from tasks.feedback.review_export import export_target
+from tasks.feedback.spreadsheet import neutralise_text
+from tasks.feedback.spreadsheet import restore_text
 
 pytest_plugins = ("s3_support",)
 
@@ -230,7 +230,7 @@ class TestXlsx:
         ]
 
     def test_a_broken_workbook_is_one_line(self):
-        from tasks.validation import DatasetError
+        from tasks.common.validation import DatasetError
 
         with pytest.raises(DatasetError, match=r"^label file a.xlsx is not a readable XLSX workbook: "):
             read_label_file("a.xlsx", b"id,comentario,categoria\n")

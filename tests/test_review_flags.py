@@ -20,7 +20,7 @@ from lstm_model.review import ReviewPolicy
 from lstm_model.review import fit_review_policy
 from lstm_model.review import has_readable_word
 from lstm_model.tokenizer import tokenize_arrow
-from tasks.outputs import review_schema
+from tasks.scoring.outputs import review_schema
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -141,9 +141,9 @@ def test_repeated_id_in_different_chunks_is_caught(root, storage, shared_dataset
 
 
 def test_check_chunk_types_and_rejects_untypeable_values():
-    from tasks.chunk_checks import check_chunk
-    from tasks.outputs import PASSTHROUGH
-    from tasks.outputs import REJECTED_SCHEMA
+    from tasks.scoring.chunk_checks import check_chunk
+    from tasks.scoring.outputs import PASSTHROUGH
+    from tasks.scoring.outputs import REJECTED_SCHEMA
 
     chunk = pa.table(
         {
@@ -192,7 +192,7 @@ def test_check_chunk_types_and_rejects_untypeable_values():
 def test_check_chunk_takes_parquet_types_analysts_produce():
     """Categorical comments (dictionary-encoded), nanosecond timestamps and binary extra columns are
     scored, not rejected or crashed on."""
-    from tasks.chunk_checks import check_chunk
+    from tasks.scoring.chunk_checks import check_chunk
 
     chunk = pa.table(
         {

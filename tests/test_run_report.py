@@ -22,17 +22,17 @@ from helpers import dataset_rows
 from helpers import tiny_bundle
 from helpers import write_batch
 from lstm_model.evaluation import evaluate
-from tasks.outputs import BatchSummary
-from tasks.run_report import SECTIONS
-from tasks.run_report import Table
-from tasks.run_report import TrainingProfile
-from tasks.run_report import batch_table
-from tasks.run_report import build_report
-from tasks.run_report import confidence_edges
-from tasks.run_report import numeric_fields
-from tasks.run_report import to_html
-from tasks.run_report import to_markdown
-from tasks.scoring import BatchResult
+from tasks.scoring.outputs import BatchSummary
+from tasks.scoring.run_report import SECTIONS
+from tasks.scoring.run_report import Table
+from tasks.scoring.run_report import TrainingProfile
+from tasks.scoring.run_report import batch_table
+from tasks.scoring.run_report import build_report
+from tasks.scoring.run_report import confidence_edges
+from tasks.scoring.run_report import numeric_fields
+from tasks.scoring.run_report import to_html
+from tasks.scoring.run_report import to_markdown
+from tasks.scoring.score_file import BatchResult
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -145,9 +145,9 @@ def test_markdown_and_html_say_the_same():
 @pytest.fixture
 def report_root(tmp_path) -> Path:
     """A storage root whose promoted model has test metrics with an uneven class support."""
-    from tasks.registry import set_latest
-    from tasks.registry import write_version
-    from tasks.storage import Storage
+    from tasks.common.storage import Storage
+    from tasks.registry.versions import set_latest
+    from tasks.registry.versions import write_version
 
     truth = np.repeat(np.arange(len(LABELS)), TRAINING_MIX)
     metrics = {"test": evaluate(truth, truth, LABELS)}

@@ -55,7 +55,7 @@ def test_unreadable_files_fail_the_run_after_every_good_batch_is_written(
     root, prefect_harness, shared_dataset
 ):
     from flows.score import BatchesFailed
-    from tasks.outputs import predictions_schema
+    from tasks.scoring.outputs import predictions_schema
 
     good = dataset_rows(shared_dataset, 30, "g1")
     good.loc[4, "comentario"] = "   "

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import shutil
 
-from tasks.layout import PEOPLE_FOLDERS
-from tasks.layout import create_layout
-from tasks.storage import Storage
+from tasks.common.layout import PEOPLE_FOLDERS
+from tasks.common.layout import create_layout
+from tasks.common.storage import Storage
 
 pytest_plugins = ("s3_support",)
 

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from helpers import comment_rows
-from tasks.schema import COLUMNS
-from tasks.source import parse_records
-from tasks.training_data import check_training_rows
-from tasks.training_data import fingerprint
-from tasks.validation import DatasetError
+from tasks.common.records import parse_records
+from tasks.common.schema import COLUMNS
+from tasks.common.validation import DatasetError
+from tasks.training.dataset import check_training_rows
+from tasks.training.dataset import fingerprint
 
 # id of the broken row -> (field to break, bad value, rule that must name it)
 BROKEN = {
@@ -184,7 +184,7 @@ class TestParseJsonArray:
     def test_streamed_in_small_blocks_it_reads_what_json_reads(self, monkeypatch, tmp_path):
         """Records cut at every possible place by the reader's blocks: strings holding brackets, braces,
         commas, escaped quotes and newlines, nested values, pretty-printing, non-ASCII text."""
-        import tasks.source
+        import tasks.common.records
 
         records = [
             {"id": "a", "comentario": 'dijo "ya]" y {nada},\n otra línea', "extra": {"x": [1, 2]}},
@@ -193,7 +193,7 @@ class TestParseJsonArray:
         ]
         path = tmp_path / "pretty.json"
         path.write_text(json.dumps(records, ensure_ascii=False, indent=3), encoding="utf-8")
-        monkeypatch.setattr(tasks.source, "_BLOCK", 7)
+        monkeypatch.setattr(tasks.common.records, "_BLOCK", 7)
         frame = parse_records(path, "pretty.json")
         assert frame["id"].tolist() == ["a", "b", "c"]
         assert frame["comentario"].tolist() == [r["comentario"] for r in records]
@@ -282,7 +282,7 @@ class TestParseErrors:
 
 class TestClassCoverage:
     def test_every_class_needs_ten_valid_rows(self):
-        from tasks.training_data import check_classes
+        from tasks.training.dataset import check_classes
 
         frame = comment_rows(44)  # 11 rows per class
         check_classes(frame, {"train": frame}, ("ecommerce", "logistica", "precios", "servicio_cliente"), 10)
@@ -293,7 +293,7 @@ class TestClassCoverage:
             )
 
     def test_a_split_without_a_class_is_refused(self):
-        from tasks.training_data import check_classes
+        from tasks.training.dataset import check_classes
 
         frame = comment_rows(44)
         test_part = frame[frame["categoria"] != "logistica"]

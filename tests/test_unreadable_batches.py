@@ -74,7 +74,7 @@ def test_parquet_with_columns_and_no_rows_is_scored_empty(root, storage, shared_
 
 def test_a_storage_error_while_opening_is_not_unreadable(root, storage, shared_dataset):
     """A file that vanished (or an S3 outage) raises, so Prefect retries; it is not recorded as unreadable."""
-    from tasks.batches import scored_keys
+    from tasks.scoring.discovery import scored_keys
 
     batch = write_batch(root, "gone.parquet", dataset_rows(shared_dataset, 4, "g"))
     Path(batch.uri).unlink()

@@ -1,0 +1,5 @@
+"""The nightly scoring job: finding new batches and the ledger (``discovery``, ``path_index``; never an
+input under the storage's own folders: ``input_guard``), one run per batch (``claims``), one batch from
+listing to ledger (``batch_job``), scoring a claimed batch (``score_file``, with the row rules
+``chunk_checks`` and ``duplicate_ids``), the analyst-facing tables (``outputs``), and what a run
+reports (``run_report``, ``batch_summaries``)."""

@@ -1,0 +1,150 @@
+"""Rules for the labelled comentarios dataset, and the split of valid rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import pandas as pd
+from prefect import get_run_logger
+from prefect import task
+
+from lstm_model.splits import stratified_split
+from tasks.common.schema import CATEGORIES
+from tasks.common.schema import COLUMNS
+from tasks.common.schema import SEVERITIES
+from tasks.common.validation import NOT_NULL
+from tasks.common.validation import Check
+from tasks.common.validation import DatasetError
+from tasks.common.validation import Rule
+from tasks.common.validation import ValidationOutcome
+from tasks.common.validation import apply_rules
+from tasks.common.validation import as_given
+from tasks.common.validation import blank_ids_as_null
+from tasks.common.validation import labelled_comment_rules
+from tasks.common.validation import missing_columns
+from tasks.common.validation import short
+from tasks.common.validation import text_or_null
+from tasks.feedback.labels import ORIGIN
+
+
+def training_rules(categories: Sequence[str], severities: Sequence[str]) -> list[Rule]:
+    return [
+        *labelled_comment_rules(categories),
+        Rule(
+            "severidad_invalid",
+            "severidad",
+            (NOT_NULL, Check("ExpectColumnValuesToBeInSet", {"value_set": list(severities)})),
+            lambda v: f"severidad {short(v)} is not one of {', '.join(severities)}",
+        ),
+        Rule(
+            "sentimiento_out_of_range",
+            "sentimiento",
+            (NOT_NULL, Check("ExpectColumnValuesToBeBetween", {"min_value": -1.0, "max_value": 1.0})),
+            lambda v: f"sentimiento {short(v)} is not a number in [-1, 1]",
+        ),
+        Rule(
+            "timestamp_unparseable",
+            "timestamp",
+            (NOT_NULL, Check("ExpectColumnValuesToBeDateutilParseable")),
+            lambda v: f"timestamp {short(v)} is not a date/time",
+        ),
+    ]
+
+
+def check_training_rows(
+    frame: pd.DataFrame, categories: Sequence[str] = CATEGORIES, severities: Sequence[str] = SEVERITIES
+) -> ValidationOutcome:
+    """Validate the labelled dataset; raise :class:`DatasetError` when it is not this dataset at all."""
+    missing = missing_columns(frame, COLUMNS)
+    if missing:
+        raise DatasetError(
+            f"required column(s) missing: {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})"
+        )
+    view = pd.DataFrame(
+        {
+            "id": blank_ids_as_null(as_given(frame["id"])),  # "" or "  " is a missing id
+            "comentario": text_or_null(frame["comentario"]),
+            "categoria": as_given(frame["categoria"]),
+            "severidad": as_given(frame["severidad"]),
+            "sentimiento": pd.to_numeric(frame["sentimiento"], errors="coerce").astype(float),
+            "timestamp": text_or_null(frame["timestamp"]),
+        }
+    )
+    outcome = apply_rules(frame, view, training_rules(categories, severities))
+    if outcome.valid.empty:
+        raise DatasetError(
+            f"no valid rows left: all {len(frame)} rows broke a rule ({_summary(outcome.failures)})"
+        )
+    return outcome
+
+
+def _summary(failures: dict[str, int]) -> str:
+    return ", ".join(f"{name}: {n}" for name, n in failures.items() if n) or "none"
+
+
+@task(name="validate-training-data")
+def validate_training_data(
+    frame: pd.DataFrame, categories: Sequence[str], severities: Sequence[str]
+) -> ValidationOutcome:
+    outcome = check_training_rows(frame, categories, severities)
+    get_run_logger().info(
+        "%d valid rows, %d rejected (%s)",
+        len(outcome.valid),
+        len(outcome.rejected),
+        _summary(outcome.failures),
+    )
+    return outcome
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of the rows the model learns from (id, text, label), independent of row order."""
+    rows = sorted(zip(frame["id"].astype(str), frame["comentario"], frame["categoria"], strict=True))
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+
+
+def check_classes(
+    valid: pd.DataFrame, splits: dict[str, pd.DataFrame], categories: Sequence[str], min_rows: int
+) -> None:
+    """Raise :class:`DatasetError` unless every class has ``min_rows`` valid rows and appears in
+    every split: a model that never saw a class, or is tested without it, must not be published (it
+    would report "accuracy 0.0000 (0 rows)" and look like a result)."""
+    counts = valid["categoria"].value_counts()
+    few = {label: int(counts.get(label, 0)) for label in categories if counts.get(label, 0) < min_rows}
+    if few:
+        listed = ", ".join(f"{label} {n}" for label, n in few.items())
+        raise DatasetError(f"too few valid rows to train: {listed} (at least {min_rows} per class needed)")
+    for name, part in splits.items():
+        missing = sorted(set(categories) - set(part["categoria"]))
+        if missing:
+            raise DatasetError(
+                f"the {name} split has no rows of class {', '.join(missing)} ({len(part)} rows in it; "
+                "a class needs at least 3 valid rows to be in every split)"
+            )
+
+
+@task(name="split-dataset")
+def split_dataset(
+    frame: pd.DataFrame,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    categories: Sequence[str] = CATEGORIES,
+    min_rows_per_class: int = 10,
+) -> dict[str, pd.DataFrame]:
+    """Stratified, seeded parts. Rows of each ``origin`` (source, analysts' labels) are split on their
+    own, so the few label rows land in every part in the same proportions as the source rows."""
+    groups = frame.groupby(ORIGIN, sort=False) if ORIGIN in frame.columns else [(None, frame)]
+    chunks: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
+    for origin, group in groups:
+        parts = stratified_split(
+            group["categoria"].tolist(), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+        )
+        for name, rows in parts.items():
+            chunks[name].append(group.iloc[rows])
+        of = f" of the {origin} rows" if origin is not None else ""
+        get_run_logger().info("Split%s: %s", of, {name: len(rows) for name, rows in parts.items()})
+    splits = {name: pd.concat(parts).reset_index(drop=True) for name, parts in chunks.items()}
+    check_classes(frame, splits, categories, min_rows_per_class)
+    return splits
