@@ -21,7 +21,7 @@ from tasks.scoring.input_guard import check_input
 from tasks.scoring.run_report import publish_run_report
 from tasks.scoring.run_report import tables_written
 from tasks.scoring.score_file import BatchResult
-from tasks.scoring.score_file.batch_summaries import publish_batch_summaries
+from tasks.scoring.batch_summaries import publish_batch_summaries
 
 
 class BatchesFailed(RuntimeError):

@@ -39,9 +39,9 @@ from tasks.registry.gate import SetComparison
 from tasks.registry.gate import decide
 from tasks.registry.versions import current_latest
 from tasks.registry.versions import load_bundle
-from tasks.registry.versions.eval_rows import EVAL_COLUMNS
-from tasks.registry.versions.eval_rows import EVAL_SET
-from tasks.registry.versions.eval_rows import read_eval_rows
+from tasks.registry.eval_rows import EVAL_COLUMNS
+from tasks.registry.eval_rows import EVAL_SET
+from tasks.registry.eval_rows import read_eval_rows
 from tasks.training.modeling import evaluate_classifier
 from tasks.training.rows import evaluation_rows
 
