@@ -16,6 +16,7 @@ from flows.configs import ScoreConfig
 from tasks.batch_job import ScoringRun
 from tasks.batch_job import score_batch
 from tasks.batches import find_batches
+from tasks.reconcile import reconcile_task
 from tasks.registry import resolve_model
 from tasks.reports import publish_batch_summaries
 from tasks.run_report import publish_run_report
@@ -84,6 +85,7 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
     logger = get_run_logger()
     storage = config.storage_root()
     version = resolve_model(storage, config.model)
+    reconcile_task(storage)  # stale writers' uncommitted parts leave the tables before anything else
     found = find_batches(storage, config.input, config.rescore, config.min_file_age)
     settings = config.scoring_settings()
     run = ScoringRun(run_id=_run_id(), claim_seconds=config.claim_seconds, rescore=config.rescore)

@@ -106,6 +106,12 @@ class LedgerRecord:
     superseded_by: str | None = None  # set when the record moves to ledger/superseded/
     superseded_at: str | None = None
     token: str | None = None  # the version of the file that was scored (FileVersion.token)
+    # Fencing (tasks.batch_writer): the claim fence of the run that committed the batch and the
+    # parts (paths under the storage root) it committed. Any other part of the batch is not committed
+    # and is removed once its writer's lease is over (tasks.reconcile). None in entries written
+    # without a claim or before fences: then the parts without a fence in their name are committed.
+    fence: str | None = None
+    parts: list[str] | None = None
 
     @classmethod
     def for_batch(
