@@ -46,19 +46,23 @@ def test_crash_then_rerun_scores_every_row_exactly_once(root, storage, shared_da
     with monkeypatch.context() as patch:
         if crash_at == "ledger":
 
-            def write_ledger(*args, **kwargs):
+            import tasks.batch_writer
+
+            def commit(*args, **kwargs):
                 raise Killed("killed before the ledger entry")
 
-            patch.setattr(tasks.scoring, "write_ledger", write_ledger)
+            patch.setattr(tasks.batch_writer.BatchWriter, "commit", commit)
         else:
-            real_write_part = tasks.scoring.write_part
+            import tasks.batch_writer
 
-            def write_part(storage_, table, when, key, part, data):
+            real_write_part = tasks.batch_writer.write_part
+
+            def write_part(storage_, table, when, key, part, data, **kwargs):
                 if table == "predictions" and part == 1:
                     raise Killed("killed while writing part 1")
-                return real_write_part(storage_, table, when, key, part, data)
+                return real_write_part(storage_, table, when, key, part, data, **kwargs)
 
-            patch.setattr(tasks.scoring, "write_part", write_part)
+            patch.setattr(tasks.batch_writer, "write_part", write_part)
         with pytest.raises(Killed):
             score(storage, batch, chunk_rows=5)
 
