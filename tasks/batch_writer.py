@@ -115,11 +115,11 @@ class BatchWriter:
                     continue
                 if found.fence == self.fence and found.parts == record.parts:
                     break  # our own request landed although it reported a failure
+                self.check()
                 self.log(
                     f"{record.name}: replacing a ledger entry written after this run took the claim "
                     f"(fence {found.fence}, run {found.run_id}): its writer had lost the claim"
                 )
-                self.check()
                 self.storage.delete(ledger_path(self.key))
         else:
             raise ClaimLost(f"{record.name}: the ledger entry keeps being written by another run")

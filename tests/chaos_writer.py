@@ -130,7 +130,9 @@ def main() -> int:
     settings = ScoreConfig(chunk_rows=int(chunk_rows)).scoring_settings()
     run = ScoringRun(run_id="run-A", claim_seconds=float(claim_seconds))
     try:
-        result = process_file(storage, input_file(storage, input_uri), MODEL_VERSION, settings, run, log=print)
+        result = process_file(
+            storage, input_file(storage, input_uri), MODEL_VERSION, settings, run, log=print
+        )
     except Exception as exc:
         print(f"A FAILED {type(exc).__name__}: {exc}", flush=True)
         return 3
