@@ -20,9 +20,13 @@ is gone is taken over at once, so a rerun right after ``kill -9`` does not wait 
 The holder stops writing as soon as it can no longer be sure it holds the claim: when a renewal
 finds that another run has written the next generation, or when its own clock passes the expiry it
 last wrote (renewals failing, storage unreachable). :meth:`Claim.check` is called before every
-output file and before the ledger entry. The guarantee rests on the lease outlasting pauses of a
-holder (a suspended VM) and clock differences between machines; the default of 60 s leaves ample
-room for both on ordinary hosts.
+output file is published, before every delete and before the ledger entry
+(:mod:`tasks.batch_writer`). A holder paused longer than its lease (SIGSTOP, a suspended VM) finds
+out at its next check; what it could still do in between is bounded by *fencing*: the generation at
+which a run took the claim (:attr:`Claim.fence`, kept by renewals) names every part it writes, so
+its parts are told apart from the next holder's, and the ledger entry lists the fence it commits.
+The guarantee rests on clocks that agree to well within the lease; the default of 60 s leaves
+ample room on ordinary hosts.
 """
 
 from __future__ import annotations
@@ -245,14 +249,6 @@ class Claim:
     def fence(self) -> str:
         """This holder's fence token: in the name of every part it writes, and in its ledger entry."""
         return self.record.fence_token()
-
-    def holds(self) -> bool:
-        """Whether this run may still write (and delete) the batch's files; :meth:`check` without raising."""
-        try:
-            self.check()
-        except ClaimLost:
-            return False
-        return True
 
     def check(self) -> None:
         """Raise :class:`ClaimLost` unless this run still holds the claim (by its own clock)."""
