@@ -305,7 +305,7 @@ def part_name(batch_key: str, part: int, fence: str | None = None) -> str:
 
 # <key>-<fence>-<part>.parquet, <key>-<part>.parquet, and open_write's temporary ".<name>.<hex>.tmp"
 _PART = re.compile(
-    r"^(?P<temp>\.)?(?P<key>[^-./]+)(?:-(?P<fence>\d{12}))?-\d{5}\.parquet(?:\.[0-9a-f]+\.tmp)?$"
+    r"^(?P<temp>\.)?(?P<key>[^-./]+)(?:-(?P<fence>\d{12}))?-\d{5,}\.parquet(?:\.[0-9a-f]+\.tmp)?$"
 )
 
 
