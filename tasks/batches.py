@@ -6,7 +6,8 @@ name in every output (the ``batch`` column) is its path relative to the input ro
 (``day1/batch.parquet``), so files of the same name in different folders stay apart.
 
 The ledger is one small JSON object per batch key under ``<storage>/ledger/``. It is written after
-all of the batch's output files, so it is the commit point: a batch without a ledger entry was not
+all of the batch's output files, create-only, naming the parts it commits (:mod:`tasks.batch_writer`),
+so it is the commit point: a batch without a ledger entry was not
 (completely) scored and will be scored again, after removing whatever a killed run left behind.
 One object per key (instead of one shared file) means parallel workers never overwrite each other's
 records, on a disk or on S3. A batch whose file was re-delivered with new content is *superseded*:
