@@ -16,12 +16,13 @@ from flows.configs import ScoreConfig
 from tasks.registry.versions import resolve_model
 from tasks.scoring.batch_job import ScoringRun
 from tasks.scoring.batch_job import score_batch
+from tasks.scoring.batch_summaries import publish_batch_summaries
 from tasks.scoring.discovery import find_batches
 from tasks.scoring.input_guard import check_input
+from tasks.scoring.reconcile import reconcile_task
 from tasks.scoring.run_report import publish_run_report
 from tasks.scoring.run_report import tables_written
 from tasks.scoring.score_file import BatchResult
-from tasks.scoring.batch_summaries import publish_batch_summaries
 
 
 class BatchesFailed(RuntimeError):
@@ -86,6 +87,7 @@ def score_batches(config: ScoreConfig = ScoreConfig()) -> ScoreSummary:
     storage = config.storage_root()
     check_input(storage, config.input)  # never score this storage's own output (also checked by the CLI)
     version = resolve_model(storage, config.model)
+    reconcile_task(storage)  # stale writers' uncommitted parts leave the tables before anything else
     found = find_batches(storage, config.input, config.rescore, config.min_file_age)
     settings = config.scoring_settings()
     run = ScoringRun(run_id=_run_id(), claim_seconds=config.claim_seconds, rescore=config.rescore)

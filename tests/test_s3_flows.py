@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 
@@ -312,7 +313,8 @@ def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(
             assert f"{name}: failed" in message
         # The outage hit in the middle of b1: b0 complete, b1 half-written and not in the ledger.
         assert prefix_ledger_keys(s3_prefix) == [keys["b0.parquet"]]
-        parts = [k.rsplit("/", 1)[-1] for k in s3_prefix.keys("store/predictions")]
+        # part names carry the writer's claim fence (<key>-<fence>-<part>.parquet): compare without it
+        parts = [re.sub(r"-\d{12}-", "-", k.rsplit("/", 1)[-1]) for k in s3_prefix.keys("store/predictions")]
         assert sorted(parts) == sorted(
             [f"{keys['b0.parquet']}-{p:05d}.parquet" for p in range(4)]
             + [f"{keys['b1.parquet']}-00000.parquet"]
@@ -330,7 +332,7 @@ def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(
     assert len(preds) == 159 and len(rejected) == 1 and rejected["batch"].iloc[0] == "b1.parquet"
     assert prefix_ledger_keys(s3_prefix) == sorted(keys.values())
     assert {k: v for k, v in objects(s3_prefix).items() if keys["b0.parquet"] in k} == b0_outputs
-    parts = [k.rsplit("/", 1)[-1] for k in s3_prefix.keys("store/predictions")]
+    parts = [re.sub(r"-\d{12}-", "-", k.rsplit("/", 1)[-1]) for k in s3_prefix.keys("store/predictions")]
     assert sorted(parts) == sorted(f"{key}-{p:05d}.parquet" for key in keys.values() for p in range(4))
     reports = table(s3_prefix, "reports/batches")
     assert sorted(reports["batch"]) == sorted(keys) and (reports["rows_in"] == 40).all()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -251,8 +252,16 @@ class Storage:
             raise NotImplementedError(f"create-only writes are not supported on {self.root}")
 
     @contextmanager
-    def open_write(self, rel: str) -> Iterator[IO[bytes]]:
-        """Open ``rel`` for writing; the file appears under its name only if the block succeeds."""
+    def open_write(
+        self, rel: str, *, before_publish: Callable[[], None] | None = None
+    ) -> Iterator[IO[bytes]]:
+        """Open ``rel`` for writing; the file appears under its name only if the block succeeds.
+
+        ``before_publish`` runs once the bytes are written and just before they become visible (the
+        rename locally, the PUT or the multipart upload's completion on S3); if it raises, nothing is
+        published. Scoring passes its claim's check, so the window in which a writer that lost its
+        claim can still publish is one rename or one request long.
+        """
         target = self.path(rel)
         parent = posixpath.dirname(target)
         if not self.is_local:
@@ -261,6 +270,8 @@ class Storage:
             handle = self.fs.open(target, "wb")
             try:
                 yield handle
+                if before_publish is not None:
+                    before_publish()
             except BaseException:
                 handle.discard()
                 handle.closed = True  # nothing left to commit, not even from __del__
@@ -274,6 +285,8 @@ class Storage:
         try:
             with self.fs.open(temp, "wb") as handle:
                 yield handle
+            if before_publish is not None:
+                before_publish()
             self.fs.mv(temp, target)
         finally:
             if self.fs.exists(temp):

@@ -13,8 +13,9 @@ The order is what makes scoring exactly-once with other runs about, late writers
 4. **Look at the ledger again** under the claim: another run may have committed the key meanwhile.
 5. **Supersede**: if the path index says this location held other content before, that content's
    rows are removed (under its own claim) and its ledger record moves to ``ledger/superseded/``.
-6. **Score** (:func:`tasks.scoring.score_file`), the claim checked before every write, then record
-   the location in the path index.
+6. **Score** (:func:`tasks.scoring.score_file`): every part named with the claim's fence and
+   published only after a claim check, every delete after one, the ledger entry written create-only
+   and listing its parts (:mod:`tasks.scoring.batch_writer`); then record the location in the path index.
 """
 
 from __future__ import annotations
@@ -113,13 +114,14 @@ def _supersede_previous(
         owner=owner,
         batch=f"{file.name} (earlier content)",
         lease_seconds=run.claim_seconds,
-    ):
+    ) as earlier:
         record = read_ledger(storage, previous.key)
         if record is not None and not _same_place(record, file):
             return None  # that content was scored again under another name since: its rows stay
+        earlier.check()
         if record is not None:
             supersede(storage, record, batch.key, datetime.now(UTC))
-        remove_outputs(storage, previous.key)
+        remove_outputs(storage, previous.key, check=earlier.check)
     log(f"{file.name}: new content {batch.key[:12]} replaces {previous.key[:12]}, whose rows were removed")
     return previous.key
 
@@ -162,7 +164,14 @@ def process_file(
         fields = {"location": file.location, "run_id": run.run_id, "supersedes": supersedes}
         try:
             result = score_file(
-                storage, batch, version, settings, log, check=claim.check, ledger_fields=fields
+                storage,
+                batch,
+                version,
+                settings,
+                log,
+                check=claim.check,
+                fence=claim.fence,
+                ledger_fields=fields,
             )
         except FileChanged as exc:
             return _skipped(file, f"waits for the next run: {exc}", key)

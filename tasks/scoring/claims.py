@@ -20,9 +20,13 @@ is gone is taken over at once, so a rerun right after ``kill -9`` does not wait 
 The holder stops writing as soon as it can no longer be sure it holds the claim: when a renewal
 finds that another run has written the next generation, or when its own clock passes the expiry it
 last wrote (renewals failing, storage unreachable). :meth:`Claim.check` is called before every
-output file and before the ledger entry. The guarantee rests on the lease outlasting pauses of a
-holder (a suspended VM) and clock differences between machines; the default of 60 s leaves ample
-room for both on ordinary hosts.
+output file is published, before every delete and before the ledger entry
+(:mod:`tasks.scoring.batch_writer`). A holder paused longer than its lease (SIGSTOP, a suspended VM) finds
+out at its next check; what it could still do in between is bounded by *fencing*: the generation at
+which a run took the claim (:attr:`Claim.fence`, kept by renewals) names every part it writes, so
+its parts are told apart from the next holder's, and the ledger entry lists the fence it commits.
+The guarantee rests on clocks that agree to well within the lease; the default of 60 s leaves
+ample room on ordinary hosts.
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ class ClaimRecord:
     expires_at: float  # epoch seconds
     released: bool = False
     process: ProcessId | None = None
+    # The generation at which the holder took the claim; renewals keep it. It names the holder's
+    # output parts (:func:`tasks.scoring.outputs.part_name`), so whose part a file is can be told from its name.
+    fence: int = 0
 
     def is_free(self, now: float) -> bool:
         if self.released or now >= self.expires_at:
@@ -107,7 +114,24 @@ class ClaimRecord:
     def from_json(cls, data: bytes) -> ClaimRecord:
         raw = json.loads(data)
         process = raw.pop("process", None)
+        raw.setdefault("fence", raw["generation"])  # written before fences: its own generation
         return cls(**raw, process=ProcessId(**process) if process else None)
+
+    def fence_token(self) -> str:
+        return fence_token(self.fence)
+
+
+def fence_token(fence: int) -> str:
+    """A fence as it appears in part names: zero-padded, so names sort by writer."""
+    return f"{fence:0{_GENERATION_DIGITS}d}"
+
+
+def live_fence(storage: Storage, key: str) -> str | None:
+    """The fence of the run that holds ``key``'s claim now (its lease running), or None if nobody does."""
+    current = current_claim(storage, key)
+    if current is None or current.is_free(time.time()):
+        return None
+    return current.fence_token()
 
 
 def claim_dir(key: str) -> str:
@@ -182,9 +206,8 @@ def _acquire(storage: Storage, wanted: ClaimRecord, lease_seconds: float, log) -
         current = current_claim(storage, wanted.key)
         if current is not None and not current.is_free(now):
             raise ClaimHeld(current)
-        record = replace(
-            wanted, generation=(current.generation + 1) if current else 1, expires_at=now + lease_seconds
-        )
+        generation = (current.generation + 1) if current else 1
+        record = replace(wanted, generation=generation, fence=generation, expires_at=now + lease_seconds)
         if _write_next(storage, record):
             if current is not None and not current.released:
                 why = "its process is gone" if now < current.expires_at else "its lease ran out"
@@ -221,6 +244,11 @@ class Claim:
     @property
     def key(self) -> str:
         return self.record.key
+
+    @property
+    def fence(self) -> str:
+        """This holder's fence token: in the name of every part it writes, and in its ledger entry."""
+        return self.record.fence_token()
 
     def check(self) -> None:
         """Raise :class:`ClaimLost` unless this run still holds the claim (by its own clock)."""

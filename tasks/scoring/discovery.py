@@ -6,7 +6,8 @@ name in every output (the ``batch`` column) is its path relative to the input ro
 (``day1/batch.parquet``), so files of the same name in different folders stay apart.
 
 The ledger is one small JSON object per batch key under ``<storage>/ledger/``. It is written after
-all of the batch's output files, so it is the commit point: a batch without a ledger entry was not
+all of the batch's output files, create-only, naming the parts it commits (:mod:`tasks.scoring.batch_writer`),
+so it is the commit point: a batch without a ledger entry was not
 (completely) scored and will be scored again, after removing whatever a killed run left behind.
 One object per key (instead of one shared file) means parallel workers never overwrite each other's
 records, on a disk or on S3. A batch whose file was re-delivered with new content is *superseded*:
@@ -104,6 +105,12 @@ class LedgerRecord:
     superseded_by: str | None = None  # set when the record moves to ledger/superseded/
     superseded_at: str | None = None
     token: str | None = None  # the version of the file that was scored (FileVersion.token)
+    # Fencing (tasks.scoring.batch_writer): the claim fence of the run that committed the batch and the
+    # parts (paths under the storage root) it committed. Any other part of the batch is not committed
+    # and is removed once its writer's lease is over (tasks.scoring.reconcile). None in entries written
+    # without a claim or before fences: then the parts without a fence in their name are committed.
+    fence: str | None = None
+    parts: list[str] | None = None
 
     @classmethod
     def for_batch(

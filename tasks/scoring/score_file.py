@@ -45,15 +45,14 @@ from tasks.common.layout import SUMMARIES
 from tasks.common.layout import UNREADABLE
 from tasks.common.memory import release_freed_memory
 from tasks.common.storage import Storage
-from tasks.registry.versions import load_bundle
 from tasks.registry.eval_rows import read_eval_rows
+from tasks.registry.versions import load_bundle
+from tasks.scoring.batch_writer import BatchWriter
 from tasks.scoring.chunk_checks import REQUIRED
 from tasks.scoring.chunk_checks import check_chunk
 from tasks.scoring.claims import ClaimLost
 from tasks.scoring.discovery import BatchFile
 from tasks.scoring.discovery import LedgerRecord
-from tasks.scoring.discovery import ledger_path
-from tasks.scoring.discovery import write_ledger
 from tasks.scoring.duplicate_ids import duplicate_rows
 from tasks.scoring.outputs import BatchSummary
 from tasks.scoring.outputs import confidence_counts
@@ -64,7 +63,6 @@ from tasks.scoring.outputs import predictions_table
 from tasks.scoring.outputs import rejected_table
 from tasks.scoring.outputs import review_table
 from tasks.scoring.outputs import unreadable_table
-from tasks.scoring.outputs import write_part
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -274,9 +272,12 @@ class BatchTally:
         )
 
 
-def remove_outputs(storage: Storage, key: str) -> None:
-    """Delete every output file of batch ``key`` (all tables, all days), leftovers of killed writes too."""
+def remove_outputs(storage: Storage, key: str, check: Callable[[], None] | None = None) -> None:
+    """Delete every output file of batch ``key`` (all tables, all days), leftovers of killed writes too;
+    ``check`` (the claim's) before each delete."""
     for leftover in parts_of(storage, key):
+        if check is not None:
+            check()
         storage.delete(leftover)
 
 
@@ -305,26 +306,28 @@ def score_file(
     log=None,
     *,
     check: Callable[[], None] = _no_claim,
+    fence: str | None = None,
     ledger_fields: dict[str, Any] | None = None,
 ) -> BatchResult:
-    """Score one batch: clear leftovers, stream chunks through rules and model, write parts, then the ledger.
+    """Score one batch: check what can fail cheaply, clear old outputs, stream chunks through rules and
+    model writing parts, then commit the ledger entry.
 
-    ``check`` raises when this run may no longer write the batch (its claim was lost); it is
-    called before every output file. ``ledger_fields`` are extra fields of the ledger record.
-    The file is read through :meth:`Storage.open_version`, so only the bytes of ``batch.version``
-    (the bytes that were hashed into ``batch.key``) are ever scored.
+    ``check`` raises when this run may no longer write the batch (its claim was lost); ``fence`` is
+    the claim's fence, in every part's name. Both go to a :class:`BatchWriter`, which checks the
+    claim before every publish and every delete. ``ledger_fields`` are extra fields of the ledger
+    record. The file is read through :meth:`Storage.open_version`, so only the bytes of
+    ``batch.version`` (the bytes that were hashed into ``batch.key``) are ever scored.
     """
     log = log or (lambda *a: None)
     extra = ledger_fields or {}
     started = time.perf_counter()
     when = datetime.now(UTC)
-    # Un-commit first (the ledger entry is the commit point; it exists here only with --rescore), then
-    # remove whatever an earlier or interrupted run wrote for this batch.
+    writer = BatchWriter(storage, batch.key, fence=fence, check=check, log=log)
     check()
-    storage.delete(ledger_path(batch.key))
-    remove_outputs(storage, batch.key)
     try:
         with storage.open_version(batch.uri, batch.version) as handle:
+            # What can fail without scoring a row comes first (the file's schema, its ids, the
+            # model): a --rescore that fails here leaves the committed outputs as they were.
             parquet = open_parquet(handle)
             with unreadable_on_bad_bytes("its id column cannot be read"):
                 duplicates = duplicate_rows(parquet, settings.chunk_rows)
@@ -333,30 +336,30 @@ def score_file(
             log(
                 f"{batch.name}: model {version} on {model.classifier.device} in {choice.precision} ({choice.reason})"
             )
-            tally = _score_chunks(
-                storage, batch, parquet, duplicates, model, version, settings, when, check, log
-            )
+            # Un-commit (the ledger entry exists here only with --rescore), then remove what an
+            # earlier or interrupted run wrote for this batch.
+            writer.clear()
+            tally = _score_chunks(batch, parquet, duplicates, model, version, settings, when, writer, log)
     except UnreadableBatch as exc:
-        check()
-        remove_outputs(storage, batch.key)  # whatever chunks came before the unreadable page
+        writer.discard("unreadable")  # whatever chunks came before the unreadable page
+        writer.clear()
         reason = str(exc)
-        write_part(storage, UNREADABLE, when, batch.key, 0, unreadable_table(batch, reason, when))
-        write_ledger(storage, LedgerRecord.for_batch(batch, "unreadable", when, reason=reason, **extra))
+        writer.write(UNREADABLE, when, 0, unreadable_table(batch, reason, when))
+        writer.commit(LedgerRecord.for_batch(batch, "unreadable", when, reason=reason, **extra))
         return BatchResult(batch.name, batch.key, "unreadable", reason=reason)
-    except ClaimLost:
+    except ClaimLost as lost:
+        log(f"{batch.name}: stopped, deleting nothing: {lost}")
         raise  # the batch is another run's now: its files must not be touched
-    except BaseException:
+    except BaseException as exc:
         # A batch that fails half-way must not leave rows in the tables (analysts read them without
-        # looking at the ledger): remove its parts, then let Prefect retry or report the failure.
-        remove_outputs(storage, batch.key)
+        # looking at the ledger): remove its own parts (if it still holds the claim), then let
+        # Prefect retry or report the failure.
+        writer.discard(f"{type(exc).__name__}: {exc}")
         raise
     summary = tally.summary(batch, model, time.perf_counter() - started, when)
-    check()
-    write_part(storage, SUMMARIES, when, batch.key, 0, summary.to_table())
+    writer.write(SUMMARIES, when, 0, summary.to_table())
     tally.check_every_row_accounted_for(batch)
-    check()
-    write_ledger(
-        storage,
+    writer.commit(
         LedgerRecord.for_batch(
             batch,
             "scored",
@@ -381,7 +384,6 @@ def score_file(
 
 
 def _score_chunks(
-    storage: Storage,
     batch: BatchFile,
     parquet: pq.ParquetFile,
     duplicates: set[int],
@@ -389,7 +391,7 @@ def _score_chunks(
     version: str,
     settings: ScoringSettings,
     when: datetime,
-    check: Callable[[], None],
+    writer: BatchWriter,
     log,
 ) -> BatchTally:
     """Every chunk through the row rules and the model, its parts written as it goes."""
@@ -403,19 +405,16 @@ def _score_chunks(
         valid = checked.valid
         scores = model.classifier.score(valid["comentario"])
         preds = predictions_table(valid, scores, model.classifier.labels, version, batch, when)
-        check()
-        write_part(storage, PREDICTIONS, when, batch.key, part, preds)
+        writer.write(PREDICTIONS, when, part, preds)
         if scores.needs_review.any():
-            write_part(storage, REVIEW, when, batch.key, part, review_table(preds, model.classifier.labels))
+            writer.write(REVIEW, when, part, review_table(preds, model.classifier.labels))
         if checked.rejected.num_rows:
-            write_part(
-                storage, REJECTED, when, batch.key, part, rejected_table(checked.rejected, batch, when)
-            )
+            writer.write(REJECTED, when, part, rejected_table(checked.rejected, batch, when))
         if labelled_batch and valid.num_rows:
             wrong = misclassified_table(valid, preds, model.seen_tokens)
             tally.add_labelled(int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0), wrong.num_rows)
             if wrong.num_rows:
-                write_part(storage, MISCLASSIFIED, when, batch.key, part, wrong)
+                writer.write(MISCLASSIFIED, when, part, wrong)
         tally.add_chunk(chunk.num_rows, checked.rejected.num_rows, scores, preds)
         release_freed_memory()
         log(
