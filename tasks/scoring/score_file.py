@@ -298,6 +298,19 @@ def _read_chunks(parquet: pq.ParquetFile, chunk_rows: int) -> Iterator[pa.Record
         yield chunk
 
 
+@dataclass(frozen=True)
+class BatchRun:
+    """One scoring of one batch: what each of its steps shares (the batch, the model version, the
+    settings, the run's timestamp, the writer that fences every write by the claim, and the log)."""
+
+    batch: BatchFile
+    version: str
+    settings: ScoringSettings
+    when: datetime
+    writer: BatchWriter
+    log: Callable[[str], None]
+
+
 def score_file(
     storage: Storage,
     batch: BatchFile,
@@ -319,10 +332,9 @@ def score_file(
     ``batch.version`` (the bytes that were hashed into ``batch.key``) are ever scored.
     """
     log = log or (lambda *a: None)
-    extra = ledger_fields or {}
     started = time.perf_counter()
-    when = datetime.now(UTC)
     writer = BatchWriter(storage, batch.key, fence=fence, check=check, log=log)
+    run = BatchRun(batch, version, settings, datetime.now(UTC), writer, log)
     check()
     try:
         with storage.open_version(batch.uri, batch.version) as handle:
@@ -339,14 +351,9 @@ def score_file(
             # Un-commit (the ledger entry exists here only with --rescore), then remove what an
             # earlier or interrupted run wrote for this batch.
             writer.clear()
-            tally = _score_chunks(batch, parquet, duplicates, model, version, settings, when, writer, log)
+            tally = _score_chunks(run, parquet, duplicates, model)
     except UnreadableBatch as exc:
-        writer.discard("unreadable")  # whatever chunks came before the unreadable page
-        writer.clear()
-        reason = str(exc)
-        writer.write(UNREADABLE, when, 0, unreadable_table(batch, reason, when))
-        writer.commit(LedgerRecord.for_batch(batch, "unreadable", when, reason=reason, **extra))
-        return BatchResult(batch.name, batch.key, "unreadable", reason=reason)
+        return _commit_unreadable(run, str(exc), ledger_fields or {})
     except ClaimLost as lost:
         log(f"{batch.name}: stopped, deleting nothing: {lost}")
         raise  # the batch is another run's now: its files must not be touched
@@ -356,15 +363,31 @@ def score_file(
         # Prefect retry or report the failure.
         writer.discard(f"{type(exc).__name__}: {exc}")
         raise
-    summary = tally.summary(batch, model, time.perf_counter() - started, when)
-    writer.write(SUMMARIES, when, 0, summary.to_table())
-    tally.check_every_row_accounted_for(batch)
-    writer.commit(
+    return _commit_scored(run, tally, model, time.perf_counter() - started, ledger_fields or {})
+
+
+def _commit_unreadable(run: BatchRun, reason: str, extra: dict[str, Any]) -> BatchResult:
+    """An unreadable batch: nothing of it in the tables but its row in ``errors/unreadable``, committed."""
+    run.writer.discard("unreadable")  # whatever chunks came before the unreadable page
+    run.writer.clear()
+    run.writer.write(UNREADABLE, run.when, 0, unreadable_table(run.batch, reason, run.when))
+    run.writer.commit(LedgerRecord.for_batch(run.batch, "unreadable", run.when, reason=reason, **extra))
+    return BatchResult(run.batch.name, run.batch.key, "unreadable", reason=reason)
+
+
+def _commit_scored(
+    run: BatchRun, tally: BatchTally, model: ScoringModel, seconds: float, extra: dict[str, Any]
+) -> BatchResult:
+    """The batch's summary row, the every-row-accounted-for check, then the ledger entry (the commit)."""
+    summary = tally.summary(run.batch, model, seconds, run.when)
+    run.writer.write(SUMMARIES, run.when, 0, summary.to_table())
+    tally.check_every_row_accounted_for(run.batch)
+    run.writer.commit(
         LedgerRecord.for_batch(
-            batch,
+            run.batch,
             "scored",
-            when,
-            model_version=version,
+            run.when,
+            model_version=run.version,
             rows_in=tally.rows_in,
             rows_predicted=tally.predicted,
             rows_rejected=tally.rejected,
@@ -372,8 +395,8 @@ def score_file(
         ),
     )
     return BatchResult(
-        batch.name,
-        batch.key,
+        run.batch.name,
+        run.batch.key,
         "scored",
         tally.rows_in,
         tally.predicted,
@@ -384,41 +407,47 @@ def score_file(
 
 
 def _score_chunks(
-    batch: BatchFile,
-    parquet: pq.ParquetFile,
-    duplicates: set[int],
-    model: ScoringModel,
-    version: str,
-    settings: ScoringSettings,
-    when: datetime,
-    writer: BatchWriter,
-    log,
+    run: BatchRun, parquet: pq.ParquetFile, duplicates: set[int], model: ScoringModel
 ) -> BatchTally:
     """Every chunk through the row rules and the model, its parts written as it goes."""
     labelled_batch = "categoria" in parquet.schema_arrow.names
     tally = BatchTally(model.classifier.labels)
-    for part, chunk in enumerate(_read_chunks(parquet, settings.chunk_rows)):
-        with unreadable_on_bad_bytes("its columns cannot be read as a batch"):  # values Arrow cannot type
-            checked = check_chunk(
-                pa.Table.from_batches([chunk]), tally.rows_in, duplicates, settings.max_comment_chars
-            )
-        valid = checked.valid
-        scores = model.classifier.score(valid["comentario"])
-        preds = predictions_table(valid, scores, model.classifier.labels, version, batch, when)
-        writer.write(PREDICTIONS, when, part, preds)
-        if scores.needs_review.any():
-            writer.write(REVIEW, when, part, review_table(preds, model.classifier.labels))
-        if checked.rejected.num_rows:
-            writer.write(REJECTED, when, part, rejected_table(checked.rejected, batch, when))
-        if labelled_batch and valid.num_rows:
-            wrong = misclassified_table(valid, preds, model.seen_tokens)
-            tally.add_labelled(int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0), wrong.num_rows)
-            if wrong.num_rows:
-                writer.write(MISCLASSIFIED, when, part, wrong)
-        tally.add_chunk(chunk.num_rows, checked.rejected.num_rows, scores, preds)
+    for part, chunk in enumerate(_read_chunks(parquet, run.settings.chunk_rows)):
+        _score_chunk(run, part, chunk, duplicates, model, tally, labelled_batch)
         release_freed_memory()
-        log(
-            f"{batch.name}: part {part}: {tally.rows_in:,} rows read, {tally.predicted:,} predicted, "
+        run.log(
+            f"{run.batch.name}: part {part}: {tally.rows_in:,} rows read, {tally.predicted:,} predicted, "
             f"{tally.rejected:,} rejected"
         )
     return tally
+
+
+def _score_chunk(
+    run: BatchRun,
+    part: int,
+    chunk: pa.RecordBatch,
+    duplicates: set[int],
+    model: ScoringModel,
+    tally: BatchTally,
+    labelled_batch: bool,
+) -> None:
+    """One chunk: row rules, predictions, and its part of each table (review, rejected, misclassified)."""
+    labels, writer, when = model.classifier.labels, run.writer, run.when
+    with unreadable_on_bad_bytes("its columns cannot be read as a batch"):  # values Arrow cannot type
+        checked = check_chunk(
+            pa.Table.from_batches([chunk]), tally.rows_in, duplicates, run.settings.max_comment_chars
+        )
+    valid = checked.valid
+    scores = model.classifier.score(valid["comentario"])
+    preds = predictions_table(valid, scores, labels, run.version, run.batch, when)
+    writer.write(PREDICTIONS, when, part, preds)
+    if scores.needs_review.any():
+        writer.write(REVIEW, when, part, review_table(preds, labels))
+    if checked.rejected.num_rows:
+        writer.write(REJECTED, when, part, rejected_table(checked.rejected, run.batch, when))
+    if labelled_batch and valid.num_rows:
+        wrong = misclassified_table(valid, preds, model.seen_tokens)
+        tally.add_labelled(int(pc.sum(pc.is_valid(valid["categoria"])).as_py() or 0), wrong.num_rows)
+        if wrong.num_rows:
+            writer.write(MISCLASSIFIED, when, part, wrong)
+    tally.add_chunk(chunk.num_rows, checked.rejected.num_rows, scores, preds)
