@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 import tasks.scoring.outputs
 import tasks.scoring.score_file
 from flows.configs import ScoreConfig
+from tasks.common.layout import PREDICTIONS
 from tasks.common.storage import Storage
 from tasks.scoring.batch_job import ScoringRun
 from tasks.scoring.batch_job import process_file
@@ -62,7 +63,7 @@ def install_hooks(point: str) -> None:
         def write_part(storage, table, when, key, part, data, *args, **kwargs):
             rel = real(storage, table, when, key, part, data, *args, **kwargs)
             count = seen[table] = seen.get(table, 0) + 1
-            if table == tasks.scoring.outputs.PREDICTIONS and point == f"predictions-{part}":
+            if table == PREDICTIONS and point == f"predictions-{part}":
                 pause(point)
             elif point in ("review", "rejected") and table.endswith(point) and count == 1:
                 pause(point)
