@@ -12,33 +12,56 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lstm_model.vocab import UNK_ID
 from lstm_model.vocab import Vocabulary
+from lstm_model.vocab import as_token_lists
 
 
 def find_frame_tokens(
-    token_lists: Sequence[Sequence[str]], labels: Sequence[str], *, min_class_coverage: float = 0.8
+    token_lists: pa.ListArray | pa.ChunkedArray | Sequence[Sequence[str]],
+    labels: Sequence[str],
+    *,
+    min_class_coverage: float = 0.8,
 ) -> list[str]:
     """Tokens present in at least ``min_class_coverage`` of the texts of some class.
 
     A real topic word ("precio", "llegó") is spread over several phrasings of its class, so it stays
     under the threshold; a template word ("pedido", "agente", "intenté") is in almost every text.
+
+    Counted with Arrow and numpy (token lists best given as an Arrow list<string> array): only the
+    distinct tokens become Python strings, not every token of half a million texts.
     """
-    per_class_docs: dict[str, int] = {}
-    per_class_counts: dict[str, dict[str, int]] = {}
-    for tokens, label in zip(token_lists, labels, strict=True):
-        per_class_docs[label] = per_class_docs.get(label, 0) + 1
-        counts = per_class_counts.setdefault(label, {})
-        for tok in set(tokens):
-            counts[tok] = counts.get(tok, 0) + 1
-    frame = {
-        tok
-        for label, counts in per_class_counts.items()
-        for tok, n in counts.items()
-        if n >= min_class_coverage * per_class_docs[label]
-    }
-    return sorted(frame)
+    tokens = as_token_lists(token_lists)
+    if len(tokens) != len(labels):
+        raise ValueError(f"{len(tokens)} token lists but {len(labels)} labels")
+    if len(tokens) == 0:
+        return []
+    if isinstance(labels, pa.ChunkedArray):
+        labels = labels.combine_chunks()
+    label_codes = pc.dictionary_encode(
+        labels if isinstance(labels, pa.Array) else pa.array(list(labels), pa.string())
+    )
+    classes = label_codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    n_classes = len(label_codes.dictionary)
+    docs_per_class = np.bincount(classes, minlength=n_classes)
+    encoded = pc.dictionary_encode(tokens.flatten())
+    distinct = encoded.dictionary
+    if len(distinct) == 0:
+        return []
+    token_ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    rows = pc.list_parent_indices(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
+    # each (text, token) pair once: a token repeated in a text counts one document
+    pairs = np.unique(rows * len(distinct) + token_ids)
+    pair_rows, pair_tokens = pairs // len(distinct), pairs % len(distinct)
+    per_class = np.bincount(
+        classes[pair_rows] * len(distinct) + pair_tokens, minlength=n_classes * len(distinct)
+    ).reshape(n_classes, len(distinct))
+    frame = (per_class >= min_class_coverage * docs_per_class[:, None]) & (per_class > 0)
+    hits = np.flatnonzero(frame.any(axis=0))
+    return sorted(distinct.take(pa.array(hits, pa.int64())).to_pylist())
 
 
 def frame_id_mask(vocab: Vocabulary, frame_tokens: Sequence[str]) -> np.ndarray:
