@@ -31,6 +31,7 @@ from tasks.source import fetch_source
 from tasks.source import parse_source
 from tasks.training_data import fingerprint
 from tasks.training_data import split_dataset
+from tasks.training_data import training_columns_only
 from tasks.training_data import validate_training_data
 from tasks.training_rows import TrainingRows
 from tasks.training_rows import combine_training_rows
@@ -59,8 +60,13 @@ def prepare_data(
     """Source and analysts' labels -> validated rows -> split: everything before training
     (bench/training_input_memory.py measures its peak memory through this same function)."""
     storage = config.storage_root()
-    frame = parse_source(fetch_source(storage, config.source))
-    checked = validate_training_data(frame, config.categories, config.severities)
+    # No name for the parsed frame: once validated, only the columns training reads are kept (the
+    # flow holds ``checked`` to the end; the rejected rows keep every column).
+    checked = training_columns_only(
+        validate_training_data(
+            parse_source(fetch_source(storage, config.source)), config.categories, config.severities
+        )
+    )
     labels = load_labels(storage, config.labels, config.categories)
     data = combine_training_rows(checked, labels, config.source)
     splits = split_dataset(

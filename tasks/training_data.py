@@ -7,10 +7,13 @@ import json
 from collections.abc import Sequence
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import get_run_logger
 from prefect import task
 
 from lstm_model.splits import stratified_split
+from tasks.labels import LABEL_COLUMNS
 from tasks.labels import ORIGIN
 from tasks.schema import CATEGORIES
 from tasks.schema import COLUMNS
@@ -97,10 +100,42 @@ def validate_training_data(
     return outcome
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 of the rows the model learns from (id, text, label), independent of row order."""
-    rows = sorted(zip(frame["id"].astype(str), frame["comentario"], frame["categoria"], strict=True))
-    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+def training_columns_only(outcome: ValidationOutcome) -> ValidationOutcome:
+    """The outcome with its valid rows cut to ``id``, ``comentario`` and ``categoria``: all that
+    training, evaluation and the champion comparison read. The source's other columns (country,
+    channel, ...) cost as much again on a large source and are not needed once the rows are valid;
+    the rejected rows keep every column for the report."""
+    from tasks.memory import release_freed_memory
+
+    valid = outcome.valid[[c for c in LABEL_COLUMNS if c in outcome.valid.columns]]
+    slim = ValidationOutcome(valid=valid, rejected=outcome.rejected, failures=outcome.failures)
+    release_freed_memory()
+    return slim
+
+
+def fingerprint(frame: pd.DataFrame, chunk: int = 50_000) -> str:
+    """SHA-256 of the rows the model learns from (id, text, label), independent of row order.
+
+    The hash of ``json.dumps(sorted(rows))``, as it always was, built a chunk at a time: the rows are
+    sorted by Arrow (UTF-8 byte order is code point order, as Python sorts strings) and only
+    ``chunk`` of them are Python objects at once (the whole list cost ~500 MB at 664k rows).
+    """
+    table = pa.table(
+        {
+            "id": pa.array(frame["id"].astype(str), from_pandas=True).cast(pa.string()),
+            "comentario": pa.array(frame["comentario"], from_pandas=True).cast(pa.string()),
+            "categoria": pa.array(frame["categoria"], from_pandas=True).cast(pa.string()),
+        }
+    )
+    order = pc.sort_indices(table, sort_keys=[(name, "ascending") for name in table.column_names])
+    digest = hashlib.sha256(b"[")
+    for start in range(0, table.num_rows, chunk):
+        part = table.take(order[start : start + chunk])
+        rows = zip(*(part[name].to_pylist() for name in table.column_names), strict=True)
+        text = ", ".join(json.dumps(list(row), ensure_ascii=False) for row in rows)
+        digest.update((", " if start else "").encode() + text.encode())
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 def check_classes(
@@ -131,7 +166,7 @@ def split_dataset(
 ) -> dict[str, pd.DataFrame]:
     """Stratified, seeded parts. Rows of each ``origin`` (source, analysts' labels) are split on their
     own, so the few label rows land in every part in the same proportions as the source rows."""
-    groups = frame.groupby(ORIGIN, sort=False) if ORIGIN in frame.columns else [(None, frame)]
+    groups = frame.groupby(ORIGIN, sort=False, observed=True) if ORIGIN in frame.columns else [(None, frame)]
     chunks: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
     for origin, group in groups:
         parts = stratified_split(

@@ -126,7 +126,11 @@ def test_the_zombie_automation_crashes_only_silent_runs_of_these_deployments():
     trigger = automation.trigger
     assert trigger.posture.value == "Proactive" and trigger.within == timedelta(seconds=90)
     assert trigger.after == {"prefect.flow-run.heartbeat"}
-    assert trigger.expect >= {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Crashed"}
+    assert trigger.expect >= {
+        "prefect.flow-run.heartbeat",
+        "prefect.flow-run.Completed",
+        "prefect.flow-run.Crashed",
+    }
     assert trigger.expect >= {"prefect.flow-run.Failed", "prefect.flow-run.Cancelled"}
     assert trigger.for_each == {"prefect.resource.id"}
     assert trigger.match_related.model_dump() == {
