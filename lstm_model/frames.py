@@ -25,6 +25,7 @@ def find_frame_tokens(
     labels: Sequence[str],
     *,
     min_class_coverage: float = 0.8,
+    chunk_rows: int = 65_536,
 ) -> list[str]:
     """Tokens present in at least ``min_class_coverage`` of the texts of some class.
 
@@ -47,18 +48,31 @@ def find_frame_tokens(
     classes = label_codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     n_classes = len(label_codes.dictionary)
     docs_per_class = np.bincount(classes, minlength=n_classes)
+    if tokens.null_count:
+        tokens = pc.fill_null(tokens, pa.scalar([], tokens.type))
     encoded = pc.dictionary_encode(tokens.flatten())
     distinct = encoded.dictionary
     if len(distinct) == 0:
         return []
-    token_ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    rows = pc.list_parent_indices(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
-    # each (text, token) pair once: a token repeated in a text counts one document
-    pairs = np.unique(rows * len(distinct) + token_ids)
-    pair_rows, pair_tokens = pairs // len(distinct), pairs % len(distinct)
-    per_class = np.bincount(
-        classes[pair_rows] * len(distinct) + pair_tokens, minlength=n_classes * len(distinct)
-    ).reshape(n_classes, len(distinct))
+    n_distinct = len(distinct)
+    token_ids = encoded.indices.to_numpy(zero_copy_only=False)
+    del encoded
+    offsets = tokens.offsets.to_numpy().astype(np.int64)
+    offsets -= offsets[0]
+    per_class = np.zeros(n_classes * n_distinct, dtype=np.int64)
+    # A chunk of texts at a time, so the (text, token) pairs never exist for the whole set at once
+    # (8M tokens as int64 pairs, sorted, were ~450 MB); each pair counts once: a token repeated in a
+    # text is one document.
+    for begin in range(0, len(tokens), chunk_rows):
+        end = min(begin + chunk_rows, len(tokens))
+        lengths = np.diff(offsets[begin : end + 1])
+        rows = np.repeat(np.arange(begin, end, dtype=np.int64), lengths)
+        ids = token_ids[offsets[begin] : offsets[end]].astype(np.int64)
+        pairs = np.unique(rows * n_distinct + ids)
+        per_class += np.bincount(
+            classes[pairs // n_distinct] * n_distinct + pairs % n_distinct, minlength=per_class.size
+        )
+    per_class = per_class.reshape(n_classes, n_distinct)
     frame = (per_class >= min_class_coverage * docs_per_class[:, None]) & (per_class > 0)
     hits = np.flatnonzero(frame.any(axis=0))
     return sorted(distinct.take(pa.array(hits, pa.int64())).to_pylist())

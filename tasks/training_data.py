@@ -15,6 +15,7 @@ from prefect import task
 from lstm_model.splits import stratified_split
 from tasks.labels import LABEL_COLUMNS
 from tasks.labels import ORIGIN
+from tasks.memory import release_freed_memory
 from tasks.schema import CATEGORIES
 from tasks.schema import COLUMNS
 from tasks.schema import SEVERITIES
@@ -105,8 +106,6 @@ def training_columns_only(outcome: ValidationOutcome) -> ValidationOutcome:
     training, evaluation and the champion comparison read. The source's other columns (country,
     channel, ...) cost as much again on a large source and are not needed once the rows are valid;
     the rejected rows keep every column for the report."""
-    from tasks.memory import release_freed_memory
-
     valid = outcome.valid[[c for c in LABEL_COLUMNS if c in outcome.valid.columns]]
     slim = ValidationOutcome(valid=valid, rejected=outcome.rejected, failures=outcome.failures)
     release_freed_memory()
@@ -177,5 +176,8 @@ def split_dataset(
         of = f" of the {origin} rows" if origin is not None else ""
         get_run_logger().info("Split%s: %s", of, {name: len(rows) for name, rows in parts.items()})
     splits = {name: pd.concat(parts).reset_index(drop=True) for name, parts in chunks.items()}
+    # the last group is a copy of its rows: not kept while the classes are checked
+    chunks = groups = parts = group = None
     check_classes(frame, splits, categories, min_rows_per_class)
+    release_freed_memory()  # the per-origin parts' copies, before training allocates its own
     return splits

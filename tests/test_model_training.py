@@ -434,6 +434,7 @@ class TestFindFrameTokens:
                 {t for c, counts in seen.items() for t, n in counts.items() if n >= coverage * docs[c]}
             )
             assert find_frame_tokens(keys, pa.array(labels), min_class_coverage=coverage) == expected
+            assert find_frame_tokens(keys, labels, min_class_coverage=coverage, chunk_rows=7) == expected
             assert find_frame_tokens(keys.to_pylist(), labels, min_class_coverage=coverage) == expected
         counted = Counter(k for row in keys.to_pylist() for k in row)
         for min_freq, max_size in ((1, None), (3, 50)):
