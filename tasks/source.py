@@ -78,7 +78,7 @@ def fetch_source(storage: Storage, source: str) -> SourceFile:
     return found
 
 
-@task(name="parse-source")
+@task(name="parse-source", cache_policy=NO_CACHE)
 def parse_source(source: SourceFile) -> pd.DataFrame:
     try:
         frame = parse_records(source.path, source.name)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import get_run_logger
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from lstm_model.splits import stratified_split
 from tasks.labels import LABEL_COLUMNS
@@ -87,7 +88,9 @@ def _summary(failures: dict[str, int]) -> str:
     return ", ".join(f"{name}: {n}" for name, n in failures.items() if n) or "none"
 
 
-@task(name="validate-training-data")
+# NO_CACHE on the tasks that take the data: Prefect's default cache key hashes a task's inputs, which
+# for a DataFrame means a cloudpickle of the whole frame (hundreds of MB and seconds on a large source).
+@task(name="validate-training-data", cache_policy=NO_CACHE)
 def validate_training_data(
     frame: pd.DataFrame, categories: Sequence[str], severities: Sequence[str]
 ) -> ValidationOutcome:
@@ -154,7 +157,7 @@ def check_classes(
             raise DatasetError(f"the {name} split has no rows of class {', '.join(missing)}")
 
 
-@task(name="split-dataset")
+@task(name="split-dataset", cache_policy=NO_CACHE)
 def split_dataset(
     frame: pd.DataFrame,
     val_fraction: float,

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from prefect import get_run_logger
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.labels import LABEL_COLUMNS
 from tasks.labels import ORIGIN
@@ -80,7 +81,7 @@ def combine(checked: ValidationOutcome, labels: LabelSet, source: str) -> Traini
     return TrainingRows(rows, report, summary)
 
 
-@task(name="combine-training-rows")
+@task(name="combine-training-rows", cache_policy=NO_CACHE)
 def combine_training_rows(checked: ValidationOutcome, labels: LabelSet, source: str) -> TrainingRows:
     data = combine(checked, labels, source)
     s = data.summary

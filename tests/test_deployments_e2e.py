@@ -618,15 +618,18 @@ def _slow_score_run(operator: Operator) -> UUID:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize(
+    ("signal_name", "scope"), [("SIGTERM", "group"), ("SIGTERM", "service"), ("SIGKILL", "service")]
+)
 def test_a_run_whose_worker_is_killed_ends_crashed_and_frees_the_slot(
-    tmp_path, processes, shared_dataset, signal_name
+    tmp_path, processes, shared_dataset, signal_name, scope
 ):
-    """The cpu worker's process group gets ``signal_name`` while a score-nightly run is Running (as
-    systemd or a container runtime stops a service: every process of it). SIGTERM: the run's own
-    process reports Crashed on its way out. SIGKILL: nothing can report; the zombie automation that
-    ``stand_up.sh`` created marks the run Crashed once its heartbeats stop. Either way the run ends
-    Crashed and the deployment's only concurrency slot is free: the next run, with a new worker,
+    """``signal_name`` while a score-nightly run is Running, to the cpu worker's process group
+    (``group``: the flow run's process, in a session of its own, is then stopped by the worker without
+    reporting anything) or to every process of the worker's service (``service``, as systemd stops a
+    unit: the worker and the flow run's process). Whatever reports or not, the run must end Crashed
+    (itself on its way out, or by the zombie automation ``stand_up.sh`` created once its heartbeats
+    stop) and the deployment's only concurrency slot must be free: the next run, with a new worker,
     starts without waiting for a slot and completes."""
     from prefect.client.orchestration import SyncPrefectClient
 
@@ -665,10 +668,13 @@ def test_a_run_whose_worker_is_killed_ends_crashed_and_frees_the_slot(
             _wait_state(client, first, {"RUNNING"}, RUN_TIMEOUT, [processes.log("worker-cpu")])
             # let it score a few chunks (and send its first heartbeat), then stop the whole service
             _wait_for_chunks(operator.store, 3, RUN_TIMEOUT)
-            operator.mark(
-                f"score-nightly run {first} is Running; {signal_name} to the worker's process group"
-            )
-            os.killpg(worker.pid, kill)
+            operator.mark(f"score-nightly run {first} is Running; {signal_name} to the worker's {scope}")
+            service = [worker.pid] + [c.pid for c in psutil.Process(worker.pid).children(recursive=True)]
+            for pid in service if scope == "service" else [worker.pid]:
+                try:
+                    os.killpg(os.getpgid(pid), kill)
+                except ProcessLookupError:
+                    pass
             worker.wait(60)
             wait = CRASH_WAIT + (ZOMBIE_WINDOW_SECONDS + 30 if kill == signal.SIGKILL else 0)
             crashed = _wait_state(
