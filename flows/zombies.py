@@ -21,7 +21,8 @@ Prefect 3 has the parts to handle it (https://docs.prefect.io/v3/advanced/detect
 ``comentarios deploy`` (``deployments/stand_up.sh``) creates or updates that automation; nothing else
 needs setting up. It is also what ends a run whose worker got SIGTERM (``kill``, systemd stopping the
 service): Prefect 3.9.1's process worker then stops its flow-run process without that process reporting
-Crashed (checked on a real server: the process is gone, the run stays Running), see the README.
+Crashed (checked on a real server: the process is gone, the run stays Running); SIGTERM to every
+process of the worker's service did not get a Crashed recorded either. See the README.
 """
 
 from __future__ import annotations
