@@ -187,6 +187,14 @@ def fit_classifier(
     train_y = label_ids(train.labels, labels)
     train_weights = train.row_weights(training.label_weight)
     val_y = label_ids(val.labels, labels)
+    train_unknown = vocab.unknown_share(train_tokens)  # > 0 only with min_freq/max_vocab cuts
+    val_unknown = vocab.unknown_share(val_tokens)
+    second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
+    if not (second.weight > 0 and second.features == "char_ngrams"):
+        # Only the n-gram model reads the tokens again. Freed now and handed back by Arrow's pool, the
+        # tokens and their keys (a few hundred MB for half a million texts) are not held while training.
+        train_tokens = val_tokens = None
+        pa.default_memory_pool().release_unused()
 
     seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
     model = LSTMClassifier(ModelConfig.for_data(architecture, vocab_size=len(vocab), num_classes=len(labels)))
@@ -202,7 +210,6 @@ def fit_classifier(
         on_epoch=on_epoch,
     )
     second_model, second_result, ngrams = None, None, None
-    second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
     if second.weight > 0:
         second_train: BatchableTexts = train_ids
         second_val: BatchableTexts = val_ids
@@ -244,8 +251,8 @@ def fit_classifier(
         precision=result.precision,
         best_epoch=result.best_epoch,
         history=tuple(result.history),
-        train_unknown_share=vocab.unknown_share(train_tokens),  # > 0 only with min_freq/max_vocab cuts
-        val_unknown_share=vocab.unknown_share(val_tokens),
+        train_unknown_share=train_unknown,
+        val_unknown_share=val_unknown,
         second_model_best_epoch=second_result.best_epoch if second_result else None,
         second_model_epochs=len(second_result.history) if second_result else None,
     )
