@@ -31,6 +31,7 @@ from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from lstm_model.training import EpochMetrics
 from tasks.labels import ORIGIN
+from tasks.memory import release_freed_memory
 from tasks.training_rows import LABELS
 
 
@@ -67,6 +68,10 @@ def train_model(
             m.seconds,
         )
 
+    # What validation and the split freed (Python objects of GX and pandas, Arrow buffers) goes back
+    # to the OS before the model's arrays are allocated: glibc would otherwise keep it mapped, and
+    # the training's peak would sit on top of it (bench/training_input_memory.py).
+    release_freed_memory()
     fitted = fit_classifier(
         _labelled(splits["train"]),
         _labelled(splits["val"]),

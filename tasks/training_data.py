@@ -122,11 +122,12 @@ def fingerprint(frame: pd.DataFrame, chunk: int = 50_000) -> str:
     sorted by Arrow (UTF-8 byte order is code point order, as Python sorts strings) and only
     ``chunk`` of them are Python objects at once (the whole list cost ~500 MB at 664k rows).
     """
+    # Arrow-backed text columns are taken as they are (no copy); the sort gives positions only.
     table = pa.table(
         {
-            "id": pa.array(frame["id"].astype(str), from_pandas=True).cast(pa.string()),
-            "comentario": pa.array(frame["comentario"], from_pandas=True).cast(pa.string()),
-            "categoria": pa.array(frame["categoria"], from_pandas=True).cast(pa.string()),
+            "id": pa.array(frame["id"].astype(str), from_pandas=True),
+            "comentario": pa.array(frame["comentario"], from_pandas=True),
+            "categoria": pa.array(frame["categoria"], from_pandas=True),
         }
     )
     order = pc.sort_indices(table, sort_keys=[(name, "ascending") for name in table.column_names])
