@@ -29,6 +29,7 @@ from tasks.validation import apply_rules
 from tasks.validation import as_given
 from tasks.validation import labelled_comment_rules
 from tasks.validation import missing_columns
+from tasks.validation import release_gx_context
 from tasks.validation import short
 from tasks.validation import text_or_null
 
@@ -95,6 +96,7 @@ def validate_training_data(
     frame: pd.DataFrame, categories: Sequence[str], severities: Sequence[str]
 ) -> ValidationOutcome:
     outcome = check_training_rows(frame, categories, severities)
+    release_gx_context()  # once per training run: what GX kept of the whole source goes now
     get_run_logger().info(
         "%d valid rows, %d rejected (%s)",
         len(outcome.valid),
