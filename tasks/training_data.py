@@ -95,14 +95,7 @@ def _summary(failures: dict[str, int]) -> str:
 def validate_training_data(
     frame: pd.DataFrame, categories: Sequence[str], severities: Sequence[str]
 ) -> ValidationOutcome:
-    """:func:`check_training_rows`, logged; ``frame`` is emptied (its columns dropped) afterwards."""
     outcome = check_training_rows(frame, categories, severities)
-    # The parsed source is consumed: its columns are dropped in place once the valid and rejected rows
-    # (copies) exist. Prefect 3.9.1 keeps a task run's parameters referenced until the flow ends
-    # (checked: a weak reference to the parsed frame stayed alive after this task returned, held only
-    # by the task's parameter dict), so without this every column of the source would stay in memory
-    # through training.
-    frame.drop(columns=list(frame.columns), inplace=True)
     release_gx_context()  # once per training run: what GX kept of the whole source goes now
     get_run_logger().info(
         "%d valid rows, %d rejected (%s)",
