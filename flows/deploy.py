@@ -230,6 +230,22 @@ def deploy_environment(
     return env
 
 
+def set_up_zombie_detection() -> None:
+    """The server automation that marks Crashed a run of these deployments whose process died (its
+    heartbeats stopped), freeing its concurrency slot (:mod:`flows.zombies`)."""
+    from flows.zombies import AUTOMATION_NAME
+    from flows.zombies import ensure_zombie_automation
+    from flows.zombies import zombie_window
+
+    window = zombie_window()
+    ensure_zombie_automation(window)
+    print(
+        f"Automation {AUTOMATION_NAME!r}: a run of these deployments with no heartbeat for "
+        f"{int(window.total_seconds())} s is marked Crashed (its concurrency slot is freed)",
+        flush=True,
+    )
+
+
 def worker_command(pool: str, project_dir: Path | None = None) -> str:
     """The shell command that starts a worker for ``pool`` (what an operator types)."""
     prefix = f"COMENTARIOS_PROJECT_DIR={shlex.quote(str(project_dir))} " if project_dir else ""
@@ -251,6 +267,7 @@ def stand_up(
     set_variables(given)
     create_pools(project_dir, pools)
     deploy_all(deploy_environment(project_dir, runtime_project_dir=runtime_project_dir), project_dir)
+    set_up_zombie_detection()
     print(
         "\nDeployed " + " and ".join(DEPLOYMENTS) + ". Start one worker per pool (each in its own terminal, "
         "with the project's virtualenv active and the same PREFECT_API_URL):",

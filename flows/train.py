@@ -7,6 +7,8 @@ The flow only wires tasks; every step lives in ``tasks/`` (I/O, validation, repo
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 from prefect import flow
 from prefect import get_run_logger
@@ -27,6 +29,7 @@ from tasks.registry.versions import publish_model
 from tasks.training.champion import challenge_champion
 from tasks.training.dataset import fingerprint
 from tasks.training.dataset import split_dataset
+from tasks.training.dataset import training_columns_only
 from tasks.training.dataset import validate_training_data
 from tasks.training.modeling import evaluate_model
 from tasks.training.modeling import new_version
@@ -64,8 +67,13 @@ def prepare_data(
     """Source and analysts' labels -> validated rows -> split: everything before training
     (bench/training_input_memory.py measures its peak memory through this same function)."""
     storage = config.storage_root()
-    frame = parse_source(fetch_source(storage, config.source))
-    checked = validate_training_data(frame, config.categories, config.severities)
+    # No name for the parsed frame: once validated, only the columns training reads are kept (the
+    # flow holds ``checked`` to the end; the rejected rows keep every column).
+    checked = training_columns_only(
+        validate_training_data(
+            parse_source(fetch_source(storage, config.source)), config.categories, config.severities
+        )
+    )
     labels = load_labels(storage, config.labels, config.categories, config.min_file_age)
     data = combine_training_rows(checked, labels, config.source)
     splits = split_dataset(
@@ -86,6 +94,10 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     if created:
         get_run_logger().info("Created %s under %s", ", ".join(f"{f}/" for f in created), storage.uri())
     checked, data, splits = prepare_data(config)
+    # The fingerprint is all the flow needs of the combined rows (the splits hold them too): taken now,
+    # the rows are not held through training (~100 MB at 664k rows).
+    data_fingerprint = fingerprint(data.rows)
+    data = dataclasses.replace(data, rows=data.rows.iloc[:0])
     freeform = load_freeform_eval(config.categories)
     frames = load_frames_eval(config.categories)
     fitted = train_model(
@@ -109,7 +121,6 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
             "judged on the %s set",
             judged_on,
         )
-    data_fingerprint = fingerprint(data.rows)
     version = new_version(data_fingerprint)
     unreadable = data.summary["label_files_unreadable"]
     decision = challenge_champion(
@@ -144,7 +155,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         model_uri=model_uri,
         promoted=promoted,
         device=fitted.report.device,
-        valid_rows=len(data.rows),
+        valid_rows=data.summary["rows_used"],
         rejected_rows=len(data.rejected),
         label_rows=data.summary["label_rows"],
         unlabelled_rows=data.summary["unlabelled_rows"],

@@ -47,6 +47,27 @@ from lstm_model.vocab import Vocabulary
 SECOND_MODEL_SEED_OFFSET = 1000  # its masking draws differ from the LSTM's
 
 
+def as_arrow_strings(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Texts as one Arrow string array (an Arrow array is used as it is, without Python strings)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if isinstance(texts, pa.Array):
+        return texts.cast(pa.string()) if texts.type != pa.string() else texts
+    return pa.array(list(texts), pa.string())
+
+
+def label_ids(values: Sequence[str] | pa.Array | pa.ChunkedArray, labels: Sequence[str]) -> np.ndarray:
+    """The position of each label in ``labels`` (int64); a label not among them is a ValueError."""
+    import pyarrow.compute as pc
+
+    array = as_arrow_strings(values)
+    ids = pc.index_in(array, value_set=pa.array(list(labels), pa.string()))
+    if ids.null_count:
+        unknown = sorted(set(pc.filter(array, pc.is_null(ids)).to_pylist()), key=str)
+        raise ValueError(f"labels not among {list(labels)}: {unknown[:5]}")
+    return ids.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def fit_classifier(
     train: LabelledTexts,
     val: LabelledTexts,
@@ -69,25 +90,32 @@ def fit_classifier(
     (template comments with new wording) caps how many good comments that threshold may flag.
     """
     labels = tuple(labels)
-    index = {label: i for i, label in enumerate(labels)}
-    train_tokens = tokenize_arrow(pa.array(list(train.texts), pa.string()))
-    val_tokens = tokenize_arrow(pa.array(list(val.texts), pa.string()))
+    # Arrow all the way: the tokens of half a million texts as Python lists of strings would cost
+    # gigabytes (bench/training_input_memory.py).
+    train_tokens = tokenize_arrow(as_arrow_strings(train.texts))
+    val_tokens = tokenize_arrow(as_arrow_strings(val.texts))
     vocab = Vocabulary.build(
-        train_tokens.to_pylist(), form=text.token_form(), min_freq=text.min_freq, max_size=text.max_vocab
+        train_tokens, form=text.token_form(), min_freq=text.min_freq, max_size=text.max_vocab
     )
     frames = find_frame_tokens(
-        vocab.form.keys_arrow(train_tokens).to_pylist(),
-        list(train.labels),
-        min_class_coverage=text.frame_coverage,
+        vocab.form.keys_arrow(train_tokens), train.labels, min_class_coverage=text.frame_coverage
     )
     frame_mask = frame_id_mask(vocab, frames)
     train_ids, val_ids = (
         encode_tokens(train_tokens, vocab, text.max_len),
         encode_tokens(val_tokens, vocab, text.max_len),
     )
-    train_y = np.array([index[label] for label in train.labels], dtype=np.int64)
+    train_y = label_ids(train.labels, labels)
     train_weights = train.row_weights(training.label_weight)
-    val_y = np.array([index[label] for label in val.labels], dtype=np.int64)
+    val_y = label_ids(val.labels, labels)
+    train_unknown = vocab.unknown_share(train_tokens)  # > 0 only with min_freq/max_vocab cuts
+    val_unknown = vocab.unknown_share(val_tokens)
+    second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
+    if not (second.weight > 0 and second.features == "char_ngrams"):
+        # Only the n-gram model reads the tokens again. Freed now and handed back by Arrow's pool, the
+        # tokens and their keys (a few hundred MB for half a million texts) are not held while training.
+        train_tokens = val_tokens = None
+        pa.default_memory_pool().release_unused()
 
     seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
     model = LSTMClassifier(ModelConfig.for_data(architecture, vocab_size=len(vocab), num_classes=len(labels)))
@@ -103,7 +131,6 @@ def fit_classifier(
         on_epoch=on_epoch,
     )
     second_model, second_result, ngrams = None, None, None
-    second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
     if second.weight > 0:
         second_train: BatchableTexts = train_ids
         second_val: BatchableTexts = val_ids
@@ -145,8 +172,8 @@ def fit_classifier(
         precision=result.precision,
         best_epoch=result.best_epoch,
         history=tuple(result.history),
-        train_unknown_share=vocab.unknown_share(train_tokens),  # > 0 only with min_freq/max_vocab cuts
-        val_unknown_share=vocab.unknown_share(val_tokens),
+        train_unknown_share=train_unknown,
+        val_unknown_share=val_unknown,
         second_model_best_epoch=second_result.best_epoch if second_result else None,
         second_model_epochs=len(second_result.history) if second_result else None,
     )
@@ -165,10 +192,13 @@ def fit_classifier(
     if calibration is None or not len(calibration.texts):
         return fitted
     classifier = Classifier.from_fitted(fitted)
-    cal, on_val = classifier.score(list(calibration.texts)), classifier.score(list(val.texts))
+    cal, on_val = (
+        classifier.score(as_arrow_strings(calibration.texts)),
+        classifier.score(as_arrow_strings(val.texts)),
+    )
     policy = fit_review_policy(
         cal.probs,
-        np.array([index[label] for label in calibration.labels]),
+        label_ids(calibration.labels, labels),
         cal.readable,
         on_val.probs,
         on_val.readable,

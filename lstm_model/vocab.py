@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -17,7 +16,17 @@ import pyarrow.compute as pc
 from lstm_model.token_form import TokenForm
 
 PAD, UNK = "[PAD]", "[UNK]"
+TOKEN_LISTS = pa.list_(pa.string())
 PAD_ID, UNK_ID = 0, 1
+
+
+def as_token_lists(token_lists: pa.ListArray | pa.ChunkedArray | Iterable[Sequence[str]]) -> pa.ListArray:
+    """Token lists as one Arrow list<string> array (Python lists are converted once)."""
+    if isinstance(token_lists, pa.ChunkedArray):
+        return token_lists.combine_chunks()
+    if isinstance(token_lists, pa.Array):
+        return token_lists
+    return pa.array([list(tokens) for tokens in token_lists], TOKEN_LISTS)
 
 
 def ranked_keys(
@@ -47,7 +56,7 @@ class Vocabulary:
     @classmethod
     def build(
         cls,
-        token_lists: Iterable[Sequence[str]],
+        token_lists: pa.ListArray | pa.ChunkedArray | Iterable[Sequence[str]],
         *,
         form: TokenForm = TokenForm(),
         min_freq: int = 1,
@@ -57,12 +66,16 @@ class Vocabulary:
 
         Ties are broken alphabetically so that the same data always gives the same ids (the
         reference notebook kept tokens in first-seen order, which depends on row order).
-        ``max_size`` counts the two special tokens.
+        ``max_size`` counts the two special tokens. ``token_lists`` is best an Arrow list<string>
+        array: keys are counted by Arrow, so only the distinct keys become Python strings (half a
+        million training texts as Python lists of strings cost about a gigabyte).
         """
-        keys = form.keys_arrow(pa.array(list(token_lists), pa.list_(pa.string())))
-        return cls(
-            ranked_keys(Counter(keys.flatten().to_pylist()), min_freq=min_freq, max_size=max_size), form
+        tokens = as_token_lists(token_lists)
+        counted = pc.value_counts(form.keys_arrow(tokens).flatten())
+        counts = dict(
+            zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
         )
+        return cls(ranked_keys(counts, min_freq=min_freq, max_size=max_size), form)
 
     def __len__(self) -> int:
         return len(self.itos)

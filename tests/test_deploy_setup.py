@@ -93,3 +93,49 @@ def test_prefect_yaml_reads_every_setting_from_its_variable_and_uses_only_build_
     assert used and set(used) <= outputs
     # nothing the deployments need is read from the deploying machine's environment any more
     assert "$COMENTARIOS_STORAGE" not in yaml.safe_dump(spec["deployments"])
+
+
+def test_both_deployments_send_heartbeats_often_enough_for_the_zombie_automation():
+    """The runs' environment sets the heartbeat period the automation's window is built from, and both
+    deployments carry the tag the automation watches."""
+    from flows.zombies import GRACE_HEARTBEATS
+    from flows.zombies import HEARTBEAT_SECONDS
+    from flows.zombies import TAG
+    from flows.zombies import zombie_window
+
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    for deployment in spec["deployments"]:
+        env = deployment["work_pool"]["job_variables"]["env"]
+        assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) == HEARTBEAT_SECONDS, deployment["name"]
+        assert TAG in deployment["tags"], deployment["name"]
+    assert zombie_window({}).total_seconds() == GRACE_HEARTBEATS * HEARTBEAT_SECONDS
+    assert zombie_window({"COMENTARIOS_ZOMBIE_AFTER_SECONDS": "45"}).total_seconds() == 45
+    assert zombie_window({"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "10"}).total_seconds() == GRACE_HEARTBEATS * 30
+
+
+def test_the_zombie_automation_crashes_only_silent_runs_of_these_deployments():
+    """Prefect's documented zombie-flow trigger: after a heartbeat, expect another heartbeat or a terminal
+    state within the window, per flow run; otherwise force the run to Crashed. Limited to runs tagged
+    ``comentarios``, so other flows on the server (with Prefect's 180 s heartbeat) are left alone."""
+    from datetime import timedelta
+
+    from flows.zombies import TAG
+    from flows.zombies import zombie_automation
+
+    automation = zombie_automation(timedelta(seconds=90))
+    trigger = automation.trigger
+    assert trigger.posture.value == "Proactive" and trigger.within == timedelta(seconds=90)
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.expect >= {
+        "prefect.flow-run.heartbeat",
+        "prefect.flow-run.Completed",
+        "prefect.flow-run.Crashed",
+    }
+    assert trigger.expect >= {"prefect.flow-run.Failed", "prefect.flow-run.Cancelled"}
+    assert trigger.for_each == {"prefect.resource.id"}
+    assert trigger.match_related.model_dump() == {
+        "prefect.resource.role": "tag",
+        "prefect.resource.id": f"prefect.tag.{TAG}",
+    }
+    (action,) = automation.actions
+    assert action.type == "change-flow-run-state" and action.state.value == "CRASHED" and action.force

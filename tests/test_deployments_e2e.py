@@ -584,3 +584,135 @@ def test_deployments_on_a_real_server(tmp_path, processes, shared_dataset, backe
             f"test took {time.monotonic() - operator.started:.1f} s",
             flush=True,
         )
+
+
+# --------------------------------------------------------------------- a worker killed during a run
+
+ZOMBIE_WINDOW_SECONDS = 45  # the automation's window in this test (production: 3 heartbeats, 90 s)
+CRASH_WAIT = 120  # bounded waits for a state: generous on a loaded 2-core machine
+
+
+def _wait_state(client, run_id: UUID, wanted: set[str], timeout: float, logs: list[Path]):
+    """Poll until the run's state type is one of ``wanted``; fail with the logs after ``timeout`` s."""
+    start = time.monotonic()
+    while True:
+        run = client.read_flow_run(run_id)
+        if run.state is not None and run.state.type.value in wanted:
+            return run
+        if time.monotonic() - start > timeout:
+            tails = "\n".join(f"--- {p.name}\n{_tail(p)}" for p in logs)
+            pytest.fail(
+                f"flow run {run_id} still {run.state.name if run.state else None} after {timeout} s\n{tails}"
+            )
+        time.sleep(0.5)
+
+
+def _slow_score_run(operator: Operator) -> UUID:
+    """Start a score-nightly run that scores a 20,000-row batch in small chunks (tens of seconds)."""
+    slow = json.dumps(
+        {"storage": operator.storage, "model": "latest", "chunk_rows": 200, "inference_batch": 64}
+    )
+    output = operator.prefect("deployment", "run", "score-batches/score-nightly", "--param", f"config={slow}")
+    return _flow_run_id(output)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize(
+    ("signal_name", "scope"), [("SIGTERM", "group"), ("SIGTERM", "service"), ("SIGKILL", "service")]
+)
+def test_a_run_whose_worker_is_killed_ends_crashed_and_frees_the_slot(
+    tmp_path, processes, shared_dataset, signal_name, scope
+):
+    """``signal_name`` while a score-nightly run is Running, to the cpu worker's process group
+    (``group``: the flow run's process, in a session of its own, is then stopped by the worker without
+    reporting anything) or to every process of the worker's service (``service``, as systemd stops a
+    unit: the worker and the flow run's process). Whatever reports or not, the run must end Crashed
+    (itself on its way out, or by the zombie automation ``stand_up.sh`` created once its heartbeats
+    stop) and the deployment's only concurrency slot must be free: the next run, with a new worker,
+    starts without waiting for a slot and completes."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from flows.zombies import AUTOMATION_NAME
+    from helpers import tiny_bundle
+    from tasks.registry.versions import set_latest
+    from tasks.registry.versions import write_version
+
+    storage = str(tmp_path / "storage")
+    home, workdir = tmp_path / "prefect-home", tmp_path / "elsewhere"
+    home.mkdir()
+    workdir.mkdir()
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = operator_environment(home, api_url, storage, "", "local")
+    env["COMENTARIOS_ZOMBIE_AFTER_SECONDS"] = str(ZOMBIE_WINDOW_SECONDS)
+    if os.environ.get("COMENTARIOS_E2E_SCREENS"):  # keep the server's UI, for a screenshot at the end
+        env.update({"PREFECT_SERVER_UI_ENABLED": "true", "PREFECT_UI_API_URL": api_url})
+    operator = Operator(processes, env, api_url, storage, "", workdir, "local")
+    kill = getattr(signal, signal_name)
+    try:
+        operator.start_server(port, tmp_path)
+        operator.stand_up()
+        version = "20250101T000000Z-killed00"
+        bundle, _ = tiny_bundle(version)
+        write_version(operator.store, version, bundle.to_files())
+        set_latest(operator.store, version)
+        _put_parquet(operator.store, "incoming/big.parquet", _batch(shared_dataset, 20_000, "killed"))
+        with SyncPrefectClient(api_url) as client:
+            (automation,) = client.read_automations_by_name(AUTOMATION_NAME)
+            assert automation.enabled and automation.trigger.within.total_seconds() == ZOMBIE_WINDOW_SECONDS
+            worker = processes.start(
+                "worker-cpu", [sys.executable, "-m", "flows.cli", "worker", "--pool", "cpu"], env, workdir
+            )
+            first = _slow_score_run(operator)
+            _wait_state(client, first, {"RUNNING"}, RUN_TIMEOUT, [processes.log("worker-cpu")])
+            # let it score a few chunks (and send its first heartbeat), then stop the whole service
+            _wait_for_chunks(operator.store, 3, RUN_TIMEOUT)
+            operator.mark(f"score-nightly run {first} is Running; {signal_name} to the worker's {scope}")
+            service = [worker.pid] + [c.pid for c in psutil.Process(worker.pid).children(recursive=True)]
+            for pid in service if scope == "service" else [worker.pid]:
+                try:
+                    os.killpg(os.getpgid(pid), kill)
+                except ProcessLookupError:
+                    pass
+            worker.wait(60)
+            wait = CRASH_WAIT + (ZOMBIE_WINDOW_SECONDS + 30 if kill == signal.SIGKILL else 0)
+            crashed = _wait_state(
+                client, first, TERMINAL, wait, [processes.log("worker-cpu"), processes.log("server")]
+            )
+            assert crashed.state.type.value == "CRASHED", f"{crashed.state.name}: {crashed.state.message}"
+            operator.mark(f"run {first} ended {crashed.state.name}: {crashed.state.message}")
+
+            processes.start(
+                "worker-cpu-2", [sys.executable, "-m", "flows.cli", "worker", "--pool", "cpu"], env, workdir
+            )
+            second = _slow_score_run(operator)
+            running = _wait_state(
+                client, second, {"RUNNING", *TERMINAL}, RUN_TIMEOUT, [processes.log("worker-cpu-2")]
+            )
+            history = [s.name for s in client.read_flow_run_states(second)]
+            assert "AwaitingConcurrencySlot" not in history, history
+            done = _wait_state(client, second, TERMINAL, RUN_TIMEOUT, [processes.log("worker-cpu-2")])
+            assert done.state.type.value == "COMPLETED", (
+                f"{done.state.name}:\n{_tail(processes.log('worker-cpu-2'))}"
+            )
+            assert sorted(_predictions(operator.store, "big.parquet")["id"].unique()) == sorted(
+                f"killed-{i}" for i in range(20_000)
+            )
+            operator.mark(f"next run {running.name}: states {history}, then Completed; every row predicted")
+            if os.environ.get("COMENTARIOS_E2E_SCREENS"):  # the Prefect UI for a person to look at
+                print(f"[e2e] SCREENSHOT-PAUSE {api_url}", flush=True)
+                time.sleep(float(os.environ["COMENTARIOS_E2E_SCREENS"]))
+    except BaseException:
+        for name in ("server", "worker-cpu", "worker-cpu-2"):
+            print(f"--- {name} log (tail)\n{_tail(processes.log(name), 3000)}", flush=True)
+        raise
+
+
+def _wait_for_chunks(store: Storage, n: int, timeout: float) -> None:
+    """Wait until the run has written ``n`` prediction chunks (it is scoring, not starting up)."""
+    start = time.monotonic()
+    while len(store.glob("predictions/**/*.parquet")) < n:
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"fewer than {n} prediction chunks after {timeout} s")
+        time.sleep(0.5)

@@ -417,6 +417,38 @@ class TestFindFrameTokens:
     def test_token_repeated_within_one_text_counts_once(self):
         assert find_frame_tokens([["a", "a", "a"], ["b"]], ["x", "x"], min_class_coverage=0.8) == []
 
+    def test_arrow_counting_matches_counting_in_python_on_the_shared_dataset(self, shared_dataset):
+        """The Arrow/numpy counts (no Python string per token) against a plain per-text loop, and the
+        vocabulary counted by Arrow against collections.Counter, on the real texts with a stemmed form."""
+        from collections import Counter
+
+        from lstm_model.token_form import TokenForm
+        from lstm_model.tokenizer import tokenize_arrow
+        from lstm_model.vocab import ranked_keys
+
+        tokens = tokenize_arrow(pa.array(shared_dataset["comentario"].tolist(), pa.string()))
+        labels = shared_dataset["categoria"].tolist()
+        form = TokenForm(stem=True, drop_stopwords=True)
+        keys = form.keys_arrow(tokens)
+        for coverage in (0.3, 0.8):
+            docs: Counter[str] = Counter(labels)
+            seen: dict[str, Counter[str]] = {}
+            for row, label in zip(keys.to_pylist(), labels, strict=True):
+                seen.setdefault(label, Counter()).update(set(row))
+            expected = sorted(
+                {t for c, counts in seen.items() for t, n in counts.items() if n >= coverage * docs[c]}
+            )
+            assert find_frame_tokens(keys, pa.array(labels), min_class_coverage=coverage) == expected
+            assert find_frame_tokens(keys, labels, min_class_coverage=coverage, chunk_rows=7) == expected
+            assert find_frame_tokens(keys.to_pylist(), labels, min_class_coverage=coverage) == expected
+        counted = Counter(k for row in keys.to_pylist() for k in row)
+        for min_freq, max_size in ((1, None), (3, 50)):
+            vocab = Vocabulary.build(tokens, form=form, min_freq=min_freq, max_size=max_size)
+            assert vocab.itos == ranked_keys(counted, min_freq=min_freq, max_size=max_size)
+            assert (
+                Vocabulary.build(tokens.to_pylist(), form=form, min_freq=min_freq, max_size=max_size) == vocab
+            )
+
 
 class TestFrameMasking:
     def test_frame_id_mask_marks_known_frame_tokens_only(self):

@@ -23,6 +23,7 @@ from helpers import tiny_bundle
 from helpers import write_batch
 from lstm_model.evaluation import evaluate
 from tasks.scoring.outputs import BatchSummary
+from tasks.scoring.run_report import NO_CLASS_ROW
 from tasks.scoring.run_report import SECTIONS
 from tasks.scoring.run_report import Table
 from tasks.scoring.run_report import TrainingProfile
@@ -139,6 +140,71 @@ def test_markdown_and_html_say_the_same():
     assert all(png.startswith(PNG_MAGIC) for png in png_images(page))
 
 
+def _class_mix_text(results: list[BatchResult]) -> tuple[str, list[tuple[str, ...]]]:
+    """The class-mix sentence and table rows of a report on ``results``."""
+    edges = confidence_edges(len(LABELS))
+    _, blocks = build_report(
+        when=datetime(2025, 2, 2, 2, 0, tzinfo=UTC),
+        storage_uri="/data/storage",
+        version=VERSION,
+        labels=LABELS,
+        results=results,
+        failed={},
+        previous={},
+        previous_days=[],
+        training=TrainingProfile(None, None),
+        confidence_counts=np.zeros(len(edges) - 1, dtype=np.int64),
+        confidence_bin_edges=edges,
+        model_uri="/data/storage/models/" + VERSION,
+    )
+    markdown = to_markdown(blocks)
+    sentence = next(line for line in markdown.splitlines() if line.startswith("Predicted classes: this run"))
+    mix = next(b for b in blocks if isinstance(b, Table) and b.headers[0] == "class")
+    return sentence, list(mix.rows)
+
+
+def test_the_class_mix_says_why_this_run_counts_fewer_rows_than_predicted():
+    """Rows with no readable word are predicted (written, flagged) but get no class: the class mix
+    counts 9 + 9 = 18 of the 10 + 11 = 21 predicted rows and says where the other 3 went."""
+    results = [
+        result(summary("a.parquet", rows_predicted=10)),  # class counts add up to 9
+        result(summary("b.parquet", rows_in=12, rows_predicted=11)),
+    ]
+    sentence, rows = _class_mix_text(results)
+    assert "this run (18 rows with a class; 3 more of the 21 predicted rows have no readable word" in sentence
+    assert "no_readable_words" in sentence and "categoria_pred is empty" in sentence
+    assert rows[-1] == (NO_CLASS_ROW, "3", "", "", "")
+    assert [r[0] for r in rows[:-1]] == list(LABELS)
+
+
+def test_the_class_mix_adds_no_note_when_every_predicted_row_has_a_class():
+    sentence, rows = _class_mix_text([result(summary("a.parquet"))])  # 9 predicted, 9 with a class
+    assert "this run (9 rows), the previous" in sentence and "readable" not in sentence
+    assert NO_CLASS_ROW not in [r[0] for r in rows]
+
+
+def test_the_learning_curve_has_whole_epochs_on_its_x_axis():
+    """Three epochs: matplotlib's default ticks would be 1.00, 1.25, ... 3.00."""
+    from lstm_model.training import EpochMetrics
+    from tasks.common.charts import pyplot
+    from tasks.training.reports import learning_curve_figure
+    from tasks.training.reports import learning_curve_png
+
+    for epochs in (1, 3, 7, 40):
+        history = [EpochMetrics(e, 1.0 / e, 1.2 / e, 0.5, 0.4, 0.1) for e in range(1, epochs + 1)]
+        fig = learning_curve_figure(history, best_epoch=epochs)
+        try:
+            for ax in fig.axes:
+                low, high = ax.get_xlim()
+                ticks = [t for t in ax.get_xticks() if low <= t <= high]
+                assert ticks and all(float(t).is_integer() for t in ticks), (epochs, ticks)
+                assert 1 in ticks or epochs > 10, (epochs, ticks)
+                assert ax.get_xlabel() == "epoch"
+        finally:
+            pyplot().close(fig)
+        assert learning_curve_png(history, epochs).startswith(PNG_MAGIC)
+
+
 # ------------------------------------------------------------------------------------ in the flow
 
 
@@ -182,6 +248,7 @@ def test_each_scoring_run_publishes_its_report(report_root, prefect_harness, sha
     run1 = score_batches(ScoreConfig(storage=str(report_root)))
     second = dataset_rows(shared_dataset, 16, "second", start=30).drop(columns=["categoria"])
     second.loc[0, "comentario"] = "zzz qqq xyzzy"  # no word the model knows: flagged for review
+    second.loc[1, "comentario"] = "\U0001f621\U0001f621 100% !!"  # no readable word: predicted, no class
     write_batch(report_root, "second.parquet", second)
     run2 = score_batches(ScoreConfig(storage=str(report_root)))
 
@@ -204,7 +271,9 @@ def test_each_scoring_run_publishes_its_report(report_root, prefect_harness, sha
     )
     assert [row[0] for row in mix_rows] == list(LABELS)
     assert [float(row[4]) for row in mix_rows] == [10.0, 20.0, 30.0, 40.0]
-    assert sum(int(row[1]) for row in mix_rows) == 16
+    assert sum(int(row[1]) for row in mix_rows) == 15  # the 16th row has no readable word, no class
+    assert "this run (15 rows with a class; 1 more of the 16 predicted rows have no readable word" in markdown
+    assert f"| {NO_CLASS_ROW} | 1 |" in markdown
     assert sum(float(row[3]) for row in mix_rows) == pytest.approx(100, abs=0.1)  # run 1: 23 rows
     assert "23 rows), and the training data" in markdown
     # confidence and unknown words

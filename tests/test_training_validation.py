@@ -166,6 +166,21 @@ class TestFingerprint:
         relabelled = frame.assign(categoria=frame["categoria"].iloc[::-1].to_numpy())
         assert fingerprint(relabelled) != fingerprint(frame)
 
+    def test_the_same_value_as_hashing_the_whole_sorted_list_a_chunk_at_a_time(self, shared_dataset):
+        """Built a chunk at a time (Arrow sorts), it is still sha256(json.dumps(sorted(rows))): the
+        versions of models trained before keep their fingerprints. Accents, emoji and ids that sort
+        differently as text than as numbers included."""
+        import hashlib
+        import json
+
+        frame = shared_dataset[["id", "comentario", "categoria"]].astype(str)
+        frame.loc[0, "comentario"] = 'envío 😀 \u00f1 ñandú "comillas"'
+        frame.loc[1, "id"] = "10"
+        frame.loc[2, "id"] = "9"
+        rows = sorted(zip(frame["id"], frame["comentario"], frame["categoria"], strict=True))
+        expected = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+        assert fingerprint(frame, chunk=7) == expected == fingerprint(frame.sample(frac=1, random_state=1))
+
 
 # ----------------------------------------------------------------------------------------------- source
 

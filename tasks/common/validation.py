@@ -93,6 +93,21 @@ def _suite(spec: tuple[tuple[str, str, str, str], ...]):
     return gx.ExpectationSuite(name="checks", expectations=expectations)
 
 
+def release_gx_context() -> None:
+    """Drop this process's GX context and suites (the next validation makes new ones, ~2 s).
+
+    A one-off validation of a large frame (the training source) leaves the context holding what it
+    computed for that batch; a training run then carries it to the end. Scoring keeps its context:
+    it validates every chunk with the same rules.
+    """
+    import gc
+
+    with _GX_LOCK:
+        _gx_batch_definition.cache_clear()
+        _suite.cache_clear()
+    gc.collect()
+
+
 def _validate(frame: pd.DataFrame, spec: tuple, result_format: dict | str = "SUMMARY"):
     with _GX_LOCK:
         batch = _gx_batch_definition().get_batch(batch_parameters={"dataframe": frame})

@@ -234,13 +234,40 @@ def training_profile(meta: Mapping) -> TrainingProfile:
     return TrainingProfile(counts, meta.get("training", {}).get("val_unknown_share"))
 
 
+NO_CLASS_ROW = "(no class: no readable word)"
+
+
+def no_class_count(results: Sequence[BatchResult]) -> int:
+    """Predicted rows given no class: a comment with no readable word (no token with a letter: emoji,
+    digits, punctuation only) is written to ``predictions/`` with ``categoria_pred`` null and flagged
+    ``no_readable_words``; the class counts of the batch summaries leave it out."""
+    return sum(
+        r.summary.rows_predicted - sum(n for _, n in r.summary.class_counts) for r in results if r.summary
+    )
+
+
+def no_class_note(with_class: int, no_class: int) -> str:
+    """The words after "this run (N rows" that say why N is below the predicted count."""
+    if not no_class:
+        return ""
+    return (
+        f" with a class; {no_class:,} more of the {with_class + no_class:,} predicted rows have no readable "
+        "word (no letter in any token: emoji, digits or punctuation only), get no class (categoria_pred is "
+        "empty in predictions/) and are flagged for review as no_readable_words; they are in no share below"
+    )
+
+
 def class_mix_blocks(
     labels: Sequence[str],
     this_run: Mapping[str, int],
     previous: Mapping[str, int],
     previous_days: Sequence[str],
     training: Mapping[str, int] | None,
+    no_class: int = 0,
 ) -> list[Block]:
+    """The class mix table and chart. ``no_class``: this run's predicted rows given no class (no
+    readable word), which the shares leave out and the text names, so that "this run" adding up to
+    fewer rows than "predicted" is explained where the two numbers meet."""
     run_total, prev_total = sum(this_run.values()), sum(previous.values())
     train_total = sum(training.values()) if training else 0
     series = {
@@ -256,6 +283,8 @@ def class_mix_blocks(
         )
         for i, label in enumerate(labels)
     )
+    if no_class:
+        rows += ((NO_CLASS_ROW, f"{no_class:,}", *[""] * len(series)),)
     days = (
         " to ".join(sorted({previous_days[-1], previous_days[0]}))
         if previous_days
@@ -263,7 +292,8 @@ def class_mix_blocks(
     )
     blocks: list[Block] = [
         Text(
-            f"Predicted classes: this run ({run_total:,} rows), the previous {PREVIOUS_DAYS} scoring days in "
+            f"Predicted classes: this run ({run_total:,} rows{no_class_note(run_total, no_class)}), the "
+            f"previous {PREVIOUS_DAYS} scoring days in "
             f"{SUMMARIES}/ ({days}; {prev_total:,} rows), and the training data "
             + (
                 "(class support of the model's stratified test split)."
@@ -348,7 +378,14 @@ def build_report(
         blocks.append(Text("No new batches: nothing was scored."))
     blocks += [
         Heading("Class mix"),
-        *class_mix_blocks(labels, run_class_counts(results), previous, previous_days, training.class_counts),
+        *class_mix_blocks(
+            labels,
+            run_class_counts(results),
+            previous,
+            previous_days,
+            training.class_counts,
+            no_class=no_class_count(results),
+        ),
         Heading("Confidence"),
         *confidence_blocks(confidence_counts, confidence_bin_edges, mean_conf),
         Heading("Unknown words"),

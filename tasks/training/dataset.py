@@ -7,10 +7,14 @@ import json
 from collections.abc import Sequence
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import get_run_logger
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from lstm_model.splits import stratified_split
+from tasks.common.memory import release_freed_memory
 from tasks.common.schema import CATEGORIES
 from tasks.common.schema import COLUMNS
 from tasks.common.schema import SEVERITIES
@@ -24,8 +28,10 @@ from tasks.common.validation import as_given
 from tasks.common.validation import blank_ids_as_null
 from tasks.common.validation import labelled_comment_rules
 from tasks.common.validation import missing_columns
+from tasks.common.validation import release_gx_context
 from tasks.common.validation import short
 from tasks.common.validation import text_or_null
+from tasks.feedback.labels import LABEL_COLUMNS
 from tasks.feedback.labels import ORIGIN
 
 
@@ -84,11 +90,14 @@ def _summary(failures: dict[str, int]) -> str:
     return ", ".join(f"{name}: {n}" for name, n in failures.items() if n) or "none"
 
 
-@task(name="validate-training-data")
+# NO_CACHE on the tasks that take the data: Prefect's default cache key hashes a task's inputs, which
+# for a DataFrame means a cloudpickle of the whole frame (hundreds of MB and seconds on a large source).
+@task(name="validate-training-data", cache_policy=NO_CACHE)
 def validate_training_data(
     frame: pd.DataFrame, categories: Sequence[str], severities: Sequence[str]
 ) -> ValidationOutcome:
     outcome = check_training_rows(frame, categories, severities)
+    release_gx_context()  # once per training run: what GX kept of the whole source goes now
     get_run_logger().info(
         "%d valid rows, %d rejected (%s)",
         len(outcome.valid),
@@ -98,10 +107,41 @@ def validate_training_data(
     return outcome
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 of the rows the model learns from (id, text, label), independent of row order."""
-    rows = sorted(zip(frame["id"].astype(str), frame["comentario"], frame["categoria"], strict=True))
-    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+def training_columns_only(outcome: ValidationOutcome) -> ValidationOutcome:
+    """The outcome with its valid rows cut to ``id``, ``comentario`` and ``categoria``: all that
+    training, evaluation and the champion comparison read. The source's other columns (country,
+    channel, ...) cost as much again on a large source and are not needed once the rows are valid;
+    the rejected rows keep every column for the report."""
+    valid = outcome.valid[[c for c in LABEL_COLUMNS if c in outcome.valid.columns]]
+    slim = ValidationOutcome(valid=valid, rejected=outcome.rejected, failures=outcome.failures)
+    release_freed_memory()
+    return slim
+
+
+def fingerprint(frame: pd.DataFrame, chunk: int = 50_000) -> str:
+    """SHA-256 of the rows the model learns from (id, text, label), independent of row order.
+
+    The hash of ``json.dumps(sorted(rows))``, as it always was, built a chunk at a time: the rows are
+    sorted by Arrow (UTF-8 byte order is code point order, as Python sorts strings) and only
+    ``chunk`` of them are Python objects at once (the whole list cost ~500 MB at 664k rows).
+    """
+    # Arrow-backed text columns are taken as they are (no copy); the sort gives positions only.
+    table = pa.table(
+        {
+            "id": pa.array(frame["id"].astype(str), from_pandas=True),
+            "comentario": pa.array(frame["comentario"], from_pandas=True),
+            "categoria": pa.array(frame["categoria"], from_pandas=True),
+        }
+    )
+    order = pc.sort_indices(table, sort_keys=[(name, "ascending") for name in table.column_names])
+    digest = hashlib.sha256(b"[")
+    for start in range(0, table.num_rows, chunk):
+        part = table.take(order[start : start + chunk])
+        rows = zip(*(part[name].to_pylist() for name in table.column_names), strict=True)
+        text = ", ".join(json.dumps(list(row), ensure_ascii=False) for row in rows)
+        digest.update((", " if start else "").encode() + text.encode())
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 def check_classes(
@@ -124,7 +164,7 @@ def check_classes(
             )
 
 
-@task(name="split-dataset")
+@task(name="split-dataset", cache_policy=NO_CACHE)
 def split_dataset(
     frame: pd.DataFrame,
     val_fraction: float,
@@ -135,7 +175,7 @@ def split_dataset(
 ) -> dict[str, pd.DataFrame]:
     """Stratified, seeded parts. Rows of each ``origin`` (source, analysts' labels) are split on their
     own, so the few label rows land in every part in the same proportions as the source rows."""
-    groups = frame.groupby(ORIGIN, sort=False) if ORIGIN in frame.columns else [(None, frame)]
+    groups = frame.groupby(ORIGIN, sort=False, observed=True) if ORIGIN in frame.columns else [(None, frame)]
     chunks: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
     for origin, group in groups:
         parts = stratified_split(
@@ -146,5 +186,8 @@ def split_dataset(
         of = f" of the {origin} rows" if origin is not None else ""
         get_run_logger().info("Split%s: %s", of, {name: len(rows) for name, rows in parts.items()})
     splits = {name: pd.concat(parts).reset_index(drop=True) for name, parts in chunks.items()}
+    # the last group is a copy of its rows: not kept while the classes are checked
+    chunks = groups = parts = group = None
     check_classes(frame, splits, categories, min_rows_per_class)
+    release_freed_memory()  # the per-origin parts' copies, before training allocates its own
     return splits

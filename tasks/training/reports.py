@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -48,27 +49,41 @@ def parquet_bytes(table: pa.Table | pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
-def learning_curve_png(history: list[EpochMetrics], best_epoch: int) -> bytes:
+def learning_curve_figure(history: Sequence[EpochMetrics], best_epoch: int):
+    """Loss (left) and validation accuracy / macro-F1 (right) per epoch, the best epoch marked.
+
+    The x axis shows whole epochs only: a value is measured once per epoch, and matplotlib's default
+    ticks for a short run (1, 1.25, 1.5, ...) read as if there were points between epochs.
+    """
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h.epoch for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [h.train_loss for h in history], marker="o", label="train loss")
     left.plot(epochs, [h.val_loss for h in history], marker="o", label="validation loss")
     left.set_yscale("symlog", linthresh=1e-3)
-    left.set_xlabel("epoch")
     left.legend()
     right.plot(epochs, [h.val_accuracy for h in history], marker="o", label="validation accuracy")
     right.plot(epochs, [h.val_macro_f1 for h in history], marker="o", label="validation macro-F1")
-    right.set_xlabel("epoch")
     right.legend()
     for ax in (left, right):
         ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlabel("epoch")
+        if epochs:  # one epoch alone: show it as a tick, not a span of fractions around it
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
     fig.suptitle(
         f"Learning curve (best epoch {best_epoch}, restored; validation texts have their template words masked)"
     )
     fig.tight_layout()
-    return figure_png(fig)
+    return fig
+
+
+def learning_curve_png(history: Sequence[EpochMetrics], best_epoch: int) -> bytes:
+    """:func:`learning_curve_figure` as PNG bytes (``learning_curve.png`` of a model version)."""
+    return figure_png(learning_curve_figure(history, best_epoch))
 
 
 def metrics_rows(metrics: dict[str, Metrics]) -> list[dict]:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from prefect import get_run_logger
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.common.validation import DatasetError
 from tasks.common.validation import ValidationOutcome
@@ -62,6 +63,7 @@ def combine(checked: ValidationOutcome, labels: LabelSet, source: str) -> Traini
     if ROW_NUMBER in report:  # source rows have none: nullable integers, not floats
         report[ROW_NUMBER] = report[ROW_NUMBER].astype("Int64")
     rows = pd.concat([source_rows[~relabelled], label_rows], ignore_index=True)
+    rows[ORIGIN] = rows[ORIGIN].astype(pd.CategoricalDtype([SOURCE, LABELS]))  # 1 byte a row
     summary = {
         "source": source,
         "source_rows": len(checked.valid) + len(checked.rejected),
@@ -81,7 +83,7 @@ def combine(checked: ValidationOutcome, labels: LabelSet, source: str) -> Traini
     return TrainingRows(rows, report, summary)
 
 
-@task(name="combine-training-rows")
+@task(name="combine-training-rows", cache_policy=NO_CACHE)
 def combine_training_rows(checked: ValidationOutcome, labels: LabelSet, source: str) -> TrainingRows:
     data = combine(checked, labels, source)
     s = data.summary
@@ -101,7 +103,7 @@ def evaluation_rows(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The rows a version is judged on, kept with it as ``eval.parquet``: the source rows of the test
     split (set ``test``) and the label rows of it (set ``labels``)."""
     test = splits["test"]
-    origin = test[ORIGIN] if ORIGIN in test.columns else pd.Series(SOURCE, index=test.index)
+    origin = test[ORIGIN].astype(str) if ORIGIN in test.columns else pd.Series(SOURCE, index=test.index)
     sets = origin.map({SOURCE: "test", LABELS: "labels"})
     frame = pd.DataFrame(
         {
