@@ -56,6 +56,7 @@ from tasks.common.storage import Storage
 from tasks.registry.versions import version_dir
 from tasks.scoring.outputs import BatchSummary
 from tasks.scoring.outputs import confidence_edges
+from tasks.scoring.outputs import parse_part
 from tasks.scoring.score_file import BatchResult
 
 ARTIFACT_KEY = "score-run-report"
@@ -403,7 +404,9 @@ def build_report(
 
 
 def _key_of(rel: str) -> str:
-    return posixpath.basename(rel).rsplit("-", 1)[0]
+    """The batch key of a part file (its name also holds the writer's fence and the part number)."""
+    part = parse_part(rel)
+    return part.key if part else posixpath.basename(rel).rsplit("-", 1)[0]
 
 
 def _day_of(rel: str) -> str:
