@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Sequence
+from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
 
@@ -102,43 +103,17 @@ def fit_classifier(
         train_weights=train_weights,
         on_epoch=on_epoch,
     )
-    second_model, second_result, ngrams = None, None, None
     second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
+    bag = _BagInputs(train_tokens, val_tokens, train_ids, val_ids, train_y, val_y, train_weights, frame_mask)
+    second_model, second_result, ngrams = None, None, None
+    stems_model, stems_weight = None, 0.0
     if second.weight > 0:
-        second_train: BatchableTexts = train_ids
-        second_val: BatchableTexts = val_ids
-        second_mask = frame_mask
-        second_training = replace(
-            training,
-            epochs=second.epochs,
-            learning_rate=second.learning_rate,
-            patience=second.patience,
-            seed=training.seed + SECOND_MODEL_SEED_OFFSET,
-            grad_clip=None,
+        second_model, second_result, ngrams = _train_bag(
+            second, bag, vocab, labels, text, training, ngrams=second.features != "stems"
         )
-        if second.features == "char_ngrams":
-            # Masking whole template words would need word boundaries the n-grams no longer have, and
-            # masking single n-grams lowered the free-form dev figure (0.78 -> 0.72): none here.
-            ngrams = NgramVocabulary.build(
-                train_tokens, spec=CharNgramSpec(min_n=second.ngram_min, max_n=second.ngram_max)
-            )
-            second_train = ngrams.encode(train_tokens, text.max_len)
-            second_val = ngrams.encode(val_tokens, text.max_len)
-            second_mask = None
-            second_training = replace(second_training, frame_mask_prob=0.0, token_mask_prob=0.0)
-        second_model = BagOfKeysClassifier(
-            BagConfig(vocab_size=len(ngrams or vocab), num_classes=len(labels))
-        )
-        second_result = train_classifier(
-            second_model,
-            second_train,
-            train_y,
-            second_val,
-            val_y,
-            second_training,
-            frame_mask=second_mask,
-            train_weights=train_weights,
-        )
+    if second.features == "both" and second.stems_weight > 0:
+        stems_model, _, _ = _train_bag(second.stems_part(), bag, vocab, labels, text, training, ngrams=False)
+        stems_weight = second.stems_weight
     report = TrainingReport(
         settings=training,
         device=result.device,
@@ -161,6 +136,8 @@ def fit_classifier(
         ReviewPolicy(min_confidence=None),
         report,
         ngrams,
+        stems_model,
+        stems_weight,
     )
     if calibration is None or not len(calibration.texts):
         return fitted
@@ -177,6 +154,67 @@ def fit_classifier(
         **_in_frame_cap(classifier, in_frame, review),
     )
     return replace(fitted, review=policy)
+
+
+@dataclass(frozen=True)
+class _BagInputs:
+    """What both bag models train on: tokens (for n-grams), LSTM ids (for stems), targets, weights."""
+
+    train_tokens: pa.ListArray
+    val_tokens: pa.ListArray
+    train_ids: BatchableTexts
+    val_ids: BatchableTexts
+    train_y: np.ndarray
+    val_y: np.ndarray
+    train_weights: np.ndarray | None
+    frame_mask: Any
+
+
+def _train_bag(
+    settings: SecondModelSettings,
+    data: _BagInputs,
+    vocab: Vocabulary,
+    labels: tuple[str, ...],
+    text: TextSettings,
+    training: TrainingSettings,
+    *,
+    ngrams: bool,
+) -> tuple[BagOfKeysClassifier, Any, NgramVocabulary | None]:
+    """One bag-of-features model (character n-grams, or the LSTM's stems with its masking), trained."""
+    second_train: BatchableTexts = data.train_ids
+    second_val: BatchableTexts = data.val_ids
+    second_mask = data.frame_mask
+    second_training = replace(
+        training,
+        epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        patience=settings.patience,
+        seed=training.seed + SECOND_MODEL_SEED_OFFSET,
+        grad_clip=None,
+    )
+    grams = None
+    if ngrams:
+        # Masking whole template words would need word boundaries the n-grams no longer have, and
+        # masking single n-grams lowered the free-form dev figure (0.78 -> 0.72): none here.
+        grams = NgramVocabulary.build(
+            data.train_tokens, spec=CharNgramSpec(min_n=settings.ngram_min, max_n=settings.ngram_max)
+        )
+        second_train = grams.encode(data.train_tokens, text.max_len)
+        second_val = grams.encode(data.val_tokens, text.max_len)
+        second_mask = None
+        second_training = replace(second_training, frame_mask_prob=0.0, token_mask_prob=0.0)
+    model = BagOfKeysClassifier(BagConfig(vocab_size=len(grams or vocab), num_classes=len(labels)))
+    result = train_classifier(
+        model,
+        second_train,
+        data.train_y,
+        second_val,
+        data.val_y,
+        second_training,
+        frame_mask=second_mask,
+        train_weights=data.train_weights,
+    )
+    return model, result, grams
 
 
 def _in_frame_cap(classifier: Any, in_frame: LabelledTexts | None, review: ReviewSettings) -> dict[str, Any]:

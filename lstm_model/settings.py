@@ -95,7 +95,7 @@ class TrainingSettings:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-SecondModelFeatures = Literal["auto", "char_ngrams", "stems"]
+SecondModelFeatures = Literal["auto", "both", "char_ngrams", "stems"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,13 +116,16 @@ class SecondModelSettings:
     measured defaults (:data:`SECOND_MODEL_DEFAULTS`).
     """
 
-    features: SecondModelFeatures = "char_ngrams"
+    features: SecondModelFeatures = "both"
     ngram_min: int = 2
     ngram_max: int = 5
     epochs: int | None = None
     learning_rate: float | None = None
     patience: int | None = None
     weight: float | None = None  # its share of the averaged probabilities; 0 scores with the LSTM alone
+    # With ``both``: the share of the stems model (the n-gram model has ``weight``); the LSTM keeps
+    # ``1 - weight - stems_weight``. Unused with one second model.
+    stems_weight: float | None = None
 
     def resolved(self, *, has_labels: bool) -> SecondModelSettings:
         """These settings with ``features`` decided and every None filled from its kind's defaults."""
@@ -131,7 +134,18 @@ class SecondModelSettings:
             features = "char_ngrams" if has_labels else "stems"
         defaults = SECOND_MODEL_DEFAULTS[features]
         filled = {name: value for name, value in defaults.items() if getattr(self, name) is None}
-        return replace(self, features=features, **filled)
+        settled = replace(self, features=features, **filled)
+        if features != "both":
+            return replace(settled, stems_weight=0.0)
+        if settled.weight + settled.stems_weight > 1.0 + 1e-9:
+            raise ValueError(
+                f"second-model weights {settled.weight} (n-grams) + {settled.stems_weight} (stems) exceed 1"
+            )
+        return settled
+
+    def stems_part(self) -> SecondModelSettings:
+        """With ``both`` (resolved): the stems model's own settings, its kind's measured defaults."""
+        return SecondModelSettings(features="stems", weight=self.stems_weight).resolved(has_labels=False)
 
 
 # Chosen on the free-form dev half (bench/feedback_loop.py and a scratch sweep, 3 seeds): n-grams need
@@ -139,6 +153,10 @@ class SecondModelSettings:
 SECOND_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "stems": {"epochs": 30, "learning_rate": 0.05, "patience": 5, "weight": 0.5},
     "char_ngrams": {"epochs": 50, "learning_rate": 0.2, "patience": 10, "weight": 0.8},
+    # Both models beside the LSTM: the n-gram model trains as above (epochs, learning_rate and patience
+    # set here apply to it), the stems model with the stems defaults. Weights chosen on the dev parts
+    # of the three kinds (see the class docstring).
+    "both": {"epochs": 50, "learning_rate": 0.2, "patience": 10, "weight": 0.6, "stems_weight": 0.25},
 }
 
 
