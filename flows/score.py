@@ -16,12 +16,12 @@ from flows.configs import ScoreConfig
 from tasks.registry.versions import resolve_model
 from tasks.scoring.batch_job import ScoringRun
 from tasks.scoring.batch_job import score_batch
+from tasks.scoring.batch_summaries import publish_batch_summaries
 from tasks.scoring.discovery import find_batches
 from tasks.scoring.input_guard import check_input
 from tasks.scoring.run_report import publish_run_report
 from tasks.scoring.run_report import tables_written
 from tasks.scoring.score_file import BatchResult
-from tasks.scoring.score_file.batch_summaries import publish_batch_summaries
 
 
 class BatchesFailed(RuntimeError):

@@ -45,8 +45,8 @@ from tasks.common.layout import SUMMARIES
 from tasks.common.layout import UNREADABLE
 from tasks.common.memory import release_freed_memory
 from tasks.common.storage import Storage
+from tasks.registry.eval_rows import read_eval_rows
 from tasks.registry.versions import load_bundle
-from tasks.registry.versions.eval_rows import read_eval_rows
 from tasks.scoring.chunk_checks import REQUIRED
 from tasks.scoring.chunk_checks import check_chunk
 from tasks.scoring.claims import ClaimLost

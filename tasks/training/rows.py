@@ -26,7 +26,7 @@ from tasks.feedback.labels import REPLACED
 from tasks.feedback.labels import ROW_NUMBER
 from tasks.feedback.labels import SOURCE_FILE
 from tasks.feedback.labels import LabelSet
-from tasks.registry.versions.eval_rows import EVAL_SET
+from tasks.registry.eval_rows import EVAL_SET
 
 SOURCE, LABELS = "source", "labels"
 
