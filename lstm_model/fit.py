@@ -1,9 +1,8 @@
 """The whole training sequence, once: texts and labels in, a trained classifier and its report out.
 
 tokenise -> vocabulary (training split only) -> template tokens -> encode -> seeded LSTM and
-second model (character n-grams or stems; ``train_classifier`` for both) -> the ``needs_review``
-threshold. The Prefect
-task, the benchmarks and the tests all call :func:`fit_classifier`, so there is one way to train
+bag model(s) (character n-grams, stems, or both; ``train_classifier`` for all) -> the ``needs_review``
+threshold. The Prefect task, the benchmarks and the tests all call :func:`fit_classifier`, so there is one way to train
 and it is the one the product uses.
 """
 

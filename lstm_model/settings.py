@@ -100,20 +100,23 @@ SecondModelFeatures = Literal["auto", "both", "char_ngrams", "stems"]
 
 @dataclass(frozen=True, kw_only=True)
 class SecondModelSettings:
-    """The logistic regression trained beside the LSTM (see ``bag_model.py``); its probabilities are
-    averaged with the LSTM's.
+    """The logistic regression(s) trained beside the LSTM (see ``bag_model.py``); their probabilities
+    are averaged with the LSTM's.
 
     ``stems`` reads the LSTM's vocabulary keys with the LSTM's template masking; ``char_ngrams`` reads
-    the character n-grams of each word (``char_ngrams.py``), unmasked. The default is n-grams, with or
-    without labels, chosen on the ``dev`` parts of the three kinds of ``bench/freeform_generalisation.py``
-    (3 seeds, Intel Xeon 2 cores; frames / free-form / registers macro-F1). On the source alone stems
-    give 0.960 / 0.684 / 0.680 and n-grams 0.998 / 0.654 / 0.729: n-grams keep reading the templates,
-    so comments in a known frame with new problem words stay right and confident, where stems (masked
-    like the LSTM) send a fifth of them to review; stems read the hand-written free-form comments a
-    little better (the n-grams learn the templates' spelling too). With the 80 label comments n-grams
-    were already the choice (free-form final 0.802 against 0.762). ``auto`` (n-grams with labels, stems
-    without) is what versions before this default used. Fields left None take the chosen kind's
-    measured defaults (:data:`SECOND_MODEL_DEFAULTS`).
+    the character n-grams of each word (``char_ngrams.py``), unmasked; ``both`` trains one of each:
+    ``(1 - weight - stems_weight) * LSTM + weight * n-grams + stems_weight * stems``. The default is
+    ``both`` at 0.6 / 0.25, with or without labels, chosen on the ``dev`` parts of the three kinds of
+    ``bench/freeform_generalisation.py`` (3 seeds, Intel Xeon AMX 2 cores; frames / free-form / registers
+    macro-F1). On the source alone stems give 0.960 / 0.684 / 0.680, n-grams (0.8) 0.998 / 0.654 /
+    0.729, both 0.998 / 0.698 / 0.725: n-grams keep reading the templates, so comments in a known frame
+    with new problem words stay right and confident, where stems (masked like the LSTM) send a fifth of
+    them to review; stems read the hand-written free-form comments better; together no kind is worse
+    than with stems alone, and the threshold still catches 84% of the wrong free-form predictions while
+    flagging 2.8% of the frames. With the 80 label comments both give 1.000 / 0.827 / 0.852 against
+    n-grams' 1.000 / 0.821 / 0.836. ``auto`` (n-grams with labels, stems without) is what versions
+    before 2026-12-03 used. Fields left None take the chosen kind's measured defaults
+    (:data:`SECOND_MODEL_DEFAULTS`).
     """
 
     features: SecondModelFeatures = "both"
