@@ -224,7 +224,7 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
     with pytest.raises(ModelNotFound, match="no promoted model"):
         load_bundle(storage)
 
-    bundle = tiny_bundle("20250101T000000Z-s3")
+    bundle = tiny_bundle("20250101T000000Z-s3", second_features="both")  # every file a bundle can hold
     files = bundle.to_files()
     write_version(storage, bundle.version, {**files, "learning_curve.png": b"\x89PNG fake"})
     set_latest(storage, bundle.version)
