@@ -35,8 +35,8 @@ def s3_storage(prefix, server, rel: str = "store"):
     return Storage(prefix / rel, server.endpoint)
 
 
-def tiny_bundle(version: str):
-    return helpers.tiny_bundle(version)[0]
+def tiny_bundle(version: str, **options):
+    return helpers.tiny_bundle(version, **options)[0]
 
 
 # --------------------------------------------------------------------------------------------------
