@@ -19,6 +19,7 @@ comments as the flow does (split on their own, loss weight ``label_weight``).
 
     .venv/bin/python bench/freeform_generalisation.py --seeds 1 2 3
     .venv/bin/python bench/freeform_generalisation.py --variants defaults "char_ngrams w0.8" --labels both
+    .venv/bin/python bench/freeform_generalisation.py --variants stems "char_ngrams w0.8" defaults --labels none
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ VARIANTS: dict[str, dict] = {
         "second_model_features": "char_ngrams", "second_model_weight": 0.7, "second": {"ngram_min": 3}},
     "char_ngrams lr 0.1": {"second_model_features": "char_ngrams", "second": {"learning_rate": 0.1}},
     "LSTM alone": {"second_model_weight": 0.0},
+    "both s0.25 n0.55": {"second_model_features": "both", "stems_model_weight": 0.25, "second_model_weight": 0.55},
+    "both s0.2 n0.6": {"second_model_features": "both", "stems_model_weight": 0.2, "second_model_weight": 0.6},
+    "both s0.25 n0.6": {"second_model_features": "both", "stems_model_weight": 0.25, "second_model_weight": 0.6},
+    "both s0.3 n0.5": {"second_model_features": "both", "stems_model_weight": 0.3, "second_model_weight": 0.5},
+    "both s0.4 n0.4": {"second_model_features": "both", "stems_model_weight": 0.4, "second_model_weight": 0.4},
 }  # fmt: skip
 
 

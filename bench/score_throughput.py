@@ -2,7 +2,7 @@
 
 What it prints, all measured in this one run on this machine:
 
-* the **bare forward pass** of the same model (the LSTM and the second model, nothing else): once on
+* the **bare forward pass** of the same model (the LSTM and the bag models, nothing else): once on
   this batch's own distinct rows (already tokenised, length-sorted batches of 1,024), and once on a
   fixed 1,024 x 14-token tensor (the LSTM alone, the reference sizes), in fp32 and bf16;
 * the **whole process**: ``comentarios score`` started as a subprocess on a storage holding the batch
@@ -121,6 +121,8 @@ def both_models(classifier, lstm_input, second_input) -> None:
     classifier._run(classifier.lstm, lstm_input, cast=True)
     if classifier.second is not None:
         classifier._run(classifier.second, second_input, cast=False)
+    if classifier.stems is not None:  # the stems model beside the n-gram one reads the LSTM's ids
+        classifier._run(classifier.stems, lstm_input, cast=False)
 
 
 # ------------------------------------------------------------------------------------- whole process
@@ -247,9 +249,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--second-model",
-        default="char_ngrams",
-        choices=["auto", "char_ngrams", "stems"],
-        help="what the benched model's second model reads (the default: n-grams; auto, with no labels here: stems)",
+        default="both",
+        choices=["auto", "both", "char_ngrams", "stems"],
+        help="what the benched model's second model reads (the default: both, n-grams and stems; auto, "
+        "with no labels here: stems)",
     )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "comentarios-bench")
     args = parser.parse_args()
@@ -266,7 +269,8 @@ def main() -> None:
     files = model_files(args.workdir / f"model-{args.second_model}", rows, args.second_model)
     meta = json.loads(files["bundle.json"])
     print(
-        f"model: LSTM + second model reading {meta['second_model_features']} (weight {meta['second_model_weight']})"
+        f"model: LSTM + second model reading {meta['second_model_features']} (weight {meta['second_model_weight']}"
+        f"{', stems ' + str(meta['stems_model_weight']) if 'stems_model_weight' in meta else ''})"
     )
     shutil.rmtree(args.workdir / "prefect-home", ignore_errors=True)
     idle = [whole_process(args.workdir, files, None, "auto") for _ in range(2)]

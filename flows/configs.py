@@ -214,13 +214,21 @@ class TrainConfig(StorageParams):
         _SECOND.weight,
         ge=0,
         le=1,
-        description="Share of the second model in the averaged probabilities (0: the LSTM alone; "
-        "unset: 0.8 for n-grams, 0.5 for stems).",
+        description="Share of the second model (the n-gram one with 'both') in the averaged probabilities "
+        "(0: no such model; unset: 0.6 with both, 0.8 for n-grams alone, 0.5 for stems alone).",
     )
-    second_model_features: Literal["auto", "char_ngrams", "stems"] = Field(
+    stems_model_weight: float | None = Field(
+        _SECOND.stems_weight,
+        ge=0,
+        le=1,
+        description="With second-model features 'both': share of the stems model (unset: 0.25); the LSTM "
+        "keeps 1 - second_model_weight - stems_model_weight.",
+    )
+    second_model_features: Literal["auto", "both", "char_ngrams", "stems"] = Field(
         _SECOND.features,
-        description="What the second model reads: character n-grams of each word, or the LSTM's stems; "
-        "auto: n-grams when label files add rows, stems otherwise (the default before n-grams always).",
+        description="What the second model reads: both (an n-gram model and a stems model), character "
+        "n-grams of each word, or the LSTM's stems; auto: n-grams when label files add rows, stems "
+        "otherwise (the default before n-grams).",
     )
     review_catch_target: float = _share(
         _REVIEW.catch_target,
@@ -291,6 +299,7 @@ class TrainConfig(StorageParams):
                 f"--val-fraction {self.val_fraction:g} + --test-fraction {self.test_fraction:g} = "
                 f"{held_out:g} of the rows held out: at most 0.5, so that at least half is left to train on"
             )
+        self.second_model_settings().resolved(has_labels=False)  # weights over 1: refused before the run
         return self
 
     def text_settings(self) -> TextSettings:
@@ -303,7 +312,11 @@ class TrainConfig(StorageParams):
         return self._settings(TrainingSettings)
 
     def second_model_settings(self) -> SecondModelSettings:
-        return SecondModelSettings(weight=self.second_model_weight, features=self.second_model_features)
+        return SecondModelSettings(
+            weight=self.second_model_weight,
+            stems_weight=self.stems_model_weight,
+            features=self.second_model_features,
+        )
 
     def review_settings(self) -> ReviewSettings:
         return ReviewSettings(

@@ -37,8 +37,10 @@ SPLITS_FILE = "splits.json"
 SECOND_WEIGHTS_FILE = "second_model.pt"  # bundles trained before the second model have none
 # The second model's character n-grams; bundles whose second model reads stems have none.
 NGRAMS_FILE = "char_ngrams.json"
+# A stems model beside the n-gram one (second-model features ``both``); older bundles have none.
+STEMS_WEIGHTS_FILE = "stems_model.pt"
 BUNDLE_FILES = (WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE)  # every bundle has these
-MODEL_FILES = (*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE)  # what a bundle can hold
+MODEL_FILES = (*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE, STEMS_WEIGHTS_FILE)  # what a bundle can hold
 
 
 def labels_digest(labels: Sequence[str]) -> str:
@@ -74,6 +76,8 @@ class ModelBundle:
     second_model_weight: float = 0.0
     ngrams: NgramVocabulary | None = None  # what the second model reads; None: the LSTM's vocabulary
     review: ReviewPolicy = ReviewPolicy(min_confidence=None)
+    stems_state_dict: dict[str, torch.Tensor] | None = None  # a stems model beside the n-gram one
+    stems_weight: float = 0.0
     # Written by the training flow, kept as plain records: the rows it trained on (counts, label
     # files) and the champion/challenger decision. Empty for bundles made before the feedback loop.
     data: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +96,7 @@ class ModelBundle:
         promotion: dict[str, Any] | None = None,
     ) -> ModelBundle:
         second = fitted.second_model
+        stems = fitted.stems_model is not None and second is not None and fitted.ngrams is not None
         return cls(
             version=version,
             model_config=fitted.model.config,
@@ -108,6 +113,8 @@ class ModelBundle:
             second_model_weight=fitted.second_model_weight if second is not None else 0.0,
             ngrams=fitted.ngrams if second is not None else None,
             review=fitted.review,
+            stems_state_dict=_cpu_copy(fitted.stems_model) if stems else None,
+            stems_weight=fitted.stems_weight if stems else 0.0,
             data=dict(data or {}),
             promotion=promotion,
         )
@@ -125,6 +132,14 @@ class ModelBundle:
         model.load_state_dict(self.second_state_dict)
         return model.to(device).eval()
 
+    def build_stems_model(self, device: str | torch.device = "cpu") -> BagOfKeysClassifier | None:
+        """The stems model beside the n-gram one (reads the LSTM's vocabulary), if the bundle has one."""
+        if self.stems_state_dict is None:
+            return None
+        model = BagOfKeysClassifier(BagConfig(vocab_size=len(self.vocab), num_classes=len(self.labels)))
+        model.load_state_dict(self.stems_state_dict)
+        return model.to(device).eval()
+
     def to_files(self) -> dict[str, bytes]:
         meta = {
             "version": self.version,
@@ -137,9 +152,16 @@ class ModelBundle:
             "frame_tokens": list(self.frame_tokens),
             "second_model_weight": self.second_model_weight,
             "second_model_features": (
-                None if self.second_state_dict is None else "char_ngrams" if self.ngrams else "stems"
+                None
+                if self.second_state_dict is None
+                else "both"
+                if self.stems_state_dict is not None
+                else "char_ngrams"
+                if self.ngrams
+                else "stems"
             ),
             "review": self.review.to_dict(),
+            **({"stems_model_weight": self.stems_weight} if self.stems_state_dict is not None else {}),
             "data": self.data,
             "promotion": self.promotion,
         }
@@ -153,6 +175,8 @@ class ModelBundle:
             files[SECOND_WEIGHTS_FILE] = _tensor_bytes(self.second_state_dict)
         if self.ngrams is not None:
             files[NGRAMS_FILE] = self.ngrams.to_json().encode()
+        if self.stems_state_dict is not None:
+            files[STEMS_WEIGHTS_FILE] = _tensor_bytes(self.stems_state_dict)
         return files
 
     @classmethod
@@ -166,6 +190,9 @@ class ModelBundle:
         ngrams = _json(files[NGRAMS_FILE], NGRAMS_FILE) if NGRAMS_FILE in files else None
         if ngrams is not None and second is None:
             raise ValueError(f"model bundle has {NGRAMS_FILE} but no {SECOND_WEIGHTS_FILE}")
+        stems = files.get(STEMS_WEIGHTS_FILE)
+        if stems is not None and ngrams is None:
+            raise ValueError(f"model bundle has {STEMS_WEIGHTS_FILE} but no {NGRAMS_FILE} (n-gram model)")
         try:
             bundle = cls(
                 version=meta["version"],
@@ -183,6 +210,8 @@ class ModelBundle:
                 second_model_weight=meta.get("second_model_weight", 0.0) if second is not None else 0.0,
                 ngrams=NgramVocabulary.from_dict(ngrams) if ngrams is not None else None,
                 review=ReviewPolicy.from_dict(meta.get("review")),
+                stems_state_dict=_load_tensors(stems) if stems is not None else None,
+                stems_weight=meta["stems_model_weight"] if stems is not None else 0.0,
                 data=meta.get("data") or {},
                 promotion=meta.get("promotion"),
             )
@@ -226,6 +255,18 @@ class ModelBundle:
                 f"{SECOND_WEIGHTS_FILE} does not fit the {'n-grams' if self.ngrams else 'vocabulary'} and labels: "
                 f"{' '.join(first[1:2] or first[:1])}"
             ) from None
+        try:
+            self.build_stems_model()
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise ValueError(
+                f"{STEMS_WEIGHTS_FILE} does not fit the vocabulary and labels: {' '.join(first[1:2] or first[:1])}"
+            ) from None
+        if not 0.0 <= self.second_model_weight + self.stems_weight <= 1.0 + 1e-9:
+            raise ValueError(
+                f"{META_FILE}: second_model_weight + stems_model_weight must be within 0..1, got "
+                f"{self.second_model_weight} + {self.stems_weight}"
+            )
 
 
 def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:

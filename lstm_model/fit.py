@@ -1,9 +1,8 @@
 """The whole training sequence, once: texts and labels in, a trained classifier and its report out.
 
 tokenise -> vocabulary (training split only) -> template tokens -> encode -> seeded LSTM and
-second model (character n-grams or stems; ``train_classifier`` for both) -> the ``needs_review``
-threshold. The Prefect
-task, the benchmarks and the tests all call :func:`fit_classifier`, so there is one way to train
+bag model(s) (character n-grams, stems, or both; ``train_classifier`` for all) -> the ``needs_review``
+threshold. The Prefect task, the benchmarks and the tests all call :func:`fit_classifier`, so there is one way to train
 and it is the one the product uses.
 """
 
@@ -11,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Sequence
+from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
 
@@ -82,7 +82,8 @@ def fit_classifier(
     review: ReviewSettings = ReviewSettings(),
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> FittedModel:
-    """Build the vocabulary on the training texts only, find template tokens, train both models.
+    """Build the vocabulary on the training texts only, find template tokens, train the LSTM and the bag
+    models beside it, then fit the ``needs_review`` threshold.
 
     ``labels`` fixes the class order (the models' output columns); every label of the texts must
     be one of them. ``calibration`` (hand-written free-form comments the models never train on)
@@ -90,6 +91,102 @@ def fit_classifier(
     (template comments with new wording) caps how many good comments that threshold may flag.
     """
     labels = tuple(labels)
+    second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
+    encoded = _encode(
+        train, val, labels, text, training, keep_tokens=second.weight > 0 and second.features != "stems"
+    )
+
+    seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
+    model = LSTMClassifier(
+        ModelConfig.for_data(architecture, vocab_size=len(encoded.vocab), num_classes=len(labels))
+    )
+    result = train_classifier(
+        model,
+        encoded.bag.train_ids,
+        encoded.bag.train_y,
+        encoded.bag.val_ids,
+        encoded.bag.val_y,
+        training,
+        frame_mask=encoded.bag.frame_mask,
+        train_weights=encoded.bag.train_weights,
+        on_epoch=on_epoch,
+    )
+    second_model, second_result, ngrams = None, None, None
+    stems_model, stems_weight = None, 0.0
+    if second.weight > 0:
+        second_model, second_result, ngrams = _train_bag(
+            second, encoded.bag, encoded.vocab, labels, text, training, ngrams=second.features != "stems"
+        )
+    if second.features == "both" and second.stems_weight > 0:
+        stems_model, _, _ = _train_bag(
+            second.stems_part(), encoded.bag, encoded.vocab, labels, text, training, ngrams=False
+        )
+        stems_weight = second.stems_weight
+    report = TrainingReport(
+        settings=training,
+        device=result.device,
+        precision=result.precision,
+        best_epoch=result.best_epoch,
+        history=tuple(result.history),
+        train_unknown_share=encoded.train_unknown,
+        val_unknown_share=encoded.val_unknown,
+        second_model_best_epoch=second_result.best_epoch if second_result else None,
+        second_model_epochs=len(second_result.history) if second_result else None,
+    )
+    fitted = FittedModel(
+        model,
+        second_model,
+        second.weight,
+        encoded.vocab,
+        labels,
+        text.max_len,
+        encoded.frames,
+        ReviewPolicy(min_confidence=None),
+        report,
+        ngrams,
+        stems_model,
+        stems_weight,
+    )
+    if calibration is None or not len(calibration.texts):
+        return fitted
+    return replace(fitted, review=_fit_review(fitted, calibration, val, in_frame, review))
+
+
+@dataclass(frozen=True)
+class _BagInputs:
+    """What both bag models train on: tokens (for n-grams), LSTM ids (for stems), targets, weights."""
+
+    train_tokens: pa.ListArray | None  # None once freed: only the n-gram model reads them
+    val_tokens: pa.ListArray | None
+    train_ids: BatchableTexts
+    val_ids: BatchableTexts
+    train_y: np.ndarray
+    val_y: np.ndarray
+    train_weights: np.ndarray | None
+    frame_mask: Any
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """The training and validation texts as the models read them, with the vocabulary they were read by."""
+
+    vocab: Vocabulary
+    frames: tuple[str, ...]
+    bag: _BagInputs  # ids, targets, weights and template mask (tokens too when the n-gram model needs them)
+    train_unknown: float
+    val_unknown: float
+
+
+def _encode(
+    train: LabelledTexts,
+    val: LabelledTexts,
+    labels: tuple[str, ...],
+    text: TextSettings,
+    training: TrainingSettings,
+    *,
+    keep_tokens: bool,
+) -> _Encoded:
+    """Tokenise, build the vocabulary on the training texts only, find template tokens, encode both splits."""
     # Arrow all the way: the tokens of half a million texts as Python lists of strings would cost
     # gigabytes (bench/training_input_memory.py).
     train_tokens = tokenize_arrow(as_arrow_strings(train.texts))
@@ -100,105 +197,42 @@ def fit_classifier(
     frames = find_frame_tokens(
         vocab.form.keys_arrow(train_tokens), train.labels, min_class_coverage=text.frame_coverage
     )
-    frame_mask = frame_id_mask(vocab, frames)
-    train_ids, val_ids = (
+    bag = _BagInputs(
+        train_tokens,
+        val_tokens,
         encode_tokens(train_tokens, vocab, text.max_len),
         encode_tokens(val_tokens, vocab, text.max_len),
+        label_ids(train.labels, labels),
+        label_ids(val.labels, labels),
+        train.row_weights(training.label_weight),
+        frame_id_mask(vocab, frames),
     )
-    train_y = label_ids(train.labels, labels)
-    train_weights = train.row_weights(training.label_weight)
-    val_y = label_ids(val.labels, labels)
     train_unknown = vocab.unknown_share(train_tokens)  # > 0 only with min_freq/max_vocab cuts
     val_unknown = vocab.unknown_share(val_tokens)
-    second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
-    if not (second.weight > 0 and second.features == "char_ngrams"):
+    if not keep_tokens:
         # Only the n-gram model reads the tokens again. Freed now and handed back by Arrow's pool, the
         # tokens and their keys (a few hundred MB for half a million texts) are not held while training.
-        train_tokens = val_tokens = None
+        del train_tokens, val_tokens
+        bag = replace(bag, train_tokens=None, val_tokens=None)
         pa.default_memory_pool().release_unused()
+    return _Encoded(vocab, tuple(frames), bag, train_unknown, val_unknown)
 
-    seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
-    model = LSTMClassifier(ModelConfig.for_data(architecture, vocab_size=len(vocab), num_classes=len(labels)))
-    result = train_classifier(
-        model,
-        train_ids,
-        train_y,
-        val_ids,
-        val_y,
-        training,
-        frame_mask=frame_mask,
-        train_weights=train_weights,
-        on_epoch=on_epoch,
-    )
-    second_model, second_result, ngrams = None, None, None
-    if second.weight > 0:
-        second_train: BatchableTexts = train_ids
-        second_val: BatchableTexts = val_ids
-        second_mask = frame_mask
-        second_training = replace(
-            training,
-            epochs=second.epochs,
-            learning_rate=second.learning_rate,
-            patience=second.patience,
-            seed=training.seed + SECOND_MODEL_SEED_OFFSET,
-            grad_clip=None,
-        )
-        if second.features == "char_ngrams":
-            # Masking whole template words would need word boundaries the n-grams no longer have, and
-            # masking single n-grams lowered the free-form dev figure (0.78 -> 0.72): none here.
-            ngrams = NgramVocabulary.build(
-                train_tokens, spec=CharNgramSpec(min_n=second.ngram_min, max_n=second.ngram_max)
-            )
-            second_train = ngrams.encode(train_tokens, text.max_len)
-            second_val = ngrams.encode(val_tokens, text.max_len)
-            second_mask = None
-            second_training = replace(second_training, frame_mask_prob=0.0, token_mask_prob=0.0)
-        second_model = BagOfKeysClassifier(
-            BagConfig(vocab_size=len(ngrams or vocab), num_classes=len(labels))
-        )
-        second_result = train_classifier(
-            second_model,
-            second_train,
-            train_y,
-            second_val,
-            val_y,
-            second_training,
-            frame_mask=second_mask,
-            train_weights=train_weights,
-        )
-    report = TrainingReport(
-        settings=training,
-        device=result.device,
-        precision=result.precision,
-        best_epoch=result.best_epoch,
-        history=tuple(result.history),
-        train_unknown_share=train_unknown,
-        val_unknown_share=val_unknown,
-        second_model_best_epoch=second_result.best_epoch if second_result else None,
-        second_model_epochs=len(second_result.history) if second_result else None,
-    )
-    fitted = FittedModel(
-        model,
-        second_model,
-        second.weight,
-        vocab,
-        labels,
-        text.max_len,
-        tuple(frames),
-        ReviewPolicy(min_confidence=None),
-        report,
-        ngrams,
-    )
-    if calibration is None or not len(calibration.texts):
-        return fitted
+
+def _fit_review(
+    fitted: FittedModel,
+    calibration: LabelledTexts,
+    val: LabelledTexts,
+    in_frame: LabelledTexts | None,
+    review: ReviewSettings,
+) -> ReviewPolicy:
+    """The ``needs_review`` threshold: catch the wrong calibration predictions, capped by how many
+    validation and in-frame rows it may flag."""
     classifier = Classifier.from_fitted(fitted)
-    cal, on_val = (
-        classifier.score(as_arrow_strings(calibration.texts)),
-        classifier.score(as_arrow_strings(val.texts)),
-    )
-    policy = fit_review_policy(
+    cal = classifier.score(as_arrow_strings(calibration.texts))
+    on_val = classifier.score(as_arrow_strings(val.texts))
+    return fit_review_policy(
         cal.probs,
-        label_ids(calibration.labels, labels),
+        label_ids(calibration.labels, fitted.labels),
         cal.readable,
         on_val.probs,
         on_val.readable,
@@ -206,7 +240,53 @@ def fit_classifier(
         max_validation_flagged=review.max_validation_flagged,
         **_in_frame_cap(classifier, in_frame, review),
     )
-    return replace(fitted, review=policy)
+
+
+def _train_bag(
+    settings: SecondModelSettings,
+    data: _BagInputs,
+    vocab: Vocabulary,
+    labels: tuple[str, ...],
+    text: TextSettings,
+    training: TrainingSettings,
+    *,
+    ngrams: bool,
+) -> tuple[BagOfKeysClassifier, Any, NgramVocabulary | None]:
+    """One bag-of-features model (character n-grams, or the LSTM's stems with its masking), trained."""
+    second_train: BatchableTexts = data.train_ids
+    second_val: BatchableTexts = data.val_ids
+    second_mask = data.frame_mask
+    second_training = replace(
+        training,
+        epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        patience=settings.patience,
+        seed=training.seed + SECOND_MODEL_SEED_OFFSET,
+        grad_clip=None,
+    )
+    grams = None
+    if ngrams:
+        # Masking whole template words would need word boundaries the n-grams no longer have, and
+        # masking single n-grams lowered the free-form dev figure (0.78 -> 0.72): none here.
+        grams = NgramVocabulary.build(
+            data.train_tokens, spec=CharNgramSpec(min_n=settings.ngram_min, max_n=settings.ngram_max)
+        )
+        second_train = grams.encode(data.train_tokens, text.max_len)
+        second_val = grams.encode(data.val_tokens, text.max_len)
+        second_mask = None
+        second_training = replace(second_training, frame_mask_prob=0.0, token_mask_prob=0.0)
+    model = BagOfKeysClassifier(BagConfig(vocab_size=len(grams or vocab), num_classes=len(labels)))
+    result = train_classifier(
+        model,
+        second_train,
+        data.train_y,
+        second_val,
+        data.val_y,
+        second_training,
+        frame_mask=second_mask,
+        train_weights=data.train_weights,
+    )
+    return model, result, grams
 
 
 def _in_frame_cap(classifier: Any, in_frame: LabelledTexts | None, review: ReviewSettings) -> dict[str, Any]:

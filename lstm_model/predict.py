@@ -48,7 +48,9 @@ class Classifier:
     """The trained networks with their vocabulary and review rule; build once per process and reuse.
 
     With a second model, the probabilities are ``(1 - w) * LSTM + w * second``. The second model
-    reads character n-grams when ``ngrams`` is given, else the LSTM's token ids.
+    reads character n-grams when ``ngrams`` is given, else the LSTM's token ids. A stems model beside
+    an n-gram one (second-model features ``both``) adds its share ``s``:
+    ``(1 - w - s) * LSTM + w * n-grams + s * stems``.
     """
 
     def __init__(
@@ -61,6 +63,8 @@ class Classifier:
         second_model: nn.Module | None = None,
         second_model_weight: float = 0.0,
         ngrams: NgramVocabulary | None = None,
+        stems_model: nn.Module | None = None,
+        stems_weight: float = 0.0,
         review: ReviewPolicy = ReviewPolicy(min_confidence=None),
         device: str = "cpu",
         precision: str = "fp32",
@@ -82,6 +86,11 @@ class Classifier:
         if second_model is not None and second_model_weight > 0:
             self.second = second_model.to(self.device).eval()
             self.second_weight = second_model_weight
+        self.stems = None
+        self.stems_weight = 0.0
+        if stems_model is not None and stems_weight > 0 and ngrams is not None:
+            self.stems = stems_model.to(self.device).eval()
+            self.stems_weight = stems_weight
         if self.device.type == "cpu" and precision != "fp32":
             if precision != "bf16":
                 raise ValueError("on the CPU, precision must be fp32 or bf16")
@@ -92,12 +101,20 @@ class Classifier:
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, **options: Any) -> Classifier:
-        return cls._from_parts(bundle.build_model(), bundle.build_second_model(), bundle, **options)
+        return cls._from_parts(
+            bundle.build_model(),
+            bundle.build_second_model(),
+            bundle,
+            stems_model=bundle.build_stems_model(),
+            **options,
+        )
 
     @classmethod
     def from_fitted(cls, fitted: FittedModel, **options: Any) -> Classifier:
         """The just-trained models, scored exactly as they will be once bundled and loaded."""
-        return cls._from_parts(fitted.model, fitted.second_model, fitted, **options)
+        return cls._from_parts(
+            fitted.model, fitted.second_model, fitted, stems_model=fitted.stems_model, **options
+        )
 
     @classmethod
     def _from_parts(
@@ -116,6 +133,7 @@ class Classifier:
             second_model=second_model,
             second_model_weight=parts.second_model_weight,
             ngrams=parts.ngrams,
+            stems_weight=parts.stems_weight,
             review=parts.review,
             **options,
         )
@@ -134,7 +152,13 @@ class Classifier:
             second = self._run(self.second, self.ngrams.encode(tokens, self.max_len), cast=False)
         else:
             second = self._run(self.second, distinct, cast=False)[inverse]
-        averaged = (1.0 - self.second_weight) * lstm + self.second_weight * second
+        if self.stems is not None:
+            stems = self._run(self.stems, distinct, cast=False)[inverse]
+            bags = self.second_weight + self.stems_weight
+            second = (self.second_weight * second + self.stems_weight * stems) / bags
+            averaged = (1.0 - bags) * lstm + bags * second
+        else:
+            averaged = (1.0 - self.second_weight) * lstm + self.second_weight * second
         return averaged, lstm.argmax(axis=1) != second.argmax(axis=1)
 
     def _cast(self) -> contextlib.AbstractContextManager:

@@ -87,6 +87,9 @@ class FittedModel:
     report: TrainingReport
     # The second model's n-gram vocabulary; None: it reads the LSTM's vocabulary (stems) or is absent.
     ngrams: NgramVocabulary | None = None
+    # With second-model features ``both``: the stems model beside the n-gram one, and its share.
+    stems_model: BagOfKeysClassifier | None = None
+    stems_weight: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -95,34 +95,40 @@ class TrainingSettings:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-SecondModelFeatures = Literal["auto", "char_ngrams", "stems"]
+SecondModelFeatures = Literal["auto", "both", "char_ngrams", "stems"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class SecondModelSettings:
-    """The logistic regression trained beside the LSTM (see ``bag_model.py``); its probabilities are
-    averaged with the LSTM's.
+    """The logistic regression(s) trained beside the LSTM (see ``bag_model.py``); their probabilities
+    are averaged with the LSTM's.
 
     ``stems`` reads the LSTM's vocabulary keys with the LSTM's template masking; ``char_ngrams`` reads
-    the character n-grams of each word (``char_ngrams.py``), unmasked. The default is n-grams, with or
-    without labels, chosen on the ``dev`` parts of the three kinds of ``bench/freeform_generalisation.py``
-    (3 seeds, Intel Xeon 2 cores; frames / free-form / registers macro-F1). On the source alone stems
-    give 0.960 / 0.684 / 0.680 and n-grams 0.998 / 0.654 / 0.729: n-grams keep reading the templates,
-    so comments in a known frame with new problem words stay right and confident, where stems (masked
-    like the LSTM) send a fifth of them to review; stems read the hand-written free-form comments a
-    little better (the n-grams learn the templates' spelling too). With the 80 label comments n-grams
-    were already the choice (free-form final 0.802 against 0.762). ``auto`` (n-grams with labels, stems
-    without) is what versions before this default used. Fields left None take the chosen kind's
-    measured defaults (:data:`SECOND_MODEL_DEFAULTS`).
+    the character n-grams of each word (``char_ngrams.py``), unmasked; ``both`` trains one of each:
+    ``(1 - weight - stems_weight) * LSTM + weight * n-grams + stems_weight * stems``. The default is
+    ``both`` at 0.6 / 0.25, with or without labels, chosen on the ``dev`` parts of the three kinds of
+    ``bench/freeform_generalisation.py`` (3 seeds, Intel Xeon AMX 2 cores; frames / free-form / registers
+    macro-F1). On the source alone stems give 0.960 / 0.684 / 0.680, n-grams (0.8) 0.998 / 0.654 /
+    0.729, both 0.998 / 0.698 / 0.725: n-grams keep reading the templates, so comments in a known frame
+    with new problem words stay right and confident, where stems (masked like the LSTM) send a fifth of
+    them to review; stems read the hand-written free-form comments better; together no kind is worse
+    than with stems alone, and the threshold still catches 84% of the wrong free-form predictions while
+    flagging 2.8% of the frames. With the 80 label comments both give 1.000 / 0.827 / 0.852 against
+    n-grams' 1.000 / 0.821 / 0.836. ``auto`` (n-grams with labels, stems without) is what versions
+    before 2026-12-03 used. Fields left None take the chosen kind's measured defaults
+    (:data:`SECOND_MODEL_DEFAULTS`).
     """
 
-    features: SecondModelFeatures = "char_ngrams"
+    features: SecondModelFeatures = "both"
     ngram_min: int = 2
     ngram_max: int = 5
     epochs: int | None = None
     learning_rate: float | None = None
     patience: int | None = None
     weight: float | None = None  # its share of the averaged probabilities; 0 scores with the LSTM alone
+    # With ``both``: the share of the stems model (the n-gram model has ``weight``); the LSTM keeps
+    # ``1 - weight - stems_weight``. Unused with one second model.
+    stems_weight: float | None = None
 
     def resolved(self, *, has_labels: bool) -> SecondModelSettings:
         """These settings with ``features`` decided and every None filled from its kind's defaults."""
@@ -131,7 +137,18 @@ class SecondModelSettings:
             features = "char_ngrams" if has_labels else "stems"
         defaults = SECOND_MODEL_DEFAULTS[features]
         filled = {name: value for name, value in defaults.items() if getattr(self, name) is None}
-        return replace(self, features=features, **filled)
+        settled = replace(self, features=features, **filled)
+        if features != "both":
+            return replace(settled, stems_weight=0.0)
+        if settled.weight + settled.stems_weight > 1.0 + 1e-9:
+            raise ValueError(
+                f"second-model weights {settled.weight} (n-grams) + {settled.stems_weight} (stems) exceed 1"
+            )
+        return settled
+
+    def stems_part(self) -> SecondModelSettings:
+        """With ``both`` (resolved): the stems model's own settings, its kind's measured defaults."""
+        return SecondModelSettings(features="stems", weight=self.stems_weight).resolved(has_labels=False)
 
 
 # Chosen on the free-form dev half (bench/feedback_loop.py and a scratch sweep, 3 seeds): n-grams need
@@ -139,6 +156,10 @@ class SecondModelSettings:
 SECOND_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "stems": {"epochs": 30, "learning_rate": 0.05, "patience": 5, "weight": 0.5},
     "char_ngrams": {"epochs": 50, "learning_rate": 0.2, "patience": 10, "weight": 0.8},
+    # Both models beside the LSTM: the n-gram model trains as above (epochs, learning_rate and patience
+    # set here apply to it), the stems model with the stems defaults. Weights chosen on the dev parts
+    # of the three kinds (see the class docstring).
+    "both": {"epochs": 50, "learning_rate": 0.2, "patience": 10, "weight": 0.6, "stems_weight": 0.25},
 }
 
 

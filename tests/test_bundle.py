@@ -20,6 +20,7 @@ from lstm_model.bundle import META_FILE
 from lstm_model.bundle import NGRAMS_FILE
 from lstm_model.bundle import SECOND_WEIGHTS_FILE
 from lstm_model.bundle import SPLITS_FILE
+from lstm_model.bundle import STEMS_WEIGHTS_FILE
 from lstm_model.bundle import VOCAB_FILE
 from lstm_model.bundle import WEIGHTS_FILE
 from lstm_model.bundle import ModelBundle
@@ -217,6 +218,81 @@ class TestStemsSecondModelBundles:
         np.testing.assert_allclose(scores.probs, np.array(expected["probs"]), rtol=0, atol=1e-6)
         assert scores.review_reason.to_pylist() == expected["reasons"]
         assert "models_disagree" in ",".join(filter(None, expected["reasons"]))
+
+
+class TestNgramSecondModelBundles:
+    """A bundle with one second model reading n-grams (tests/data/bundle_ngrams_second: trained by
+    ``tiny_bundle`` with the code of commit 8a76d08, before the stems model beside it) loads and scores
+    exactly as it did."""
+
+    FOLDER = Path(__file__).parent / "data" / "bundle_ngrams_second"
+
+    def test_scores_as_it_was_trained(self):
+        files = {p.name: p.read_bytes() for p in self.FOLDER.iterdir() if p.name != "expected.json"}
+        assert STEMS_WEIGHTS_FILE not in files
+        bundle = ModelBundle.from_files(files)
+        assert bundle.ngrams is not None and bundle.stems_state_dict is None and bundle.stems_weight == 0.0
+        assert bundle.second_model_weight == 0.8
+        expected = json.loads((self.FOLDER / "expected.json").read_text())
+        scores = Classifier.from_bundle(bundle).score(expected["texts"])
+        np.testing.assert_allclose(scores.probs, np.array(expected["probs"]), rtol=0, atol=1e-6)
+        assert scores.review_reason.to_pylist() == expected["reasons"]
+
+
+@pytest.fixture(scope="module")
+def both():
+    """A tiny bundle trained with both bag models, and its fitted model."""
+    return tiny_bundle(second_features="both")
+
+
+class TestBothSecondModelsBundle:
+    """A bundle with an n-gram model and a stems model beside the LSTM: the stems model's weights are one
+    more file, and the probabilities are ``(1 - w - s) * LSTM + w * n-grams + s * stems``."""
+
+    def test_round_trip_scores_the_three_models_averaged(self, both):
+        bundle, fitted = both
+        files = bundle.to_files()
+        assert set(files) == {*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE, STEMS_WEIGHTS_FILE}
+        meta = json.loads(files[META_FILE])
+        assert (meta["second_model_features"], meta["second_model_weight"], meta["stems_model_weight"]) == (
+            "both",
+            0.6,
+            0.25,
+        )
+        loaded = ModelBundle.from_files(files)
+        again = Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS)
+        np.testing.assert_array_equal(again, Classifier.from_fitted(fitted).predict_proba(PROBE_TEXTS))
+        # Each model alone, then averaged by hand.
+        lstm = Classifier(loaded.build_model(), loaded.vocab, loaded.labels, loaded.max_len)
+        ngrams = Classifier(
+            loaded.build_model(), loaded.vocab, loaded.labels, loaded.max_len,
+            second_model=loaded.build_second_model(), second_model_weight=1.0, ngrams=loaded.ngrams,
+        )  # fmt: skip
+        stems = Classifier(loaded.build_stems_model(), loaded.vocab, loaded.labels, loaded.max_len)
+        by_hand = 0.15 * lstm.predict_proba(PROBE_TEXTS) + 0.6 * ngrams.predict_proba(PROBE_TEXTS)
+        by_hand += 0.25 * stems.predict_proba(PROBE_TEXTS)
+        readable = [i for i, text in enumerate(PROBE_TEXTS) if text]
+        np.testing.assert_allclose(again[readable], by_hand[readable], rtol=0, atol=1e-6)
+
+    def test_stems_model_without_ngrams_is_refused(self, both):
+        files = both[0].to_files()
+        del files[NGRAMS_FILE]
+        with pytest.raises(ValueError, match=STEMS_WEIGHTS_FILE):
+            ModelBundle.from_files(files)
+
+    def test_stems_weights_that_do_not_fit_are_refused(self, both):
+        files = both[0].to_files()
+        files[STEMS_WEIGHTS_FILE] = files[SECOND_WEIGHTS_FILE]  # n-gram sized rows
+        with pytest.raises(ValueError, match=STEMS_WEIGHTS_FILE):
+            ModelBundle.from_files(files)
+
+    def test_missing_stems_weight_in_meta_is_refused(self, both):
+        files = both[0].to_files()
+        meta = json.loads(files[META_FILE])
+        del meta["stems_model_weight"]
+        files[META_FILE] = json.dumps(meta).encode()
+        with pytest.raises(ValueError, match="lacks a field"):
+            ModelBundle.from_files(files)
 
 
 class TestBundleConsistency:

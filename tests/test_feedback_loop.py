@@ -137,10 +137,12 @@ class TestTrainingWithTheFilledFile:
         rows = pd.read_parquet(loop.root / "models" / summary.version / "eval.parquet")
         assert rows.groupby("set").size().to_dict() == {"labels": 8, "test": 200}
 
-    def test_its_second_model_reads_character_ngrams_with_labels_and_without(self, loop):
+    def test_it_has_both_bag_models_with_labels_and_without(self, loop):
         for version in (loop.with_labels.version, loop.without.version):
-            assert bundle_meta(loop.root, version)["second_model_features"] == "char_ngrams"
+            meta = bundle_meta(loop.root, version)
+            assert (meta["second_model_features"], meta["stems_model_weight"]) == ("both", 0.25)
             assert (loop.root / "models" / version / "char_ngrams.json").is_file()
+            assert (loop.root / "models" / version / "stems_model.pt").is_file()
 
     def test_first_version_is_promoted_on_the_threshold_alone(self, loop):
         assert loop.with_labels.promoted and loop.with_labels.champion is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -260,13 +261,28 @@ class TestTrainModelTaskReproducible:
 
 
 class TestSecondModelChoice:
-    """The default reads character n-grams, with or without labels; ``auto`` reads them when analysts'
-    labels are among the training rows, the LSTM's stems otherwise; unset fields take the chosen kind's
-    defaults."""
+    """The default is both bag models (n-grams 0.6, stems 0.25), with or without labels; ``auto`` reads
+    n-grams when analysts' labels are among the training rows, the LSTM's stems otherwise; unset fields
+    take the chosen kind's defaults."""
 
     def test_resolution(self):
-        assert SecondModelSettings().resolved(has_labels=False).features == "char_ngrams"
-        assert SecondModelSettings().resolved(has_labels=True).features == "char_ngrams"
+        for has_labels in (False, True):
+            both = SecondModelSettings().resolved(has_labels=has_labels)
+            assert (both.features, both.weight, both.stems_weight, both.learning_rate) == (
+                "both",
+                0.6,
+                0.25,
+                0.2,
+            )
+            stems = both.stems_part()
+            assert (stems.features, stems.weight, stems.learning_rate, stems.epochs) == (
+                "stems",
+                0.25,
+                0.05,
+                30,
+            )
+        single = SecondModelSettings(features="char_ngrams").resolved(has_labels=False)
+        assert (single.features, single.weight, single.stems_weight) == ("char_ngrams", 0.8, 0.0)
         auto = SecondModelSettings(features="auto")
         assert auto.resolved(has_labels=True).features == "char_ngrams"
         assert auto.resolved(has_labels=False).features == "stems"
@@ -297,6 +313,35 @@ class TestSecondModelChoice:
         assert (fitted.ngrams is not None) == reads_ngrams
         assert fitted.second_model.weights.num_embeddings == len(fitted.ngrams or fitted.vocab)
         assert fitted.second_model_weight == (0.8 if reads_ngrams else 0.5)
+        assert fitted.stems_model is None and fitted.stems_weight == 0.0
+
+    def test_weights_over_one_are_refused(self):
+        with pytest.raises(ValueError, match="exceed 1"):
+            SecondModelSettings(weight=0.8).resolved(has_labels=False)  # + stems 0.25
+
+    def test_both_trains_an_ngram_and_a_stems_model(self):
+        from lstm_model.fit import fit_classifier
+        from lstm_model.predict import Classifier
+        from lstm_model.results import LabelledTexts
+
+        frame = comment_rows(16)
+        texts, labels = frame["comentario"].tolist(), frame["categoria"].tolist()
+        fitted = fit_classifier(
+            LabelledTexts(texts[:12], labels[:12]),
+            LabelledTexts(texts[12:], labels[12:]),
+            sorted(set(labels)),
+            architecture=ArchitectureSettings(**TINY),
+            training=TrainingSettings(epochs=1, batch_size=4, device="cpu"),
+        )
+        assert fitted.ngrams is not None and fitted.second_model.weights.num_embeddings == len(fitted.ngrams)
+        assert fitted.stems_model.weights.num_embeddings == len(fitted.vocab)
+        assert (fitted.second_model_weight, fitted.stems_weight) == (0.6, 0.25)
+        # Scoring averages the three: the stems model's share moves the probabilities.
+        with_stems = Classifier.from_fitted(fitted).predict_proba(texts)
+        without = Classifier.from_fitted(replace(fitted, stems_model=None, stems_weight=0.0)).predict_proba(
+            texts
+        )
+        assert not np.allclose(with_stems, without)
 
 
 # ---------------------------------------------------------------------------------------------- metrics

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import tiny_bundle
 from lstm_model.bundle import WEIGHTS_FILE
@@ -153,6 +155,27 @@ class TestVerifiedFiles:
             ModelFileError, match="model v1: the labels in bundle.json .* are not in the order"
         ):
             load_bundle(storage, "v1")
+
+    def test_the_stems_model_file_is_verified_too(self, storage):
+        """A version trained with both bag models: ``stems_model.pt`` loads, and is checked like the rest."""
+        from lstm_model.bundle import STEMS_WEIGHTS_FILE
+
+        bundle, _ = tiny_bundle(second_features="both")
+        write_version(storage, "v2", bundle.to_files())
+        loaded = load_bundle(storage, "v2")
+        assert loaded.stems_state_dict is not None and loaded.stems_weight == 0.25
+        np.testing.assert_array_equal(
+            Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS),
+            Classifier.from_bundle(bundle).predict_proba(PROBE_TEXTS),
+        )
+        state = {k: v.clone() for k, v in bundle.stems_state_dict.items()}
+        state["bias"] += 1.0  # weights of the right shape, not the published ones
+        other = io.BytesIO()
+        torch.save(state, other)
+        other = other.getvalue()
+        storage.write_bytes(f"models/v2/{STEMS_WEIGHTS_FILE}", other)
+        with pytest.raises(ModelFileError, match=f"model v2: {STEMS_WEIGHTS_FILE}"):
+            load_bundle(storage, "v2")
 
     @pytest.mark.parametrize(
         "name", ["../outside_models_dir", "a/b", "..", "/etc", "v1/../v2", "", " v1", "v1\\x"]

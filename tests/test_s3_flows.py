@@ -138,7 +138,7 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
     assert summary.model_uri == s3_prefix / f"store/models/{summary.version}"
     assert s3_server.get(f"{s3_prefix.key}/store/models/LATEST").decode().strip() == summary.version
     version_files = {k.rsplit("/", 1)[-1] for k in s3_prefix.keys(f"store/models/{summary.version}")}
-    assert version_files == {  # no labels: the second model reads character n-grams by default all the same
+    assert version_files == {  # no labels: both bag models (n-grams and stems) by default all the same
         *MODEL_FILES,
         NGRAMS_FILE,
         "rejected_rows.parquet",

@@ -35,8 +35,8 @@ def s3_storage(prefix, server, rel: str = "store"):
     return Storage(prefix / rel, server.endpoint)
 
 
-def tiny_bundle(version: str):
-    return helpers.tiny_bundle(version)[0]
+def tiny_bundle(version: str, **options):
+    return helpers.tiny_bundle(version, **options)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
     with pytest.raises(ModelNotFound, match="no promoted model"):
         load_bundle(storage)
 
-    bundle = tiny_bundle("20250101T000000Z-s3")
+    bundle = tiny_bundle("20250101T000000Z-s3", second_features="both")  # every file a bundle can hold
     files = bundle.to_files()
     write_version(storage, bundle.version, {**files, "learning_curve.png": b"\x89PNG fake"})
     set_latest(storage, bundle.version)
