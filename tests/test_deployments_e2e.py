@@ -190,17 +190,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -
 
 
 def _wait_terminal(client, run_id: UUID, timeout: float, logs: list[Path]):
-    start = time.monotonic()
-    while True:
-        run = client.read_flow_run(run_id)
-        if run.state is not None and run.state.type.value in TERMINAL:
-            return run
-        if time.monotonic() - start > timeout:
-            tails = "\n".join(f"--- {p.name}\n{_tail(p)}" for p in logs)
-            pytest.fail(
-                f"flow run {run_id} still {run.state.name if run.state else None} after {timeout} s\n{tails}"
-            )
-        time.sleep(1)
+    return _wait_state(client, run_id, TERMINAL, timeout, logs)
 
 
 def _batch(dataset: pd.DataFrame, n: int, prefix: str) -> pd.DataFrame:
