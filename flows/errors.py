@@ -19,6 +19,8 @@ import socket
 import urllib.parse
 from typing import TYPE_CHECKING
 
+from tasks.common.layout import MODELS
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
@@ -214,12 +216,12 @@ def check_score(config: ScoreConfig) -> None:
                 f"{exc} (--model)", "pass --model latest or the name of a folder under models/"
             ) from exc
         raise ActionableError(
-            f"no promoted model under {storage.uri('models')}",
+            f"no promoted model under {storage.uri(MODELS)}",
             f"train one first (comentarios train --storage {config.storage}) or pass --model <version>",
         ) from exc
     if not is_complete(storage, version):
         raise ActionableError(
-            f"model version {version!r} not found (or incomplete) under {storage.uri('models')} (--model)",
+            f"model version {version!r} not found (or incomplete) under {storage.uri(MODELS)} (--model)",
             "pass --model latest or the name of a folder under models/",
         )
     from tasks.registry.versions import ModelFileError

@@ -22,6 +22,7 @@ from typing import Any
 
 from flows.cli_flags import add_config_flags
 from flows.cli_flags import config_from_args
+from tasks.common.layout import MODELS
 
 
 def _storage(args: argparse.Namespace):
@@ -41,7 +42,7 @@ def _list(args: argparse.Namespace) -> int:
     storage = _storage(args)
     infos = list_versions(storage)
     if not infos:
-        print(f"no model versions under {storage.uri('models')}")
+        print(f"no model versions under {storage.uri(MODELS)}")
         return 0
     print(versions_table(infos))
     return 0
