@@ -55,7 +55,7 @@ def peak_mb():
 def stage(config: TrainConfig) -> dict:
     imports = peak_mb()
     started = time.perf_counter()
-    checked, _, splits, _ = prepare_data(config)
+    checked, _, splits = prepare_data(config)
     return {"imports_mb": imports, "rows": len(checked.valid), "rejected": len(checked.rejected),
             "splits": {k: len(v) for k, v in splits.items()}, "seconds": time.perf_counter() - started}
 

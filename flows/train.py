@@ -7,6 +7,8 @@ The flow only wires tasks; every step lives in ``tasks/`` (I/O, validation, repo
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 from prefect import flow
 from prefect import get_run_logger
@@ -25,8 +27,10 @@ from tasks.registry.gate import unreadable_labels_blocker
 from tasks.registry.promotion import apply_promotion
 from tasks.registry.versions import publish_model
 from tasks.training.champion import challenge_champion
-from tasks.training.dataset import combine_and_split
-from tasks.training.dataset import read_training_source
+from tasks.training.dataset import fingerprint
+from tasks.training.dataset import split_dataset
+from tasks.training.dataset import training_columns_only
+from tasks.training.dataset import validate_training_data
 from tasks.training.modeling import evaluate_model
 from tasks.training.modeling import new_version
 from tasks.training.modeling import package_model
@@ -35,10 +39,12 @@ from tasks.training.reports import learning_curve_png
 from tasks.training.reports import parquet_bytes
 from tasks.training.reports import publish_training_artifacts
 from tasks.training.rows import TrainingRows
+from tasks.training.rows import combine_training_rows
 from tasks.training.rows import evaluation_rows
 from tasks.training.rows import evaluation_sets
 from tasks.training.rows import gate_set
 from tasks.training.source import fetch_source
+from tasks.training.source import parse_source
 
 
 class TrainSummary(BaseModel):
@@ -57,25 +63,28 @@ class TrainSummary(BaseModel):
 
 def prepare_data(
     config: TrainConfig,
-) -> tuple[ValidationOutcome, TrainingRows, dict[str, pd.DataFrame], str]:
+) -> tuple[ValidationOutcome, TrainingRows, dict[str, pd.DataFrame]]:
     """Source and analysts' labels -> validated rows -> split: everything before training
     (bench/training_input_memory.py measures its peak memory through this same function)."""
     storage = config.storage_root()
-    # Parsed, validated and cut to the training columns in one task: the parsed frame never crosses a
-    # task boundary, where Prefect would keep it referenced to the end of the flow (see the task).
-    checked = read_training_source(fetch_source(storage, config.source), config.categories, config.severities)
+    # No name for the parsed frame: once validated, only the columns training reads are kept (the
+    # flow holds ``checked`` to the end; the rejected rows keep every column).
+    checked = training_columns_only(
+        validate_training_data(
+            parse_source(fetch_source(storage, config.source)), config.categories, config.severities
+        )
+    )
     labels = load_labels(storage, config.labels, config.categories, config.min_file_age)
-    data, splits, data_fingerprint = combine_and_split(
-        checked,
-        labels,
-        config.source,
+    data = combine_training_rows(checked, labels, config.source)
+    splits = split_dataset(
+        data.rows,
         config.val_fraction,
         config.test_fraction,
         config.seed,
         config.categories,
         config.min_rows_per_class,
     )
-    return checked, data, splits, data_fingerprint
+    return checked, data, splits
 
 
 @flow(name="train-lstm", log_prints=True)
@@ -84,8 +93,11 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     created = create_layout(storage)  # incoming/, labels/, exports/: the folders people use next
     if created:
         get_run_logger().info("Created %s under %s", ", ".join(f"{f}/" for f in created), storage.uri())
-    # ``data`` comes without its rows (the splits hold them); the fingerprint is all the flow needs of them.
-    checked, data, splits, data_fingerprint = prepare_data(config)
+    checked, data, splits = prepare_data(config)
+    # The fingerprint is all the flow needs of the combined rows (the splits hold them too): taken now,
+    # the rows are not held through training (~100 MB at 664k rows).
+    data_fingerprint = fingerprint(data.rows)
+    data = dataclasses.replace(data, rows=data.rows.iloc[:0])
     freeform = load_freeform_eval(config.categories)
     frames = load_frames_eval(config.categories)
     fitted = train_model(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -34,11 +33,6 @@ from tasks.common.validation import short
 from tasks.common.validation import text_or_null
 from tasks.feedback.labels import LABEL_COLUMNS
 from tasks.feedback.labels import ORIGIN
-from tasks.feedback.labels import LabelSet
-from tasks.training.rows import TrainingRows
-from tasks.training.rows import combine_training_rows
-from tasks.training.source import SourceFile
-from tasks.training.source import parse_source
 
 
 def training_rules(categories: Sequence[str], severities: Sequence[str]) -> list[Rule]:
@@ -124,21 +118,6 @@ def training_columns_only(outcome: ValidationOutcome) -> ValidationOutcome:
     return slim
 
 
-@task(name="read-training-source", cache_policy=NO_CACHE)
-def read_training_source(
-    source: SourceFile, categories: Sequence[str], severities: Sequence[str]
-) -> ValidationOutcome:
-    """Parse, validate and keep the training columns (:func:`training_columns_only`) in one task.
-
-    Why one task: Prefect 3.9.1 keeps every task run's parameters and return value referenced until
-    the flow ends (checked: the task run engine outlives the call), so the parsed frame (every column
-    of the source) returned by one task and passed to the next stayed in memory through training,
-    with the full valid rows besides (~500 MB at 664k rows). Here they are locals of one call and go
-    when it returns; only the slim outcome crosses the task boundary.
-    """
-    return training_columns_only(validate_training_data.fn(parse_source.fn(source), categories, severities))
-
-
 def fingerprint(frame: pd.DataFrame, chunk: int = 50_000) -> str:
     """SHA-256 of the rows the model learns from (id, text, label), independent of row order.
 
@@ -212,28 +191,3 @@ def split_dataset(
     check_classes(frame, splits, categories, min_rows_per_class)
     release_freed_memory()  # the per-origin parts' copies, before training allocates its own
     return splits
-
-
-@task(name="combine-and-split", cache_policy=NO_CACHE)
-def combine_and_split(
-    checked: ValidationOutcome,
-    labels: LabelSet,
-    source: str,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    categories: Sequence[str] = CATEGORIES,
-    min_rows_per_class: int = 10,
-) -> tuple[TrainingRows, dict[str, pd.DataFrame], str]:
-    """The training rows (:func:`~tasks.training.rows.combine_training_rows`), their split
-    (:func:`split_dataset`) and their :func:`fingerprint`, in one task; the rows come back empty
-    (their report and counts kept): the splits hold every one of them.
-
-    Why one task: Prefect keeps each task run's parameters and return value referenced until the flow
-    ends (see :func:`read_training_source`); the combined rows (a copy of every text, ~100 MB at 664k
-    rows) returned by one task and split by the next stayed in memory through training.
-    """
-    data = combine_training_rows.fn(checked, labels, source)
-    splits = split_dataset.fn(data.rows, val_fraction, test_fraction, seed, categories, min_rows_per_class)
-    digest = fingerprint(data.rows)
-    return dataclasses.replace(data, rows=data.rows.iloc[:0]), splits, digest
