@@ -117,12 +117,22 @@ class NgramTexts:
     gram_lengths: np.ndarray
     lengths: np.ndarray = field(init=False)  # n-grams per row, >= 1 (a row with none reads one [UNK])
 
+    ROW_BLOCK = 65_536  # rows counted at once in __post_init__
+
     def __post_init__(self) -> None:
-        per_token = self.gram_lengths[self.token_ids]
-        rows = np.repeat(np.arange(len(self.token_lengths)), self.token_lengths)
-        position = _repeat_ranges(self.token_starts, self.token_lengths)
-        counts = np.bincount(rows, weights=per_token[position], minlength=len(self.token_lengths))
-        object.__setattr__(self, "lengths", np.maximum(counts.astype(np.int64), 1))
+        # A block of rows at a time: for half a million texts the per-token arrays of all rows at
+        # once (positions, counts, weights: ~8M each) held ~300 MB for a moment.
+        counts = np.empty(len(self.token_lengths), dtype=np.int64)
+        for begin in range(0, len(counts), self.ROW_BLOCK):
+            starts = self.token_starts[begin : begin + self.ROW_BLOCK]
+            lengths = self.token_lengths[begin : begin + self.ROW_BLOCK]
+            position = _repeat_ranges(starts, lengths)
+            rows = np.repeat(np.arange(len(lengths)), lengths)
+            per_token = self.gram_lengths[self.token_ids[position]]
+            counts[begin : begin + len(lengths)] = np.bincount(
+                rows, weights=per_token, minlength=len(lengths)
+            )
+        object.__setattr__(self, "lengths", np.maximum(counts, 1))
 
     def __len__(self) -> int:
         return len(self.token_lengths)
@@ -254,6 +264,8 @@ class NgramVocabulary:
     def __len__(self) -> int:
         return len(self.itos)
 
+    ENCODE_BLOCK = 1 << 20  # tokens looked up per call in encode()
+
     @classmethod
     def build(
         cls,
@@ -283,11 +295,18 @@ class NgramVocabulary:
             tokens = tokens.combine_chunks()
         if tokens.null_count:
             tokens = pc.fill_null(tokens, pa.scalar([], tokens.type))
-        encoded = pc.dictionary_encode(tokens.flatten())
-        gram_ids, gram_lengths = self._gram_ids(encoded.dictionary)
+        flat = tokens.flatten()
+        distinct = pc.unique(flat)
+        gram_ids, gram_lengths = self._gram_ids(distinct)
+        # Each token's position among the distinct ones, a block at a time: one dictionary_encode of
+        # the ~8M tokens of half a million texts held ~400 MB of hash table and copies at once.
+        token_ids = np.empty(len(flat), dtype=np.int64)
+        for begin in range(0, len(flat), self.ENCODE_BLOCK):
+            block = pc.index_in(flat.slice(begin, self.ENCODE_BLOCK), value_set=distinct)
+            token_ids[begin : begin + len(block)] = block.to_numpy(zero_copy_only=False)
         offsets = tokens.offsets.to_numpy().astype(np.int64)
         return NgramTexts(
-            token_ids=encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+            token_ids=token_ids,
             token_starts=offsets[:-1] - offsets[0],
             token_lengths=np.minimum(np.diff(offsets), max_tokens),
             gram_ids=gram_ids,

@@ -15,8 +15,30 @@ import pyarrow.compute as pc
 _SEPARATORS = r"[^\p{L}\p{N}]+"
 
 
+# Texts tokenised per kernel call: each step (normalise, lower-case, replace, split) makes a full copy
+# of its input, so for half a million texts the intermediates cost ~300 MB at once; by slices of
+# this size they cost a few MB and the result is the same.
+_SLICE_ROWS = 65_536
+_TOKENS = pa.list_(pa.string())
+
+
 def tokenize_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Tokenise an Arrow string array into a list<string> array (nulls stay null)."""
+    """Tokenise an Arrow string array into a list<string> array (nulls stay null); a chunked array
+    gives a chunked array."""
+    if isinstance(texts, pa.ChunkedArray):
+        return pa.chunked_array([_tokenize_slices(chunk) for chunk in texts.chunks], type=_TOKENS)
+    return _tokenize_slices(texts)
+
+
+def _tokenize_slices(texts: pa.Array) -> pa.Array:
+    if len(texts) <= _SLICE_ROWS:
+        return _tokenize(texts)
+    return pa.concat_arrays(
+        [_tokenize(texts.slice(begin, _SLICE_ROWS)) for begin in range(0, len(texts), _SLICE_ROWS)]
+    )
+
+
+def _tokenize(texts: pa.Array) -> pa.Array:
     if pa.types.is_large_string(texts.type):
         texts = texts.cast(pa.string())
     normalised = pc.utf8_lower(pc.utf8_normalize(texts, form="NFKC"))

@@ -111,7 +111,22 @@ def release_gx_context() -> None:
 def _validate(frame: pd.DataFrame, spec: tuple, result_format: dict | str = "SUMMARY"):
     with _GX_LOCK:
         batch = _gx_batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        return batch.validate(_suite(spec), result_format=result_format)
+        try:
+            return batch.validate(_suite(spec), result_format=result_format)
+        finally:
+            _forget_batch(batch)
+
+
+def _forget_batch(batch: Any) -> None:
+    """Drop the validated frame from the GX execution engine's caches.
+
+    GX keeps the last batch's data in its engine until the next batch replaces it, and the context
+    lives in a module-level project manager: a training run carried its whole parsed source (~130 MB
+    at 664k rows) to the end, and a scoring run carried its last chunk.
+    """
+    manager = batch.data.execution_engine.batch_manager
+    manager.batch_data_cache.clear()
+    manager.reset_batch_cache()
 
 
 NOT_NULL = Check("ExpectColumnValuesToNotBeNull")

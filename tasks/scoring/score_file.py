@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lstm_model.bundle import ModelBundle
+from lstm_model.memory import release_freed_memory
 from lstm_model.precision import PrecisionChoice
 from lstm_model.precision import choose_precision
 from lstm_model.predict import Classifier
@@ -43,7 +44,6 @@ from tasks.common.layout import REJECTED
 from tasks.common.layout import REVIEW
 from tasks.common.layout import SUMMARIES
 from tasks.common.layout import UNREADABLE
-from tasks.common.memory import release_freed_memory
 from tasks.common.storage import Storage
 from tasks.registry.eval_rows import read_eval_rows
 from tasks.registry.versions import load_bundle

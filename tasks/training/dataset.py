@@ -13,8 +13,8 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from lstm_model.memory import release_freed_memory
 from lstm_model.splits import stratified_split
-from tasks.common.memory import release_freed_memory
 from tasks.common.schema import CATEGORIES
 from tasks.common.schema import COLUMNS
 from tasks.common.schema import SEVERITIES

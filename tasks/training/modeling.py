@@ -21,6 +21,7 @@ from lstm_model.bundle import ModelBundle
 from lstm_model.evaluation import Metrics
 from lstm_model.evaluation import evaluate
 from lstm_model.fit import fit_classifier
+from lstm_model.memory import release_freed_memory
 from lstm_model.predict import Classifier
 from lstm_model.results import FittedModel
 from lstm_model.results import LabelledTexts
@@ -30,7 +31,6 @@ from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from lstm_model.training import EpochMetrics
-from tasks.common.memory import release_freed_memory
 from tasks.feedback.labels import ORIGIN
 from tasks.training.rows import LABELS
 

@@ -17,7 +17,7 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.common.memory import release_freed_memory
+from lstm_model.memory import release_freed_memory
 from tasks.common.records import parse_records
 from tasks.common.retries import retry_if_transient
 from tasks.common.storage import Storage
