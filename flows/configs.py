@@ -249,6 +249,17 @@ class TrainConfig(StorageParams):
         le=1_000,
         description="Loss weight of a row from the label files against a row of the source.",
     )
+    domain_phrases: str = Field(
+        "builtin",
+        min_length=1,
+        description="Domain phrases added to the training texts: builtin (tasks/resources/domain_phrases.jsonl), "
+        "none, or a JSON Lines / JSON file of comentario and categoria (local path, s3:// or URL).",
+    )
+    phrase_share: float = _share(
+        _TRAIN.phrase_share,
+        "Share of the training rows that are domain phrases (each phrase at least once).",
+        below_one=True,
+    )
     promote_threshold: float = _share(0.95, "Test macro-F1 needed to make the new model 'latest'.")
     max_regression: float = _share(
         0.01,

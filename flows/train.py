@@ -35,6 +35,7 @@ from tasks.training.modeling import evaluate_model
 from tasks.training.modeling import new_version
 from tasks.training.modeling import package_model
 from tasks.training.modeling import train_model
+from tasks.training.phrases import load_domain_phrases
 from tasks.training.reports import learning_curve_png
 from tasks.training.reports import parquet_bytes
 from tasks.training.reports import publish_training_artifacts
@@ -100,6 +101,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     data = dataclasses.replace(data, rows=data.rows.iloc[:0])
     freeform = load_freeform_eval(config.categories)
     frames = load_frames_eval(config.categories)
+    phrases = load_domain_phrases(storage, config.domain_phrases, config.categories)
     fitted = train_model(
         splits,
         tuple(sorted(config.categories)),
@@ -110,6 +112,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         config.review_settings(),
         calibration=freeform.dev,
         in_frame=frames.dev,
+        phrases=phrases.texts,
     )
     eval_rows = evaluation_rows(splits)
     datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final, "frames": frames.final}
@@ -136,7 +139,13 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         blockers=[unreadable_labels_blocker(unreadable)] if unreadable else [],
     )
     bundle = package_model(
-        fitted, metrics, splits, data_fingerprint, version, data.summary, decision.to_dict()
+        fitted,
+        metrics,
+        splits,
+        data_fingerprint,
+        version,
+        {**data.summary, "domain_phrases": phrases.summary()},
+        decision.to_dict(),
     )
     curve = learning_curve_png(fitted.report.history, fitted.report.best_epoch)
     model_uri = publish_model(

@@ -25,6 +25,7 @@ from lstm_model.char_ngrams import CharNgramSpec
 from lstm_model.char_ngrams import NgramVocabulary
 from lstm_model.frames import find_frame_tokens
 from lstm_model.frames import frame_id_mask
+from lstm_model.memory import release_freed_memory
 from lstm_model.model import LSTMClassifier
 from lstm_model.model import ModelConfig
 from lstm_model.predict import Classifier
@@ -80,6 +81,7 @@ def fit_classifier(
     training: TrainingSettings = TrainingSettings(),
     second: SecondModelSettings = SecondModelSettings(),
     review: ReviewSettings = ReviewSettings(),
+    phrases: LabelledTexts | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> FittedModel:
     """Build the vocabulary on the training texts only, find template tokens, train the LSTM and the bag
@@ -89,11 +91,19 @@ def fit_classifier(
     be one of them. ``calibration`` (hand-written free-form comments the models never train on)
     fixes the ``needs_review`` threshold; without it, no confidence threshold is fitted. ``in_frame``
     (template comments with new wording) caps how many good comments that threshold may flag.
+    ``phrases`` (short phrases that name each class's subject: the domain's words, which a templated
+    source lacks) are added to the training texts, repeated to ``training.phrase_share`` of them.
     """
     labels = tuple(labels)
     second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
     encoded = _encode(
-        train, val, labels, text, training, keep_tokens=second.weight > 0 and second.features != "stems"
+        train,
+        val,
+        labels,
+        text,
+        training,
+        keep_tokens=second.weight > 0 and second.features != "stems",
+        phrases=phrases,
     )
 
     seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
@@ -132,6 +142,7 @@ def fit_classifier(
         val_unknown_share=encoded.val_unknown,
         second_model_best_epoch=second_result.best_epoch if second_result else None,
         second_model_epochs=len(second_result.history) if second_result else None,
+        phrase_rows=encoded.phrase_rows,
     )
     fitted = FittedModel(
         model,
@@ -150,6 +161,14 @@ def fit_classifier(
     if calibration is None or not len(calibration.texts):
         return fitted
     return replace(fitted, review=_fit_review(fitted, calibration, val, in_frame, review))
+
+
+def phrase_copies(source_rows: int, phrases: int, share: float) -> int:
+    """How many times each domain phrase is added to the training texts: enough for the phrases to be
+    ``share`` of them, and at least once (a small source would otherwise get only some of them)."""
+    if not phrases or share <= 0:
+        return 0
+    return max(1, round(share / (1 - share) * source_rows / phrases))
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,7 @@ class _Encoded:
     bag: _BagInputs  # ids, targets, weights and template mask (tokens too when the n-gram model needs them)
     train_unknown: float
     val_unknown: float
+    phrase_rows: int = 0
 
 
 def _encode(
@@ -185,37 +205,55 @@ def _encode(
     training: TrainingSettings,
     *,
     keep_tokens: bool,
+    phrases: LabelledTexts | None = None,
 ) -> _Encoded:
-    """Tokenise, build the vocabulary on the training texts only, find template tokens, encode both splits."""
+    """Tokenise, build the vocabulary on the training texts (and phrases) only, find template tokens
+    (in the training texts), encode both splits."""
     # Arrow all the way: the tokens of half a million texts as Python lists of strings would cost
     # gigabytes (bench/training_input_memory.py).
-    train_tokens = tokenize_arrow(as_arrow_strings(train.texts))
+    source_tokens = tokenize_arrow(as_arrow_strings(train.texts))
     val_tokens = tokenize_arrow(as_arrow_strings(val.texts))
+    copies = phrase_copies(len(train.texts), len(phrases.texts) if phrases else 0, training.phrase_share)
+    train_tokens, train_y = source_tokens, label_ids(train.labels, labels)
+    weights = train.row_weights(training.label_weight)
+    if copies:
+        repeat = np.tile(np.arange(len(phrases.texts)), copies)
+        train_tokens = pa.concat_arrays(
+            [source_tokens, tokenize_arrow(as_arrow_strings(phrases.texts)).take(pa.array(repeat))]
+        )
+        train_y = np.concatenate([train_y, label_ids(phrases.labels, labels)[repeat]])
+        if weights is not None:
+            weights = np.concatenate([weights, np.ones(len(repeat), dtype=weights.dtype)])
     vocab = Vocabulary.build(
         train_tokens, form=text.token_form(), min_freq=text.min_freq, max_size=text.max_vocab
     )
+    # Template words are those of the source's classes: the phrases would only dilute them.
     frames = find_frame_tokens(
-        vocab.form.keys_arrow(train_tokens), train.labels, min_class_coverage=text.frame_coverage
+        vocab.form.keys_arrow(source_tokens), train.labels, min_class_coverage=text.frame_coverage
     )
+    del source_tokens
     bag = _BagInputs(
         train_tokens,
         val_tokens,
         encode_tokens(train_tokens, vocab, text.max_len),
         encode_tokens(val_tokens, vocab, text.max_len),
-        label_ids(train.labels, labels),
+        train_y,
         label_ids(val.labels, labels),
-        train.row_weights(training.label_weight),
+        weights,
         frame_id_mask(vocab, frames),
     )
     train_unknown = vocab.unknown_share(train_tokens)  # > 0 only with min_freq/max_vocab cuts
     val_unknown = vocab.unknown_share(val_tokens)
     if not keep_tokens:
-        # Only the n-gram model reads the tokens again. Freed now and handed back by Arrow's pool, the
-        # tokens and their keys (a few hundred MB for half a million texts) are not held while training.
+        # Only the n-gram model reads the tokens again: not held while training.
         del train_tokens, val_tokens
         bag = replace(bag, train_tokens=None, val_tokens=None)
-        pa.default_memory_pool().release_unused()
-    return _Encoded(vocab, tuple(frames), bag, train_unknown, val_unknown)
+    # Tokenising half a million texts leaves ~300 MB of freed pages in Arrow's pool (mimalloc keeps
+    # them): handed back before the models allocate their own.
+    release_freed_memory()
+    return _Encoded(
+        vocab, tuple(frames), bag, train_unknown, val_unknown, copies * len(phrases.texts) if copies else 0
+    )
 
 
 def _fit_review(
@@ -273,6 +311,7 @@ def _train_bag(
         )
         second_train = grams.encode(data.train_tokens, text.max_len)
         second_val = grams.encode(data.val_tokens, text.max_len)
+        release_freed_memory()  # what counting and encoding the n-grams freed (~300 MB at 531k texts)
         second_mask = None
         second_training = replace(second_training, frame_mask_prob=0.0, token_mask_prob=0.0)
     model = BagOfKeysClassifier(BagConfig(vocab_size=len(grams or vocab), num_classes=len(labels)))

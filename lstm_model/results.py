@@ -39,6 +39,7 @@ class TrainingReport:
     val_unknown_share: float | None = None
     second_model_best_epoch: int | None = None
     second_model_epochs: int | None = None
+    phrase_rows: int = 0  # domain-phrase rows added to the training texts (0: none, or an older bundle)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class TrainingReport:
             "val_unknown_share": self.val_unknown_share,
             "second_model_best_epoch": self.second_model_best_epoch,
             "second_model_epochs": self.second_model_epochs,
+            "phrase_rows": self.phrase_rows,
         }
 
     @classmethod
@@ -69,6 +71,7 @@ class TrainingReport:
             val_unknown_share=data.get("val_unknown_share"),
             second_model_best_epoch=data.get("second_model_best_epoch"),
             second_model_epochs=data.get("second_model_epochs"),
+            phrase_rows=data.get("phrase_rows", 0),
         )
 
 

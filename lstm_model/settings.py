@@ -84,6 +84,9 @@ class TrainingSettings:
     # on the free-form dev half with bench/feedback_loop.py (80 label comments, 3 seeds): weight 1
     # 0.701, 2 0.727, 3 0.730, 5 0.720 macro-F1.
     label_weight: float = 3.0
+    # Share of the training rows that are domain phrases (tasks/resources/domain_phrases.jsonl), each
+    # phrase at least once. Chosen with bench/freeform_generalisation.py (see --phrase-share there).
+    phrase_share: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

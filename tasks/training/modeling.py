@@ -52,10 +52,12 @@ def train_model(
     review: ReviewSettings,
     calibration: pd.DataFrame,
     in_frame: pd.DataFrame | None = None,
+    phrases: LabelledTexts | None = None,
 ) -> FittedModel:
     """:func:`~lstm_model.fit.fit_classifier` on the train and val splits, one log line per epoch;
-    ``calibration`` (labelled free-form comments) fits the ``needs_review`` threshold, and ``in_frame``
-    (template comments with new wording) caps the share of good comments it flags."""
+    ``calibration`` (labelled free-form comments) fits the ``needs_review`` threshold, ``in_frame``
+    (template comments with new wording) caps the share of good comments it flags, and ``phrases``
+    (the domain phrases) are added to the training texts."""
     logger = get_run_logger()
 
     def progress(m: EpochMetrics) -> None:
@@ -85,9 +87,13 @@ def train_model(
         training=training,
         second=second,
         review=review,
+        phrases=phrases,
         on_epoch=progress,
     )
     report = fitted.report
+    if report.phrase_rows:
+        logger.info("Domain phrases: %d training rows (%d copies of each)", report.phrase_rows,
+                    report.phrase_rows // len(phrases.texts))  # fmt: skip
     logger.info(
         "Vocabulary: %d entries; %d template tokens masked during training: %s",
         len(fitted.vocab),
