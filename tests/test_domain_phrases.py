@@ -109,3 +109,37 @@ class TestTraining:
         without, with_phrases, _ = fitted_pair
         # early stopping and the validation figures read the same 100 rows either way
         assert len(with_phrases.report.history) == len(without.report.history)
+
+
+class TestLoading:
+    """The task the flow calls: builtin, none, or a file of the operator's."""
+
+    @staticmethod
+    def load(tmp_path, source: str):
+        from prefect import flow
+
+        from tasks.common.storage import Storage
+        from tasks.training.phrases import load_domain_phrases
+
+        @flow(name="load-phrases-test")
+        def run():
+            return load_domain_phrases(Storage(str(tmp_path / "store")), source, CLASSES)
+
+        return run()
+
+    def test_an_operators_file_replaces_the_builtin_ones(self, prefect_harness, tmp_path):
+        mine = tmp_path / "mine.jsonl"
+        mine.write_bytes(_jsonl([{"comentario": "el motoboy no vino", "categoria": "logistica"}]))
+        loaded = self.load(tmp_path, str(mine))
+        assert list(loaded.texts.texts) == ["el motoboy no vino"] and loaded.source == str(mine)
+        assert loaded.summary()["phrases"] == 1
+
+    def test_a_file_with_no_row_of_the_trained_classes_is_an_error(self, prefect_harness, tmp_path):
+        mine = tmp_path / "mine.jsonl"
+        mine.write_bytes(_jsonl([{"comentario": "hola", "categoria": "reclamos"}]))
+        with pytest.raises(DatasetError, match="no row of the classes being trained"):
+            self.load(tmp_path, str(mine))
+
+    def test_none_adds_nothing(self, prefect_harness, tmp_path):
+        loaded = self.load(tmp_path, "none")
+        assert loaded.texts.texts == [] and loaded.summary()["sha256"] is None

@@ -155,7 +155,7 @@ class TestOldChampion:
             {"id": ["id-0", "id-2", "id-3"], "comentario": ["a", "b", "c"], "categoria": ["precios"] * 3}
         )
         champion = load_champion(storage, source)
-        assert champion.version == "v-old" and champion.trained_ids == {"id-0", "id-1"}
+        assert champion.version == "v-old" and set(champion.trained_ids) == {"id-0", "id-1"}
         assert champion.eval_rows[["id", "set"]].values.tolist() == [["id-2", "test"]]
 
     def test_with_eval_parquet_its_rows_are_used(self, storage, bundle):

@@ -144,6 +144,20 @@ class TestCleanRunVersionFolder:
         assert meta["training"]["epochs"] == 3
         assert meta["model_config"]["hidden_size"] == 32
 
+    def test_bundle_records_the_domain_phrases_it_trained_with(self, clean_run):
+        import hashlib
+        from importlib import resources
+
+        summary, root, _ = clean_run
+        meta = json.loads((root / "models" / summary.version / "bundle.json").read_text())
+        builtin = resources.files("tasks").joinpath("resources", "domain_phrases.jsonl").read_bytes()
+        phrases = meta["data"]["domain_phrases"]
+        assert phrases["source"] == "builtin" and phrases["left_out"] == 0
+        assert phrases["phrases"] == len(builtin.splitlines())
+        assert phrases["sha256"] == hashlib.sha256(builtin).hexdigest()
+        assert meta["training"]["phrase_rows"] >= phrases["phrases"]  # each phrase at least once
+        assert meta["training"]["phrase_share"] == 0.1
+
     def test_splits_are_disjoint_and_cover_the_valid_rows(self, clean_run):
         summary, root, records = clean_run
         folder = root / "models" / summary.version

@@ -55,15 +55,19 @@ class Contender:
 
     version: str
     classifier: Classifier
-    trained_ids: frozenset[str] | None  # None: unknown (a bundle without split ids)
+    # Arrow-backed strings, not a Python set: 600k ids as str objects in a set (and its copies) cost
+    # ~250 MB at the end of a 664k-row training run. None: unknown (a bundle without split ids).
+    trained_ids: pd.Series | None
     eval_rows: pd.DataFrame  # EVAL_COLUMNS
 
 
-def trained_ids(splits: dict[str, list[str]]) -> frozenset[str] | None:
-    """Ids a model learned from or was selected on; None when its bundle recorded no split."""
-    if not any(splits.get(part) for part in TRAINED_PARTS):
+def trained_ids(splits: dict[str, Sequence[str] | pd.Series]) -> pd.Series | None:
+    """Ids a model learned from or was selected on (as strings); None when its bundle recorded no split."""
+    parts = [splits[part] for part in TRAINED_PARTS if part in splits and len(splits[part])]
+    if not parts:
         return None
-    return frozenset(str(i) for part in TRAINED_PARTS for i in splits.get(part, []))
+    ids = pd.concat([pd.Series(part, dtype=str).astype(str) for part in parts], ignore_index=True)
+    return ids.drop_duplicates().reset_index(drop=True)
 
 
 def comparison_sets(
@@ -79,14 +83,19 @@ def comparison_sets(
         ).drop_duplicates("id", keep="first")  # the challenger's row of an id wins
         candidates = {name: pooled[pooled[EVAL_SET] == name] for name in SETS if name != "freeform"}
         candidates["freeform"] = freeform
-    seen = set(challenger.trained_ids or ()) | set((champion.trained_ids or ()) if champion else ())
+    seen = [
+        ids for ids in (challenger.trained_ids, champion.trained_ids if champion else None) if ids is not None
+    ]
     labels = set(challenger.classifier.labels) & set(
         champion.classifier.labels if champion else challenger.classifier.labels
     )
     result = {}
     for name, rows in candidates.items():
         rows = rows[rows["categoria"].isin(labels)]
-        trained = rows["id"].astype(str).isin(seen)
+        ids = rows["id"].astype(str)
+        trained = pd.Series(False, index=rows.index)
+        for known in seen:
+            trained |= ids.isin(known)
         if len(rows):
             result[name] = (rows[~trained].reset_index(drop=True), int(trained.sum()))
     return result
@@ -129,7 +138,7 @@ def load_champion(storage: Storage, source_rows: pd.DataFrame) -> Contender | No
 
 
 def challenger_contender(version: str, fitted: FittedModel, splits: dict[str, pd.DataFrame]) -> Contender:
-    ids = {name: part["id"].astype(str).tolist() for name, part in splits.items()}
+    ids = {name: part["id"] for name, part in splits.items()}
     return Contender(version, Classifier.from_fitted(fitted), trained_ids(ids), evaluation_rows(splits))
 
 
