@@ -1,7 +1,8 @@
 """How the model does on comments nobody trained it on, by kind, over a few seeds (each seed changes
 the split and the weights), with and without the 80 label comments of ``bench/feedback_loop.py``.
 
-The evaluation suite (``bench/make_eval_suite.py``; ``tasks/resources/``) has three kinds, each split
+The evaluation suite (``bench/make_eval_suite.py``; ``tasks/resources/``) has three kinds (a fourth,
+``independent``, is reporting only: see ``INDEPENDENT_FILE``), each split
 once into a ``dev`` part (choices are made on it; the training fits ``needs_review`` on it) and a
 ``final`` part (only reported):
 
@@ -150,17 +151,15 @@ def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> object:
 
 def domain_phrases(cfg):
     """The phrases ``--domain-phrases`` names (builtin, none or a file), as the training flow reads them."""
-    from importlib import resources
-
     from tasks.training.phrases import BUILTIN
     from tasks.training.phrases import NONE
-    from tasks.training.phrases import RESOURCE
+    from tasks.training.phrases import builtin_data
     from tasks.training.phrases import read_phrases
 
     if cfg.domain_phrases == NONE:
         return None
     if cfg.domain_phrases == BUILTIN:
-        data = resources.files("tasks").joinpath("resources", RESOURCE).read_bytes()
+        data = builtin_data()
     else:
         data = Path(cfg.domain_phrases).read_bytes()
     return read_phrases(data, cfg.domain_phrases, cfg.categories)[0]

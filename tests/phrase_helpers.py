@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from lstm_model.results import LabelledTexts
@@ -13,7 +12,7 @@ INDEPENDENT_EVAL = Path(__file__).resolve().parents[1] / "bench" / "data" / "ind
 
 def builtin_phrases(categories: Sequence[str]) -> LabelledTexts:
     from tasks.training.phrases import RESOURCE
+    from tasks.training.phrases import builtin_data
     from tasks.training.phrases import read_phrases
 
-    data = resources.files("tasks").joinpath("resources", RESOURCE).read_bytes()
-    return read_phrases(data, RESOURCE, categories)[0]
+    return read_phrases(builtin_data(), RESOURCE, categories)[0]

@@ -146,11 +146,12 @@ class TestCleanRunVersionFolder:
 
     def test_bundle_records_the_domain_phrases_it_trained_with(self, clean_run):
         import hashlib
-        from importlib import resources
+
+        from tasks.training.phrases import builtin_data
 
         summary, root, _ = clean_run
         meta = json.loads((root / "models" / summary.version / "bundle.json").read_text())
-        builtin = resources.files("tasks").joinpath("resources", "domain_phrases.jsonl").read_bytes()
+        builtin = builtin_data()
         phrases = meta["data"]["domain_phrases"]
         assert phrases["source"] == "builtin" and phrases["left_out"] == 0
         assert phrases["phrases"] == len(builtin.splitlines())

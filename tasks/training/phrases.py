@@ -46,6 +46,11 @@ class DomainPhrases:
                 "left_out": self.left_out}  # fmt: skip
 
 
+def builtin_data() -> bytes:
+    """The bytes of the phrases that ship with the project."""
+    return resources.files("tasks").joinpath("resources", RESOURCE).read_bytes()
+
+
 def read_phrases(data: bytes, name: str, categories: Sequence[str]) -> tuple[LabelledTexts, int]:
     """The phrases of the classes being trained, and how many rows were left out (other classes, no
     text). A file without the two columns is a :class:`DatasetError`."""
@@ -69,7 +74,7 @@ def load_domain_phrases(storage: Storage, source: str, categories: Sequence[str]
         get_run_logger().info("Domain phrases: none (--domain-phrases none)")
         return DomainPhrases(LabelledTexts([], []), NONE, None, 0)
     if source == BUILTIN:
-        data = resources.files("tasks").joinpath("resources", RESOURCE).read_bytes()
+        data = builtin_data()
     else:
         with storage.open_uri(source) as handle:
             data = handle.read()
