@@ -81,6 +81,22 @@ class Trained:
     parts: dict[str, np.ndarray]  # row positions of train/val/test in ``rows``
 
 
+def domain_phrases(cfg):
+    """The phrases ``--domain-phrases`` names (builtin, none or a file), as the training flow reads them."""
+    from tasks.training.phrases import BUILTIN
+    from tasks.training.phrases import NONE
+    from tasks.training.phrases import builtin_data
+    from tasks.training.phrases import read_phrases
+
+    if cfg.domain_phrases == NONE:
+        return None
+    if cfg.domain_phrases == BUILTIN:
+        data = builtin_data()
+    else:
+        data = Path(cfg.domain_phrases).read_bytes()
+    return read_phrases(data, cfg.domain_phrases, cfg.categories)[0]
+
+
 def fit_on_rows(rows: list[dict], cfg, calibration=None) -> Trained:
     """Split ``rows`` as the training flow does and train with :func:`lstm_model.fit.fit_classifier`
     (``calibration``: a labelled frame that fits the needs_review threshold, as the flow's dev half)."""
@@ -106,6 +122,7 @@ def fit_on_rows(rows: list[dict], cfg, calibration=None) -> Trained:
         training=cfg.training_settings(),
         second=cfg.second_model_settings(),
         review=cfg.review_settings(),
+        phrases=domain_phrases(cfg),
     )
     return Trained(fitted, parts)
 

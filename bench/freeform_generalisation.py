@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import REPO
 from bench._common import cpu_name
+from bench._common import domain_phrases
 from bench._common import load_rows
 from bench._common import mean_sd
 
@@ -147,22 +148,6 @@ def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> object:
         review=cfg.review_settings(),
         **options,
     )
-
-
-def domain_phrases(cfg):
-    """The phrases ``--domain-phrases`` names (builtin, none or a file), as the training flow reads them."""
-    from tasks.training.phrases import BUILTIN
-    from tasks.training.phrases import NONE
-    from tasks.training.phrases import builtin_data
-    from tasks.training.phrases import read_phrases
-
-    if cfg.domain_phrases == NONE:
-        return None
-    if cfg.domain_phrases == BUILTIN:
-        data = builtin_data()
-    else:
-        data = Path(cfg.domain_phrases).read_bytes()
-    return read_phrases(data, cfg.domain_phrases, cfg.categories)[0]
 
 
 def run(rows, label_rows, sets, overrides: dict, seed: int) -> dict[str, float]:
