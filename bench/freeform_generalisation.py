@@ -42,11 +42,18 @@ from bench._common import load_rows
 from bench._common import mean_sd
 
 LABEL_FILE = REPO / "bench" / "data" / "label_comments.jsonl"
-KINDS = ("frames", "freeform", "registers", "independent")
+KINDS = ("frames", "freeform", "registers", "independent", "realworld")
 # Kind 4: 240 comments (60 per class, 9 registers) written for this by a helper that read no file of the
 # project (no training row, no phrase, no other evaluation comment). Reporting only: never used for a
 # choice; both "parts" are the whole file.
 INDEPENDENT_FILE = REPO / "bench" / "data" / "independent_eval.jsonl"
+# Kind 5: real-world styles (tweets, app reviews, chats without accents, e-mails, speech-to-text,
+# slang, Spanglish, 2-5 words), 80 per class, written by a helper that read no file of the project,
+# split once (seeded, by class and style) into dev (for choices) and final (reported only).
+REALWORLD_FILE = REPO / "bench" / "data" / "realworld_eval.jsonl"
+# Each model of a trained version scored on its own, beside the default blend, and the anchor: a
+# scikit-learn char TF-IDF + logistic regression trained on the same training rows and phrases.
+MODELS = ("LSTM alone", "n-grams alone", "stems alone", "default", "sklearn anchor")
 PARTS = ("dev", "final")
 
 VARIANTS: dict[str, dict] = {
@@ -92,6 +99,13 @@ def suite() -> dict[str, object]:
     sets = {"freeform": load_freeform()}
     independent = pd.read_json(INDEPENDENT_FILE, lines=True)[["comentario", "categoria"]]
     sets["independent"] = FreeformSets(independent, independent)
+    realworld = pd.read_json(REALWORLD_FILE, lines=True)
+    sets["realworld"] = FreeformSets(
+        *(
+            realworld[realworld["part"] == p][["comentario", "categoria"]].reset_index(drop=True)
+            for p in PARTS
+        )
+    )
     try:  # the suite's other kinds (absent before it existed: figures of older code)
         from tasks.common.freeform import load_frames
         from tasks.common.freeform import load_registers
@@ -106,8 +120,9 @@ def suite() -> dict[str, object]:
     return sets
 
 
-def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> object:
-    """Train as the flow does: source and label rows split on their own, label rows weighted."""
+def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> tuple[object, object, object]:
+    """Train as the flow does: source and label rows split on their own, label rows weighted.
+    Returns (the fitted model, its training texts, the domain phrases it added)."""
     from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
     from lstm_model.splits import stratified_split
@@ -137,7 +152,7 @@ def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> object:
         options["phrases"] = domain_phrases(cfg)
     if "in_frame" in inspect.signature(fit_classifier).parameters:  # the suite's kind 1 caps the flag
         options["in_frame"] = labelled(sets["frames"].dev)
-    return fit_classifier(
+    fitted = fit_classifier(
         train,
         val,
         sorted({r["categoria"] for r in rows}),
@@ -148,15 +163,71 @@ def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> object:
         review=cfg.review_settings(),
         **options,
     )
+    return fitted, train, options.get("phrases")
+
+
+def part_classifiers(fitted) -> dict[str, object]:
+    """The default blend and each of its models on its own (a model the version lacks is left out)."""
+    from dataclasses import replace
+
+    from lstm_model.predict import Classifier
+
+    parts = {"default": fitted}
+    parts["LSTM alone"] = fitted.lstm_alone()
+    if fitted.second_model is not None and fitted.ngrams is not None:
+        parts["n-grams alone"] = replace(fitted, second_model_weight=1.0, stems_model=None, stems_weight=0.0)
+    stems = (
+        fitted.stems_model
+        if fitted.stems_model is not None
+        else (fitted.second_model if fitted.ngrams is None else None)
+    )
+    if stems is not None:
+        parts["stems alone"] = replace(
+            fitted,
+            second_model=stems,
+            ngrams=None,
+            second_model_weight=1.0,
+            stems_model=None,
+            stems_weight=0.0,
+        )
+    return {name: Classifier.from_fitted(model) for name, model in parts.items()}
+
+
+def sklearn_anchor(train, phrases, labels):
+    """scikit-learn's char_wb 3-5 TF-IDF + logistic regression on the same training texts and phrases
+    (each phrase once): the anchor the project's models are judged against."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    texts, targets = list(train.texts), list(train.labels)
+    if phrases is not None:
+        texts += list(phrases.texts)
+        targets += list(phrases.labels)
+    model = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True),
+        LogisticRegression(C=10, max_iter=3000),
+    )
+    model.fit(texts, targets)
+    index = {label: i for i, label in enumerate(labels)}
+    order = [index[c] for c in model.classes_]
+
+    def predict(frame):
+        if not len(frame):
+            return []
+        picked = model.predict_proba(frame["comentario"].tolist()).argmax(axis=1)
+        return [order[i] for i in picked]
+
+    return predict
 
 
 def run(rows, label_rows, sets, overrides: dict, seed: int) -> dict[str, float]:
-    """One training and its figures per kind and part."""
+    """One training and its figures per kind and part: the default blend (macro-F1, review flags), and
+    each model of the version alone and the scikit-learn anchor (macro-F1)."""
     import numpy as np
 
     from flows.configs import TrainConfig
     from lstm_model.evaluation import evaluate
-    from lstm_model.predict import Classifier
 
     started = time.perf_counter()
     overrides = dict(overrides)
@@ -167,22 +238,34 @@ def run(rows, label_rows, sets, overrides: dict, seed: int) -> dict[str, float]:
 
         settings = replace(cfg.second_model_settings(), **second)
         cfg.__dict__["_second"] = settings
-    fitted = fit(rows, label_rows, cfg, sets)
+    fitted, train, phrases = fit(rows, label_rows, cfg, sets)
     figures: dict[str, float] = {"seconds": time.perf_counter() - started}
-    classifier = Classifier.from_fitted(fitted)
-    index = {label: i for i, label in enumerate(classifier.labels)}
+    classifiers = part_classifiers(fitted)
+    anchor = sklearn_anchor(train, phrases, fitted.labels)
+    index = {label: i for i, label in enumerate(fitted.labels)}
     for kind in KINDS:
         for part in PARTS:
             frame = getattr(sets[kind], part)
-            scores = classifier.score(frame["comentario"].tolist())
             truth = frame["categoria"].map(index).to_numpy()
-            wrong = scores.predicted != truth
             key = f"{kind}/{part}"
-            figures[key + " F1"] = evaluate(truth, scores.probs.argmax(axis=1), classifier.labels).macro_f1
-            figures[key + " flagged"] = float(scores.needs_review.mean())
-            figures[key + " wrong flagged"] = (
-                float(scores.needs_review[wrong].mean()) if wrong.any() else float("nan")
-            )
+            for name, classifier in classifiers.items():
+                scores = classifier.score(frame["comentario"].tolist())
+                f1 = evaluate(truth, scores.probs.argmax(axis=1), fitted.labels).macro_f1
+                figures[f"{name}: {key} F1"] = f1
+                if name != "default":
+                    continue
+                wrong = scores.predicted != truth
+                figures[key + " F1"] = f1
+                figures[key + " flagged"] = float(scores.needs_review.mean())
+                figures[key + " wrong flagged"] = (
+                    float(scores.needs_review[wrong].mean()) if wrong.any() else float("nan")
+                )
+                figures[key + " right flagged"] = (
+                    float(scores.needs_review[~wrong].mean()) if (~wrong).any() else float("nan")
+                )
+            figures[f"sklearn anchor: {key} F1"] = evaluate(
+                truth, np.array(anchor(frame)), fitted.labels
+            ).macro_f1
     figures["threshold"] = float(fitted.review.min_confidence or np.nan)
     return figures
 
@@ -232,6 +315,17 @@ def main() -> None:
                           mean_sd([r[f"{kind}/{part} flagged"] for r in rs])]  # fmt: skip
             cells.append(mean_sd([r[f"freeform/{part} wrong flagged"] for r in rs]))
             print(f"  {part:10s} " + " ".join(f"{c:>15s}" for c in cells))
+    print(
+        f"\nmacro-F1 of each model alone, the default blend and the scikit-learn anchor ({PARTS[-1]} parts)"
+    )
+    for label, rs in results.items():
+        print(f"\n{label}")
+        print(f"  {'':16s} " + " ".join(f"{k:>15s}" for k in KINDS))
+        for name in MODELS:
+            cells = [mean_sd([r.get(f"{name}: {k}/{PARTS[-1]} F1", float("nan")) for r in rs]) for k in KINDS]
+            print(f"  {name:16s} " + " ".join(f"{c:>15s}" for c in cells))
+        right = mean_sd([r[f"freeform/{PARTS[-1]} right flagged"] for r in rs])
+        print(f"  freeform/{PARTS[-1]} right predictions flagged: {right}")
     print(
         "\ntargets (final): frames F1 >= 0.99 with <= 5% flagged, freeform F1 >= 0.75, registers F1 >= 0.65, "
         "freeform wrong flagged >= 0.80"

@@ -23,6 +23,7 @@ from lstm_model.settings import Pooling
 from lstm_model.settings import ReviewSettings
 from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
+from lstm_model.settings import TokenInput
 from lstm_model.settings import TrainingSettings
 from tasks.common.schema import CATEGORIES
 from tasks.common.schema import SEVERITIES
@@ -184,6 +185,23 @@ class TrainConfig(StorageParams):
         description="How the LSTM outputs become one vector: mean, max or attention over every token, "
         "or last (the state after the last token, as the reference notebook did).",
     )
+    token_input: TokenInput = Field(
+        _ARCH.token_input,
+        description="What the LSTM reads per word: subwords (the mean of its character n-gram vectors, so "
+        "typos, missing accents and new inflections land near the word) or stems (one vector per stem).",
+    )
+    subword_min_n: int = Field(
+        _ARCH.subword_min_n, ge=1, le=10, description="Subword LSTM: shortest character n-gram."
+    )
+    subword_max_n: int = Field(
+        _ARCH.subword_max_n, ge=1, le=10, description="Subword LSTM: longest character n-gram."
+    )
+    subword_max_grams: int = Field(
+        _ARCH.subword_max_grams,
+        ge=2,
+        le=MAX_ROWS,
+        description="Subword LSTM: n-grams with a vector, most frequent first.",
+    )
     epochs: int = Field(
         _TRAIN.epochs, ge=1, le=MAX_COUNT, description="Maximum epochs (early stopping usually ends sooner)."
     )
@@ -243,6 +261,12 @@ class TrainConfig(StorageParams):
         _REVIEW.max_in_frame_flagged,
         "...or more than this share of the template comments with new wording (tasks/resources/frames_eval.jsonl).",
     )
+    review_max_right_flagged: float | None = Field(
+        _REVIEW.max_right_flagged,
+        ge=0,
+        le=1,
+        description="...or more than this share of the free-form calibration comments it gets right (none: no cap).",
+    )
     label_weight: float = Field(
         _TRAIN.label_weight,
         gt=0,
@@ -259,6 +283,17 @@ class TrainConfig(StorageParams):
         _TRAIN.phrase_share,
         "Share of the training rows that are domain phrases (each phrase at least once).",
         below_one=True,
+    )
+    augment_per_phrase: int = Field(
+        _TRAIN.augment_per_phrase,
+        ge=0,
+        le=1_000,
+        description="Subword LSTM: each domain phrase also placed in this many noisy carrier sentences "
+        "(0: none).",
+    )
+    distill_weight: float = _share(
+        _TRAIN.distill_weight,
+        "Subword LSTM: share of the bag models' probabilities in the targets of the augmented texts.",
     )
     promote_threshold: float = _share(0.95, "Test macro-F1 needed to make the new model 'latest'.")
     max_regression: float = _share(
@@ -311,6 +346,10 @@ class TrainConfig(StorageParams):
                 f"{held_out:g} of the rows held out: at most 0.5, so that at least half is left to train on"
             )
         self.second_model_settings().resolved(has_labels=False)  # weights over 1: refused before the run
+        if self.subword_min_n > self.subword_max_n:
+            raise ValueError(
+                f"--subword-min-n {self.subword_min_n} is above --subword-max-n {self.subword_max_n}"
+            )
         return self
 
     def text_settings(self) -> TextSettings:
@@ -334,6 +373,7 @@ class TrainConfig(StorageParams):
             catch_target=self.review_catch_target,
             max_validation_flagged=self.review_max_flagged,
             max_in_frame_flagged=self.review_max_in_frame_flagged,
+            max_right_flagged=self.review_max_right_flagged,
         )
 
 

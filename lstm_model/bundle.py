@@ -28,6 +28,7 @@ from lstm_model.model import ModelConfig
 from lstm_model.results import FittedModel
 from lstm_model.results import TrainingReport
 from lstm_model.review import ReviewPolicy
+from lstm_model.subwords import SubwordVocabulary
 from lstm_model.vocab import Vocabulary
 
 WEIGHTS_FILE = "weights.pt"
@@ -39,8 +40,16 @@ SECOND_WEIGHTS_FILE = "second_model.pt"  # bundles trained before the second mod
 NGRAMS_FILE = "char_ngrams.json"
 # A stems model beside the n-gram one (second-model features ``both``); older bundles have none.
 STEMS_WEIGHTS_FILE = "stems_model.pt"
+# What a subword LSTM reads (its character n-grams and word form); bundles whose LSTM reads stems have none.
+SUBWORDS_FILE = "subwords.json"
 BUNDLE_FILES = (WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE)  # every bundle has these
-MODEL_FILES = (*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE, STEMS_WEIGHTS_FILE)  # what a bundle can hold
+MODEL_FILES = (
+    *BUNDLE_FILES,
+    SECOND_WEIGHTS_FILE,
+    NGRAMS_FILE,
+    STEMS_WEIGHTS_FILE,
+    SUBWORDS_FILE,
+)  # what a bundle can hold
 
 
 def labels_digest(labels: Sequence[str]) -> str:
@@ -78,6 +87,7 @@ class ModelBundle:
     review: ReviewPolicy = ReviewPolicy(min_confidence=None)
     stems_state_dict: dict[str, torch.Tensor] | None = None  # a stems model beside the n-gram one
     stems_weight: float = 0.0
+    subwords: SubwordVocabulary | None = None  # what a subword LSTM reads; None: the vocabulary's stems
     # Written by the training flow, kept as plain records: the rows it trained on (counts, label
     # files) and the champion/challenger decision. Empty for bundles made before the feedback loop.
     data: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +125,7 @@ class ModelBundle:
             review=fitted.review,
             stems_state_dict=_cpu_copy(fitted.stems_model) if stems else None,
             stems_weight=fitted.stems_weight if stems else 0.0,
+            subwords=fitted.subwords,
             data=dict(data or {}),
             promotion=promotion,
         )
@@ -177,6 +188,8 @@ class ModelBundle:
             files[NGRAMS_FILE] = self.ngrams.to_json().encode()
         if self.stems_state_dict is not None:
             files[STEMS_WEIGHTS_FILE] = _tensor_bytes(self.stems_state_dict)
+        if self.subwords is not None:
+            files[SUBWORDS_FILE] = self.subwords.to_json().encode()
         return files
 
     @classmethod
@@ -190,6 +203,7 @@ class ModelBundle:
         ngrams = _json(files[NGRAMS_FILE], NGRAMS_FILE) if NGRAMS_FILE in files else None
         if ngrams is not None and second is None:
             raise ValueError(f"model bundle has {NGRAMS_FILE} but no {SECOND_WEIGHTS_FILE}")
+        subwords = _json(files[SUBWORDS_FILE], SUBWORDS_FILE) if SUBWORDS_FILE in files else None
         stems = files.get(STEMS_WEIGHTS_FILE)
         if stems is not None and ngrams is None:
             raise ValueError(f"model bundle has {STEMS_WEIGHTS_FILE} but no {NGRAMS_FILE} (n-gram model)")
@@ -212,12 +226,14 @@ class ModelBundle:
                 review=ReviewPolicy.from_dict(meta.get("review")),
                 stems_state_dict=_load_tensors(stems) if stems is not None else None,
                 stems_weight=meta["stems_model_weight"] if stems is not None else 0.0,
+                subwords=SubwordVocabulary.from_dict(subwords) if subwords is not None else None,
                 data=meta.get("data") or {},
                 promotion=meta.get("promotion"),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(
-                f"{META_FILE}, {VOCAB_FILE} or {NGRAMS_FILE} lacks a field or has a wrong one ({exc!r})"
+                f"{META_FILE}, {VOCAB_FILE}, {NGRAMS_FILE} or {SUBWORDS_FILE} lacks a field or has a wrong one "
+                f"({exc!r})"
             ) from None
         bundle.check_consistency()
         return bundle
@@ -236,10 +252,14 @@ class ModelBundle:
             raise ValueError(
                 f"{META_FILE}: {len(labels)} labels but the network has {config.num_classes} outputs"
             )
-        if config.vocab_size != len(self.vocab):
+        if (config.token_input == "subwords") != (self.subwords is not None):
             raise ValueError(
-                f"{VOCAB_FILE} has {len(self.vocab):,} entries but the network embeds {config.vocab_size:,}"
+                f"{META_FILE}: the LSTM reads {config.token_input} but the bundle "
+                f"{'lacks' if self.subwords is None else 'has'} {SUBWORDS_FILE}"
             )
+        read, name = (self.subwords, SUBWORDS_FILE) if self.subwords is not None else (self.vocab, VOCAB_FILE)
+        if config.vocab_size != len(read):
+            raise ValueError(f"{name} has {len(read):,} entries but the network embeds {config.vocab_size:,}")
         try:
             LSTMClassifier(config).load_state_dict(self.state_dict)
         except RuntimeError as exc:

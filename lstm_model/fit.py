@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from lstm_model.augment import augmented_texts
 from lstm_model.bag_model import BagConfig
 from lstm_model.bag_model import BagOfKeysClassifier
 from lstm_model.batching import BatchableTexts
@@ -39,8 +40,11 @@ from lstm_model.settings import ReviewSettings
 from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
+from lstm_model.subwords import SubwordVocabulary
+from lstm_model.token_form import TokenForm
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import EpochMetrics
+from lstm_model.training import predict_logits
 from lstm_model.training import seed_everything
 from lstm_model.training import train_classifier
 from lstm_model.vocab import Vocabulary
@@ -96,31 +100,17 @@ def fit_classifier(
     """
     labels = tuple(labels)
     second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
+    subwords = architecture.token_input == "subwords"
     encoded = _encode(
         train,
         val,
         labels,
         text,
         training,
-        keep_tokens=second.weight > 0 and second.features != "stems",
+        keep_tokens=subwords or (second.weight > 0 and second.features != "stems"),
         phrases=phrases,
     )
-
-    seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
-    model = LSTMClassifier(
-        ModelConfig.for_data(architecture, vocab_size=len(encoded.vocab), num_classes=len(labels))
-    )
-    result = train_classifier(
-        model,
-        encoded.bag.train_ids,
-        encoded.bag.train_y,
-        encoded.bag.val_ids,
-        encoded.bag.val_y,
-        training,
-        frame_mask=encoded.bag.frame_mask,
-        train_weights=encoded.bag.train_weights,
-        on_epoch=on_epoch,
-    )
+    # The bag models first: a subword LSTM learns from their reading of the augmented texts.
     second_model, second_result, ngrams = None, None, None
     stems_model, stems_weight = None, 0.0
     if second.weight > 0:
@@ -132,6 +122,42 @@ def fit_classifier(
             second.stems_part(), encoded.bag, encoded.vocab, labels, text, training, ngrams=False
         )
         stems_weight = second.stems_weight
+    teacher = _Teacher(second_model, second.weight, ngrams, stems_model, stems_weight, encoded.vocab, text)
+
+    seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
+    lstm_vocab = None
+    if subwords:
+        lstm = _subword_inputs(train, phrases, encoded, labels, text, architecture, training, teacher)
+        lstm_vocab = lstm.vocab
+        model = LSTMClassifier(
+            ModelConfig.for_data(architecture, vocab_size=len(lstm.vocab), num_classes=len(labels))
+        )
+        result = train_classifier(
+            model,
+            lstm.train,
+            lstm.targets.argmax(axis=1),
+            lstm.val,
+            encoded.bag.val_y,
+            training,
+            train_weights=lstm.weights,
+            train_targets=lstm.targets,
+            on_epoch=on_epoch,
+        )
+    else:
+        model = LSTMClassifier(
+            ModelConfig.for_data(architecture, vocab_size=len(encoded.vocab), num_classes=len(labels))
+        )
+        result = train_classifier(
+            model,
+            encoded.bag.train_ids,
+            encoded.bag.train_y,
+            encoded.bag.val_ids,
+            encoded.bag.val_y,
+            training,
+            frame_mask=encoded.bag.frame_mask,
+            train_weights=encoded.bag.train_weights,
+            on_epoch=on_epoch,
+        )
     report = TrainingReport(
         settings=training,
         device=result.device,
@@ -143,6 +169,7 @@ def fit_classifier(
         second_model_best_epoch=second_result.best_epoch if second_result else None,
         second_model_epochs=len(second_result.history) if second_result else None,
         phrase_rows=encoded.phrase_rows,
+        augmented_rows=lstm.augmented_rows if subwords else 0,
     )
     fitted = FittedModel(
         model,
@@ -157,6 +184,7 @@ def fit_classifier(
         ngrams,
         stems_model,
         stems_weight,
+        lstm_vocab,
     )
     if calibration is None or not len(calibration.texts):
         return fitted
@@ -276,6 +304,7 @@ def _fit_review(
         on_val.readable,
         catch_target=review.catch_target,
         max_validation_flagged=review.max_validation_flagged,
+        max_right_flagged=review.max_right_flagged,
         **_in_frame_cap(classifier, in_frame, review),
     )
 
@@ -338,3 +367,100 @@ def _in_frame_cap(classifier: Any, in_frame: LabelledTexts | None, review: Revie
         "in_frame_readable": scores.readable,
         "max_in_frame_flagged": review.max_in_frame_flagged,
     }
+
+
+@dataclass(frozen=True)
+class _Teacher:
+    """The bag models as one reader whose probabilities a subword LSTM learns (their blend's mix)."""
+
+    ngram_model: BagOfKeysClassifier | None
+    ngram_weight: float
+    ngrams: NgramVocabulary | None
+    stems_model: BagOfKeysClassifier | None
+    stems_weight: float
+    vocab: Vocabulary
+    text: TextSettings
+
+    def probs(self, tokens: pa.ListArray) -> np.ndarray | None:
+        """[rows, classes] probabilities of the tokenised texts; None without a bag model."""
+        import torch
+
+        parts: list[tuple[float, np.ndarray]] = []
+        if self.ngram_model is not None:
+            encoded = (
+                self.ngrams.encode(tokens, self.text.max_len)
+                if self.ngrams is not None
+                else encode_tokens(tokens, self.vocab, self.text.max_len)
+            )
+            parts.append((self.ngram_weight, predict_logits(self.ngram_model, encoded)))
+        if self.stems_model is not None:
+            encoded = encode_tokens(tokens, self.vocab, self.text.max_len)
+            parts.append((self.stems_weight, predict_logits(self.stems_model, encoded)))
+        if not parts:
+            return None
+        total = sum(weight for weight, _ in parts)
+        return sum(
+            weight / total * torch.softmax(torch.from_numpy(logits), 1).numpy() for weight, logits in parts
+        )
+
+
+@dataclass(frozen=True)
+class _SubwordInputs:
+    """What the subword LSTM trains on: the source rows, the phrases and their augmented variants."""
+
+    vocab: SubwordVocabulary
+    train: Any  # SubwordTexts
+    val: Any
+    targets: np.ndarray  # [rows, classes] probabilities
+    weights: np.ndarray | None
+    augmented_rows: int
+
+
+def _subword_inputs(
+    train: LabelledTexts,
+    phrases: LabelledTexts | None,
+    encoded: _Encoded,
+    labels: tuple[str, ...],
+    text: TextSettings,
+    architecture: ArchitectureSettings,
+    training: TrainingSettings,
+    teacher: _Teacher,
+) -> _SubwordInputs:
+    """The training texts (source rows and phrase copies, as the bag models read them, plus each
+    phrase in ``augment_per_phrase`` noisy carrier sentences), their n-gram vocabulary and targets:
+    one-hot for the rows given, the teacher's probabilities mixed in for the augmented ones."""
+    base_tokens = encoded.bag.train_tokens
+    aug_texts, aug_labels = [], []
+    if phrases is not None and len(phrases.texts) and training.augment_per_phrase > 0:
+        aug_texts, aug_labels = augmented_texts(
+            phrases.texts, phrases.labels, training.augment_per_phrase, seed=training.seed
+        )
+    aug_tokens = tokenize_arrow(as_arrow_strings(aug_texts))
+    tokens = pa.concat_arrays([base_tokens, aug_tokens]) if aug_texts else base_tokens
+    vocab = SubwordVocabulary.build(
+        tokens,
+        form=TokenForm(drop_stopwords=text.drop_stopwords),
+        spec=CharNgramSpec(min_n=architecture.subword_min_n, max_n=architecture.subword_max_n),
+        max_size=architecture.subword_max_grams,
+    )
+    source = base_tokens.slice(0, len(train.texts))
+    frames = vocab.frame_words(source, train.labels, min_class_coverage=text.frame_coverage)
+    eye = np.eye(len(labels), dtype=np.float32)
+    targets = eye[encoded.bag.train_y]
+    weights = encoded.bag.train_weights
+    if aug_texts:
+        aug_targets = eye[label_ids(aug_labels, labels)]
+        taught = teacher.probs(aug_tokens) if training.distill_weight > 0 else None
+        if taught is not None:
+            aug_targets = training.distill_weight * taught + (1 - training.distill_weight) * aug_targets
+        targets = np.concatenate([targets, aug_targets.astype(np.float32)])
+        if weights is not None:
+            weights = np.concatenate([weights, np.ones(len(aug_texts), dtype=weights.dtype)])
+    return _SubwordInputs(
+        vocab,
+        vocab.encode(tokens, text.max_len, frame_words=frames),
+        vocab.encode(encoded.bag.val_tokens, text.max_len, frame_words=frames).with_frames_masked(),
+        targets,
+        weights,
+        len(aug_texts),
+    )

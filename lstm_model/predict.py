@@ -22,6 +22,7 @@ from lstm_model.results import FittedModel
 from lstm_model.review import ReviewPolicy
 from lstm_model.review import has_readable_word
 from lstm_model.review import reason_texts
+from lstm_model.subwords import SubwordVocabulary
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import resolve_device
 from lstm_model.vocab import UNK_ID
@@ -65,6 +66,7 @@ class Classifier:
         ngrams: NgramVocabulary | None = None,
         stems_model: nn.Module | None = None,
         stems_weight: float = 0.0,
+        subwords: SubwordVocabulary | None = None,
         review: ReviewPolicy = ReviewPolicy(min_confidence=None),
         device: str = "cpu",
         precision: str = "fp32",
@@ -73,6 +75,7 @@ class Classifier:
         if precision not in {"fp32", "bf16", "fp16"}:
             raise ValueError(f"precision must be fp32, bf16 or fp16, not {precision!r}")
         self.vocab = vocab
+        self.subwords = subwords  # what a subword LSTM reads; None: it reads ``vocab``'s stems
         self.labels = tuple(labels)
         self.max_len = max_len
         self.review = review
@@ -134,6 +137,7 @@ class Classifier:
             second_model_weight=parts.second_model_weight,
             ngrams=parts.ngrams,
             stems_weight=parts.stems_weight,
+            subwords=parts.subwords,
             review=parts.review,
             **options,
         )
@@ -145,7 +149,10 @@ class Classifier:
         in case, punctuation or stop words share one. The n-gram model reads the words themselves.
         """
         distinct, inverse = unique_rows(encode_ids(id_lists, self.max_len))
-        lstm = self._run(self.lstm, distinct, cast=True)[inverse]
+        if self.subwords is not None:
+            lstm = self._run(self.lstm, self.subwords.encode(tokens, self.max_len), cast=True)
+        else:
+            lstm = self._run(self.lstm, distinct, cast=True)[inverse]
         if self.second is None:
             return lstm, np.zeros(len(lstm), dtype=bool)
         if self.ngrams is not None:

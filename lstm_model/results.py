@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import fields
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from lstm_model.char_ngrams import NgramVocabulary
 from lstm_model.model import LSTMClassifier
 from lstm_model.review import ReviewPolicy
 from lstm_model.settings import TrainingSettings
+from lstm_model.subwords import SubwordVocabulary
 from lstm_model.training import EpochMetrics
 from lstm_model.vocab import Vocabulary
 
@@ -40,6 +42,7 @@ class TrainingReport:
     second_model_best_epoch: int | None = None
     second_model_epochs: int | None = None
     phrase_rows: int = 0  # domain-phrase rows added to the training texts (0: none, or an older bundle)
+    augmented_rows: int = 0  # phrases in carrier sentences with noise (subword LSTM only)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class TrainingReport:
             "second_model_best_epoch": self.second_model_best_epoch,
             "second_model_epochs": self.second_model_epochs,
             "phrase_rows": self.phrase_rows,
+            "augmented_rows": self.augmented_rows,
         }
 
     @classmethod
@@ -72,6 +76,7 @@ class TrainingReport:
             second_model_best_epoch=data.get("second_model_best_epoch"),
             second_model_epochs=data.get("second_model_epochs"),
             phrase_rows=data.get("phrase_rows", 0),
+            augmented_rows=data.get("augmented_rows", 0),
         )
 
 
@@ -93,6 +98,12 @@ class FittedModel:
     # With second-model features ``both``: the stems model beside the n-gram one, and its share.
     stems_model: BagOfKeysClassifier | None = None
     stems_weight: float = 0.0
+    # What a subword LSTM reads (its character n-grams); None: it reads ``vocab``'s stems.
+    subwords: SubwordVocabulary | None = None
+
+    def lstm_alone(self) -> FittedModel:
+        """The same version scoring with its LSTM only (how its evaluation and tests judge the LSTM)."""
+        return replace(self, second_model=None, second_model_weight=0.0, stems_model=None, stems_weight=0.0)
 
 
 @dataclass(frozen=True)

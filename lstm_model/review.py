@@ -59,6 +59,10 @@ class ReviewPolicy:
     # the share of them the threshold flags; None: fitted without such rows (older bundles).
     max_in_frame_flagged: float | None = None
     in_frame_flag_rate: float | None = None
+    # The cap on the RIGHT calibration predictions flagged (work for analysts that finds nothing) and
+    # the share of them the threshold flags; None: fitted without that cap (older bundles).
+    max_right_flagged: float | None = None
+    right_flag_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +129,7 @@ def fit_review_policy(
     in_frame_probs: np.ndarray | None = None,
     in_frame_readable: np.ndarray | None = None,
     max_in_frame_flagged: float | None = None,
+    max_right_flagged: float | None = None,
 ) -> ReviewPolicy:
     """The lowest threshold on the top probability that flags ``catch_target`` of the wrong
     calibration predictions, capped so that at most ``max_validation_flagged`` of the validation rows
@@ -135,7 +140,9 @@ def fit_review_policy(
     so they bound how many good rows a threshold costs). In-frame rows with new wording (the
     templates with problem phrases and typos the training set lacks) are what a model trained on
     templates should be sure of, yet less so than the validation rows: without their cap a model
-    unsure of them flagged a quarter of them. Unreadable rows are flagged anyway and count on every side.
+    unsure of them flagged a quarter of them. ``max_right_flagged`` caps the share of the right
+    calibration predictions flagged: below it, more caught wrong rows cost analysts more checks that
+    find nothing than they are worth. Unreadable rows are flagged anyway and count on every side.
     """
     cal_top, val_top = calibration_probs.max(axis=1), validation_probs.max(axis=1)
     wrong = calibration_probs.argmax(axis=1) != calibration_truth
@@ -150,6 +157,8 @@ def fit_review_policy(
         in_frame_top = in_frame_probs.max(axis=1)
         readable = in_frame_readable if in_frame_readable is not None else np.ones(len(in_frame_top), bool)
         threshold = min(threshold, _cap(in_frame_top, readable, max_in_frame_flagged))
+    if max_right_flagged is not None and (~wrong).any():
+        threshold = min(threshold, _cap(cal_top[~wrong], calibration_readable[~wrong], max_right_flagged))
     if math.isinf(threshold):  # nothing to catch, or no cap at all: keep the rule finite and visible
         threshold = 0.0 if threshold < 0 else 1.0
     flagged_cal = (cal_top <= threshold) | ~calibration_readable
@@ -162,6 +171,8 @@ def fit_review_policy(
         validation_flag_rate=float(flagged_val.mean()) if len(val_top) else None,
         max_in_frame_flagged=max_in_frame_flagged if has_in_frame else None,
         in_frame_flag_rate=float(((in_frame_top <= threshold) | ~readable).mean()) if has_in_frame else None,
+        max_right_flagged=max_right_flagged,
+        right_flag_rate=float(flagged_cal[~wrong].mean()) if (~wrong).any() else None,
     )
 
 

@@ -27,6 +27,7 @@ from lstm_model.evaluation import evaluate
 from lstm_model.frames import mask_tokens
 from lstm_model.model import LSTMClassifier
 from lstm_model.settings import TrainingSettings
+from lstm_model.subwords import SubwordBatch
 from lstm_model.vocab import UNK_ID
 
 
@@ -151,7 +152,8 @@ class _Optimiser:
     def step(
         self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
     ) -> float:
-        """The batch's loss: the mean of each row's loss weighted by ``weights``."""
+        """The batch's loss: the mean of each row's loss weighted by ``weights``. ``labels`` are class
+        indices, or class probabilities per row (soft targets: what a teacher model says)."""
         self.adamw.zero_grad(set_to_none=True)
         with self.cast:
             logits = self.model(ids.to(self.device), lengths)
@@ -176,6 +178,10 @@ def _masked_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The padded batch of ``rows``, template and random tokens replaced by [UNK] at the configured rates."""
     ids, lengths = pad_rows(train, rows)
+    if isinstance(ids, SubwordBatch):  # it knows its own template words
+        return ids.masked(
+            lengths, frame_prob=config.frame_mask_prob, token_prob=config.token_mask_prob, rng=rng
+        ), lengths
     if config.frame_mask_prob > 0 or config.token_mask_prob > 0:
         real = np.arange(ids.shape[1])[None, :] < lengths.numpy()[:, None]
         masked = mask_tokens(
@@ -200,12 +206,15 @@ def train_classifier(
     *,
     frame_mask: np.ndarray | None = None,
     train_weights: np.ndarray | None = None,
+    train_targets: np.ndarray | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainingResult:
     """Train in place and return the model holding the best epoch's weights (see :class:`EarlyStopping`).
 
     ``train_weights`` (one per training row; None: all 1) weight each row's loss: a batch's loss is
     the weighted mean, so rows an analyst labelled can count more than the templated ones.
+    ``train_targets`` ([rows, classes] probabilities; None: ``train_labels`` one-hot) are what the
+    loss pulls each row towards: soft targets distil a teacher's reading into the model.
     """
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -216,7 +225,11 @@ def train_classifier(
     device = resolve_device(config.device)
     model.to(device)
     optimiser = _Optimiser(model, config, device)
-    labels_t = torch.from_numpy(np.array(train_labels, dtype=np.int64))
+    labels_t = torch.from_numpy(
+        np.array(train_labels, dtype=np.int64)
+        if train_targets is None
+        else np.asarray(train_targets, dtype=np.float32)
+    )
     weights_t = torch.from_numpy(
         np.ones(len(train), np.float32) if train_weights is None else np.asarray(train_weights, np.float32)
     )

@@ -21,6 +21,7 @@ from lstm_model.bundle import NGRAMS_FILE
 from lstm_model.bundle import SECOND_WEIGHTS_FILE
 from lstm_model.bundle import SPLITS_FILE
 from lstm_model.bundle import STEMS_WEIGHTS_FILE
+from lstm_model.bundle import SUBWORDS_FILE
 from lstm_model.bundle import VOCAB_FILE
 from lstm_model.bundle import WEIGHTS_FILE
 from lstm_model.bundle import ModelBundle
@@ -60,11 +61,11 @@ def trained():
 
 
 class TestBundleRoundTrip:
-    def test_to_files_writes_the_four_files_and_the_second_model(self, trained):
+    def test_to_files_writes_the_four_files_the_second_model_and_the_subwords(self, trained):
         _, bundle = trained
         files = bundle.to_files()
         assert set(BUNDLE_FILES) == {WEIGHTS_FILE, VOCAB_FILE, META_FILE, SPLITS_FILE}
-        assert set(files) == {*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE}
+        assert set(files) == {*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE, SUBWORDS_FILE}
         assert all(isinstance(v, bytes) and v for v in files.values())
 
     def test_loaded_bundle_predicts_exactly_the_same_probabilities(self, trained):
@@ -89,8 +90,7 @@ class TestBundleRoundTrip:
         model.eval()
         with torch.no_grad():
             direct = [
-                (1 - weight) * torch.softmax(model(*_single(encoded, i)), dim=1)[0].numpy()
-                + weight * second_probs(text)
+                (1 - weight) * _lstm_probs(model, bundle, encoded, i, text) + weight * second_probs(text)
                 for i, text in enumerate(PROBE_TEXTS)
             ]
         direct[3] = np.full(len(bundle.labels), 1 / len(bundle.labels))
@@ -116,6 +116,23 @@ class TestBundleRoundTrip:
         key = next(iter(bundle.state_dict))
         assert bundle.state_dict[key] is not model.state_dict()[key]
         assert torch.equal(bundle.state_dict[key], model.state_dict()[key])
+
+
+def _lstm_probs(model, bundle, encoded, i: int, text: str) -> np.ndarray:
+    """The LSTM's probabilities for one text, its input built by hand: a subword LSTM reads each
+    word as the mean of its known n-grams' vectors (zeros with none), a text without words one [UNK]."""
+    if bundle.subwords is None:
+        return torch.softmax(model(*_single(encoded, i)), dim=1)[0].numpy()
+    index = {gram: i for i, gram in enumerate(bundle.subwords.ngrams.itos)}
+    words = bundle.subwords.form.keys_arrow(tokenize_arrow(pa.array([text])))[0].as_py()
+    vectors = []
+    for word in words[: bundle.max_len]:
+        ids = [index[g] for g in bundle.subwords.ngrams.spec.grams(word) if g in index]
+        vectors.append(model.subwords.weight[ids].mean(0) if ids else torch.zeros(model.config.embedding_dim))
+    inputs = torch.stack(vectors) if vectors else model.unknown[None, :]
+    outputs, _ = model.lstm(inputs[None])
+    logits = model.head(model.pool(outputs, torch.tensor([len(inputs)])))
+    return torch.softmax(logits, dim=1)[0].numpy()
 
 
 def _single(encoded, i):
@@ -239,6 +256,37 @@ class TestNgramSecondModelBundles:
         assert scores.review_reason.to_pylist() == expected["reasons"]
 
 
+class TestStemsLstmBundles:
+    """A bundle whose LSTM reads whole stems, with both bag models beside it (tests/data/
+    bundle_both_stems_lstm: trained by ``tiny_bundle(second_features="both")`` with the code of commit
+    5e73b15, the default before subwords) loads and scores exactly as it did."""
+
+    FOLDER = Path(__file__).parent / "data" / "bundle_both_stems_lstm"
+
+    def test_scores_as_it_was_trained(self):
+        files = {p.name: p.read_bytes() for p in self.FOLDER.iterdir() if p.name != "expected.json"}
+        assert SUBWORDS_FILE not in files
+        bundle = ModelBundle.from_files(files)
+        assert bundle.model_config.token_input == "stems" and bundle.subwords is None
+        assert bundle.ngrams is not None and bundle.stems_state_dict is not None
+        expected = json.loads((self.FOLDER / "expected.json").read_text())
+        scores = Classifier.from_bundle(bundle).score(expected["texts"])
+        np.testing.assert_allclose(scores.probs, np.array(expected["probs"]), rtol=0, atol=1e-6)
+        assert scores.review_reason.to_pylist() == expected["reasons"]
+
+    def test_a_subwords_file_beside_a_stems_lstm_is_refused(self):
+        files = {p.name: p.read_bytes() for p in self.FOLDER.iterdir() if p.name != "expected.json"}
+        from lstm_model.char_ngrams import CharNgramSpec
+        from lstm_model.subwords import SubwordVocabulary
+
+        subwords = SubwordVocabulary.build(
+            tokenize_arrow(pa.array(["hola mundo"])), form=TokenForm(), spec=CharNgramSpec(), max_size=None
+        )
+        files[SUBWORDS_FILE] = subwords.to_json().encode()
+        with pytest.raises(ValueError, match="reads stems but the bundle has subwords.json"):
+            ModelBundle.from_files(files)
+
+
 @pytest.fixture(scope="module")
 def both():
     """A tiny bundle trained with both bag models, and its fitted model."""
@@ -252,25 +300,33 @@ class TestBothSecondModelsBundle:
     def test_round_trip_scores_the_three_models_averaged(self, both):
         bundle, fitted = both
         files = bundle.to_files()
-        assert set(files) == {*BUNDLE_FILES, SECOND_WEIGHTS_FILE, NGRAMS_FILE, STEMS_WEIGHTS_FILE}
+        assert set(files) == {
+            *BUNDLE_FILES,
+            SECOND_WEIGHTS_FILE,
+            NGRAMS_FILE,
+            STEMS_WEIGHTS_FILE,
+            SUBWORDS_FILE,
+        }
         meta = json.loads(files[META_FILE])
         assert (meta["second_model_features"], meta["second_model_weight"], meta["stems_model_weight"]) == (
             "both",
-            0.6,
-            0.25,
+            0.65,
+            0.2,
         )
         loaded = ModelBundle.from_files(files)
         again = Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS)
         np.testing.assert_array_equal(again, Classifier.from_fitted(fitted).predict_proba(PROBE_TEXTS))
         # Each model alone, then averaged by hand.
-        lstm = Classifier(loaded.build_model(), loaded.vocab, loaded.labels, loaded.max_len)
+        lstm = Classifier(
+            loaded.build_model(), loaded.vocab, loaded.labels, loaded.max_len, subwords=loaded.subwords
+        )
         ngrams = Classifier(
-            loaded.build_model(), loaded.vocab, loaded.labels, loaded.max_len,
+            loaded.build_model(), loaded.vocab, loaded.labels, loaded.max_len, subwords=loaded.subwords,
             second_model=loaded.build_second_model(), second_model_weight=1.0, ngrams=loaded.ngrams,
         )  # fmt: skip
         stems = Classifier(loaded.build_stems_model(), loaded.vocab, loaded.labels, loaded.max_len)
-        by_hand = 0.15 * lstm.predict_proba(PROBE_TEXTS) + 0.6 * ngrams.predict_proba(PROBE_TEXTS)
-        by_hand += 0.25 * stems.predict_proba(PROBE_TEXTS)
+        by_hand = 0.15 * lstm.predict_proba(PROBE_TEXTS) + 0.65 * ngrams.predict_proba(PROBE_TEXTS)
+        by_hand += 0.2 * stems.predict_proba(PROBE_TEXTS)
         readable = [i for i, text in enumerate(PROBE_TEXTS) if text]
         np.testing.assert_allclose(again[readable], by_hand[readable], rtol=0, atol=1e-6)
 
@@ -325,9 +381,19 @@ class TestBundleConsistency:
         with pytest.raises(ValueError, match="labels repeat"):
             ModelBundle.from_files(files)
 
-    def test_vocabulary_of_another_size(self, trained):
+    def test_subwords_of_another_size(self, trained):
         _, bundle = trained
-        files = self._files_with_one_more_entry(bundle, VOCAB_FILE, "nuevo")
+        files = self._files_with_one_more_entry(bundle, SUBWORDS_FILE, "nuevo")
+        with pytest.raises(ValueError, match=r"subwords.json has \d+ entries but the network embeds \d+"):
+            ModelBundle.from_files(files)
+
+    def test_vocabulary_of_another_size(self):
+        """An LSTM that reads stems embeds the vocabulary's entries."""
+        folder = TestStemsLstmBundles.FOLDER
+        files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "expected.json"}
+        table = json.loads(files[VOCAB_FILE])
+        table["itos"].append("nuevo")
+        files[VOCAB_FILE] = json.dumps(table).encode()
         with pytest.raises(ValueError, match=r"vocab.json has \d+ entries but the network embeds \d+"):
             ModelBundle.from_files(files)
 

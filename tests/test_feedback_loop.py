@@ -141,7 +141,7 @@ class TestTrainingWithTheFilledFile:
     def test_it_has_both_bag_models_with_labels_and_without(self, loop):
         for version in (loop.with_labels.version, loop.without.version):
             meta = bundle_meta(loop.root, version)
-            assert (meta["second_model_features"], meta["stems_model_weight"]) == ("both", 0.25)
+            assert (meta["second_model_features"], meta["stems_model_weight"]) == ("both", 0.2)
             assert (loop.root / "models" / version / "char_ngrams.json").is_file()
             assert (loop.root / "models" / version / "stems_model.pt").is_file()
 

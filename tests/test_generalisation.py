@@ -36,14 +36,13 @@ NEW_FILLERS = [
 
 
 @pytest.fixture(scope="module")
-def default_model(shared_dataset):
-    """A classifier trained with the project's defaults, the flow's way (source rows only)."""
+def default_fitted(shared_dataset):
+    """The models trained with the project's defaults, the flow's way (source rows only)."""
     from phrase_helpers import builtin_phrases
 
     from flows.configs import TrainConfig
     from lstm_model.fit import LabelledTexts
     from lstm_model.fit import fit_classifier
-    from lstm_model.predict import Classifier
     from lstm_model.splits import stratified_split
     from tasks.common.freeform import load_frames
     from tasks.common.freeform import load_freeform
@@ -73,7 +72,15 @@ def default_model(shared_dataset):
         review=cfg.review_settings(),
         phrases=builtin_phrases(cfg.categories),
     )
-    return Classifier.from_fitted(fitted)
+    return fitted
+
+
+@pytest.fixture(scope="module")
+def default_model(default_fitted):
+    """The default blend, as the product scores."""
+    from lstm_model.predict import Classifier
+
+    return Classifier.from_fitted(default_fitted)
 
 
 def test_templates_with_new_fillers_are_classified_right(default_model):
@@ -122,3 +129,30 @@ def test_comments_written_by_someone_who_saw_nothing_of_the_project(default_mode
     from phrase_helpers import INDEPENDENT_EVAL
 
     assert _macro_f1(default_model, pd.read_json(INDEPENDENT_EVAL, lines=True)) >= 0.85
+
+
+# Written for this test, not taken from the training rows, the phrases or the evaluation suite:
+# chat-style comments as customers type them (no accents, abbreviations, typos).
+CHAT_COMMENTS = [
+    ("no m deja pagar la app, se traba en el carrito", "ecommerce"),
+    ("la pagina no carga y no puedo iniciar sesion x favor arreglenlo", "ecommerce"),
+    ("q caro esta todo, subieron los precios otra vez", "precios"),
+    ("me cobraron d mas en la factura, el precio no era ese", "precios"),
+    ("el paquete no llega y el tracking no se actualiza hace 5 dias", "logistica"),
+    ("xq el repartidor dejo el pedido en otra direccion??", "logistica"),
+    ("nadie contesta el chat d atencion, llevo 2 hrs esperando", "servicio_cliente"),
+    ("el asesor fue muy grosero y me colgo el telefono", "servicio_cliente"),
+]
+
+
+def test_the_lstm_alone_reads_accent_free_abbreviated_chats(default_fitted):
+    """The subword LSTM on its own (no bag model averaged in): a word with a missing accent, a typo
+    or an abbreviation reads near the word it stands for. (An LSTM that reads whole stems sees most
+    of these words as [UNK].)"""
+    from lstm_model.predict import Classifier
+
+    lstm = Classifier.from_fitted(default_fitted.lstm_alone())
+    scores = lstm.score([text for text, _ in CHAT_COMMENTS])
+    got = [lstm.labels[i] for i in scores.predicted]
+    wrong = [(text, truth, g) for (text, truth), g in zip(CHAT_COMMENTS, got, strict=True) if g != truth]
+    assert len(wrong) <= 1, wrong

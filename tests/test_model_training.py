@@ -28,6 +28,7 @@ from lstm_model.settings import SecondModelSettings
 from lstm_model.settings import TextSettings
 from lstm_model.settings import TrainingSettings
 from lstm_model.splits import stratified_split
+from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import predict_logits
 from lstm_model.training import resolve_device
 from lstm_model.training import train_classifier
@@ -44,6 +45,7 @@ TINY = {
     "lstm_dropout": 0.0,
     "head_sizes": (8,),
     "head_dropout": 0.0,
+    "token_input": "stems",  # the id-level tests below; TestSubwordModel reads subwords
 }
 
 
@@ -69,9 +71,21 @@ class TestModelOutputShape:
         config = ModelConfig(vocab_size=50, num_classes=4)
         model = LSTMClassifier(config)
         assert model.lstm.num_layers == 2 and model.lstm.hidden_size == 128
-        assert model.embedding.embedding_dim == 256
-        assert model.embedding.padding_idx == PAD_ID
-        assert model(torch.tensor([[2, 3]]), torch.tensor([2])).shape == (1, 4)
+        assert config.token_input == "subwords"
+        assert model.subwords.embedding_dim == 256 and model.subwords.mode == "mean"
+        stems = LSTMClassifier(ModelConfig(vocab_size=50, num_classes=4, token_input="stems"))
+        assert stems.embedding.embedding_dim == 256
+        assert stems.embedding.padding_idx == PAD_ID
+        assert stems(torch.tensor([[2, 3]]), torch.tensor([2])).shape == (1, 4)
+
+    def test_an_unknown_token_input_is_a_clear_error(self):
+        with pytest.raises(ValueError, match="token_input must be one of stems, subwords"):
+            LSTMClassifier(ModelConfig(vocab_size=5, num_classes=2, token_input="letters"))
+
+    def test_bundles_before_subwords_read_stems(self):
+        old = ModelConfig(vocab_size=7, num_classes=2, token_input="stems").to_dict()
+        del old["token_input"]
+        assert ModelConfig.from_dict(old).token_input == "stems"
 
     def test_config_dict_round_trip(self):
         config = ModelConfig(vocab_size=7, num_classes=2, head_sizes=(4, 3))
@@ -98,6 +112,63 @@ class TestModelIgnoresRightPadding:
         a = model(torch.tensor([[2, 3, 4]]), torch.tensor([3]))
         b = model(torch.tensor([[2, 3, 5]]), torch.tensor([3]))
         assert not torch.allclose(a, b)
+
+
+class TestSubwordModel:
+    """The subword LSTM: each word the mean of its character n-grams' vectors, read in order."""
+
+    @staticmethod
+    def _setup(texts, **overrides):
+        from lstm_model.char_ngrams import CharNgramSpec
+        from lstm_model.subwords import SubwordVocabulary
+        from lstm_model.token_form import TokenForm
+
+        tokens = tokenize_arrow(pa.array(texts))
+        vocab = SubwordVocabulary.build(
+            tokens, form=TokenForm(), spec=CharNgramSpec(min_n=3, max_n=5), max_size=None
+        )
+        model = tiny_model(vocab_size=len(vocab), num_classes=3, **{"token_input": "subwords", **overrides})
+        return vocab, model.eval()
+
+    def test_a_row_scores_the_same_alone_and_beside_a_longer_one(self):
+        vocab, model = self._setup(
+            ["el paquete no llega", "la página no carga nunca jamás hoy"], num_layers=2
+        )
+        alone = vocab.encode(tokenize_arrow(pa.array(["el paquete no llega"])), 16)
+        both = vocab.encode(
+            tokenize_arrow(pa.array(["el paquete no llega", "la página no carga nunca jamás hoy"])), 16
+        )
+        with torch.no_grad():
+            a = model(*alone.pad(np.array([0])))
+            b = model(*both.pad(np.array([0, 1])))
+        assert torch.allclose(a[0], b[0], atol=1e-6)
+
+    def test_a_word_reads_the_mean_of_its_ngram_vectors(self):
+        vocab, model = self._setup(["paquete"])
+        batch, _ = vocab.encode(tokenize_arrow(pa.array(["paquete"])), 16).pad(np.array([0]))
+        index = {g: i for i, g in enumerate(vocab.ngrams.itos)}
+        ids = [index[g] for g in vocab.ngrams.spec.grams("paquete")]
+        with torch.no_grad():
+            words = model.embed_subwords(batch)
+        assert torch.allclose(words[0, 0], model.subwords.weight[ids].mean(0), atol=1e-6)
+
+    def test_a_typo_shares_most_of_the_word_vector(self):
+        """ "paqute" keeps most of "paquete"'s n-grams, where a stem vocabulary gives [UNK]."""
+        vocab, model = self._setup(["paquete llega tarde"])
+        encoded = vocab.encode(tokenize_arrow(pa.array(["paquete", "paqute", "tarde"])), 16)
+        with torch.no_grad():
+            words = model.embed_subwords(encoded.pad(np.array([0, 1, 2]))[0])[:, 0]
+        similarity = torch.nn.functional.cosine_similarity
+        assert similarity(words[0], words[1], dim=0) > similarity(words[0], words[2], dim=0)
+
+    def test_a_masked_word_and_an_empty_row_read_the_unknown_vector(self):
+        vocab, model = self._setup(["paquete llega"])
+        batch, lengths = vocab.encode(tokenize_arrow(pa.array(["", "paquete"])), 16).pad(np.array([0, 1]))
+        assert lengths.tolist() == [1, 1]
+        masked = batch.masked(lengths, frame_prob=0.0, token_prob=1.0, rng=np.random.default_rng(0))
+        with torch.no_grad():
+            empty, masked_word = model.embed_subwords(batch)[0, 0], model.embed_subwords(masked)[1, 0]
+        assert torch.equal(empty, model.unknown) and torch.equal(masked_word, model.unknown)
 
 
 # ------------------------------------------------------------------------------------------------ device
@@ -261,7 +332,7 @@ class TestTrainModelTaskReproducible:
 
 
 class TestSecondModelChoice:
-    """The default is both bag models (n-grams 0.6, stems 0.25), with or without labels; ``auto`` reads
+    """The default is both bag models (n-grams 0.65, stems 0.2), with or without labels; ``auto`` reads
     n-grams when analysts' labels are among the training rows, the LSTM's stems otherwise; unset fields
     take the chosen kind's defaults."""
 
@@ -270,14 +341,14 @@ class TestSecondModelChoice:
             both = SecondModelSettings().resolved(has_labels=has_labels)
             assert (both.features, both.weight, both.stems_weight, both.learning_rate) == (
                 "both",
-                0.6,
-                0.25,
+                0.65,
+                0.2,
                 0.2,
             )
             stems = both.stems_part()
             assert (stems.features, stems.weight, stems.learning_rate, stems.epochs) == (
                 "stems",
-                0.25,
+                0.2,
                 0.05,
                 30,
             )
@@ -317,7 +388,7 @@ class TestSecondModelChoice:
 
     def test_weights_over_one_are_refused(self):
         with pytest.raises(ValueError, match="exceed 1"):
-            SecondModelSettings(weight=0.8).resolved(has_labels=False)  # + stems 0.25
+            SecondModelSettings(weight=0.9).resolved(has_labels=False)  # + stems 0.2
 
     def test_both_trains_an_ngram_and_a_stems_model(self):
         from lstm_model.fit import fit_classifier
@@ -335,7 +406,7 @@ class TestSecondModelChoice:
         )
         assert fitted.ngrams is not None and fitted.second_model.weights.num_embeddings == len(fitted.ngrams)
         assert fitted.stems_model.weights.num_embeddings == len(fitted.vocab)
-        assert (fitted.second_model_weight, fitted.stems_weight) == (0.6, 0.25)
+        assert (fitted.second_model_weight, fitted.stems_weight) == (0.65, 0.2)
         # Scoring averages the three: the stems model's share moves the probabilities.
         with_stems = Classifier.from_fitted(fitted).predict_proba(texts)
         without = Classifier.from_fitted(replace(fitted, stems_model=None, stems_weight=0.0)).predict_proba(

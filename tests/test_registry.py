@@ -163,7 +163,7 @@ class TestVerifiedFiles:
         bundle, _ = tiny_bundle(second_features="both")
         write_version(storage, "v2", bundle.to_files())
         loaded = load_bundle(storage, "v2")
-        assert loaded.stems_state_dict is not None and loaded.stems_weight == 0.25
+        assert loaded.stems_state_dict is not None and loaded.stems_weight == 0.2
         np.testing.assert_array_equal(
             Classifier.from_bundle(loaded).predict_proba(PROBE_TEXTS),
             Classifier.from_bundle(bundle).predict_proba(PROBE_TEXTS),
