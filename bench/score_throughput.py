@@ -89,20 +89,18 @@ def bare_rows_per_s(files: dict[str, bytes], batch: Path, sample: int, device: s
     texts = pq.read_table(batch, columns=["comentario"])["comentario"].combine_chunks()[:sample]
     tokens = tokenize_arrow(texts)
     encoded, _ = unique_rows(encode_ids(bundle.vocab.encode_arrow(tokens), bundle.max_len))
-    # The second model's input, made before the clock starts (as the LSTM's is): n-grams or the ids.
+    # The models' inputs, made before the clock starts: the LSTM's subwords (or stem ids), the
+    # second model's n-grams (or the ids), the stems model's ids.
     second_input = bundle.ngrams.encode(tokens, bundle.max_len) if bundle.ngrams else encoded
+    lstm_input = bundle.subwords.encode(tokens, bundle.max_len) if bundle.subwords else encoded
     out = {}
     for precision in ("fp32", "bf16"):
         classifier = Classifier.from_bundle(bundle, precision=precision, device=device)
-        fixed = (
-            torch.randint(2, len(bundle.vocab), (1024, 14), device=classifier.device),
-            torch.full((1024,), 14, device=classifier.device),
-        )
-
-        warm = np.arange(min(2048, len(encoded), len(second_input)))
-        both_models(classifier, encoded.take(warm), second_input.take(warm))
+        fixed = fixed_batch(bundle, classifier.device)
+        warm = np.arange(min(2048, len(encoded), len(second_input), len(lstm_input)))
+        both_models(classifier, lstm_input.take(warm), second_input.take(warm), encoded.take(warm))
         started = time.perf_counter()
-        both_models(classifier, encoded, second_input)
+        both_models(classifier, lstm_input, second_input, encoded)
         out[f"{classifier.device} batch rows, {precision}"] = len(encoded) / (time.perf_counter() - started)
         lstm = classifier.lstm
         with torch.inference_mode(), classifier._cast():
@@ -117,12 +115,32 @@ def bare_rows_per_s(files: dict[str, bytes], batch: Path, sample: int, device: s
     return out
 
 
-def both_models(classifier, lstm_input, second_input) -> None:
+def fixed_batch(bundle, device) -> tuple:
+    """The reference input of the LSTM alone: 1,024 rows of 14 words. A subword LSTM reads them as
+    2,048 distinct words of 12 n-grams each (about what a real batch of that size holds)."""
+    import torch
+
+    from lstm_model.subwords import FIRST_WORD
+    from lstm_model.subwords import SubwordBatch
+
+    lengths = torch.full((1024,), 14, device=device)
+    if bundle.subwords is None:
+        return torch.randint(2, len(bundle.vocab), (1024, 14), device=device), lengths
+    words, grams = 2048, 12
+    batch = SubwordBatch(
+        torch.randint(FIRST_WORD, FIRST_WORD + words, (1024, 14)),
+        torch.randint(2, len(bundle.subwords), (words * grams,)),
+        torch.arange(words) * grams,
+    )
+    return batch.to(device), lengths
+
+
+def both_models(classifier, lstm_input, second_input, stem_ids) -> None:
     classifier._run(classifier.lstm, lstm_input, cast=True)
     if classifier.second is not None:
         classifier._run(classifier.second, second_input, cast=False)
-    if classifier.stems is not None:  # the stems model beside the n-gram one reads the LSTM's ids
-        classifier._run(classifier.stems, lstm_input, cast=False)
+    if classifier.stems is not None:  # the stems model beside the n-gram one reads the stem ids
+        classifier._run(classifier.stems, stem_ids, cast=False)
 
 
 # ------------------------------------------------------------------------------------- whole process

@@ -22,6 +22,7 @@ from lstm_model.results import FittedModel
 from lstm_model.review import ReviewPolicy
 from lstm_model.review import has_readable_word
 from lstm_model.review import reason_texts
+from lstm_model.subwords import SubwordTexts
 from lstm_model.subwords import SubwordVocabulary
 from lstm_model.tokenizer import tokenize_arrow
 from lstm_model.training import resolve_device
@@ -142,15 +143,18 @@ class Classifier:
             **options,
         )
 
-    def _predict(self, tokens: pa.ListArray, id_lists: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(
+        self, tokens: pa.ListArray, id_lists: pa.ListArray, subword_texts: SubwordTexts | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(averaged probabilities, models disagree) per row of ``tokens`` (distinct texts).
 
-        The LSTM runs once per distinct id sequence (see :func:`unique_rows`): texts that differ only
-        in case, punctuation or stop words share one. The n-gram model reads the words themselves.
+        A stems LSTM runs once per distinct id sequence (see :func:`unique_rows`): texts that differ
+        only in case, punctuation or stop words share one. A subword LSTM (``subword_texts``) and the
+        n-gram model read the words themselves.
         """
         distinct, inverse = unique_rows(encode_ids(id_lists, self.max_len))
-        if self.subwords is not None:
-            lstm = self._run(self.lstm, self.subwords.encode(tokens, self.max_len), cast=True)
+        if subword_texts is not None:
+            lstm = self._run(self.lstm, subword_texts, cast=True)
         else:
             lstm = self._run(self.lstm, distinct, cast=True)[inverse]
         if self.second is None:
@@ -206,7 +210,11 @@ class Classifier:
         lengths = pc.list_value_length(id_lists).to_numpy(zero_copy_only=False)
         unknown = np.bincount(parents[flat_ids == UNK_ID], minlength=len(distinct))
         known = np.bincount(parents[flat_ids != UNK_ID], minlength=len(distinct)) > 0
-        probs, disagree = self._predict(tokens, id_lists)
+        subword_texts = self.subwords.encode(tokens, self.max_len) if self.subwords is not None else None
+        if subword_texts is not None:
+            # A word the vocabulary lacks ("paqute", "xq") still reads as its known n-grams.
+            known |= subword_texts.reads_a_known_word()
+        probs, disagree = self._predict(tokens, id_lists, subword_texts)
         probs[~readable] = 1.0 / len(self.labels)  # no words: no class, not a confident guess
         flagged, code = self.review.flag_codes(probs, readable, known, disagree)
         return TextScores(

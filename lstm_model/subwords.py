@@ -142,6 +142,12 @@ class SubwordTexts:
     def take(self, rows: np.ndarray) -> SubwordTexts:
         return SubwordTexts(self.grams.take(rows), self.frame, self.mask_frames)
 
+    def reads_a_known_word(self) -> np.ndarray:
+        """Bool per row: at least one of its words has a known n-gram (stop words are not read)."""
+        g = self.grams
+        rows = np.repeat(np.arange(len(g.token_lengths)), g.token_lengths)
+        return np.bincount(rows[g.gram_lengths[g.token_ids] > 0], minlength=len(g.token_lengths)) > 0
+
     def with_frames_masked(self) -> SubwordTexts:
         return replace(self, mask_frames=True)
 

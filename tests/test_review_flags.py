@@ -63,6 +63,23 @@ class TestPolicyFlags:
         assert flagged.tolist() == [False, False, True, True]
 
 
+class TestKnownWords:
+    def test_a_misspelt_word_is_read_through_its_ngrams_not_flagged_unknown(self):
+        """A subword LSTM reads "tarjta" (tarjeta with a letter dropped) through the n-grams it shares
+        with "tarjeta": the stems vocabulary lacks it, but the model does read it."""
+        from helpers import tiny_bundle
+        from lstm_model.predict import Classifier
+
+        bundle, _ = tiny_bundle()
+        ids = bundle.vocab.encode_arrow(tokenize_arrow(pa.array(["tarjta"]))).flatten().to_pylist()
+        assert bundle.subwords is not None and ids == [1]  # [UNK] as a stem
+        scores = Classifier.from_bundle(bundle).score(["tarjta", "zzzz", "de la"])
+        assert scores.known.tolist() == [True, False, False]
+        reasons = scores.review_reason.to_pylist()
+        assert "no_known_words" not in (reasons[0] or "")
+        assert reasons[1].startswith("no_known_words") and reasons[2].startswith("no_known_words")
+
+
 class TestFitReviewPolicy:
     def _probs(self, tops: list[float], classes: list[int]) -> np.ndarray:
         probs = np.full((len(tops), 4), 0.0)
