@@ -265,7 +265,10 @@ class TrainConfig(StorageParams):
         _REVIEW.max_right_flagged,
         ge=0,
         le=1,
-        description="...or more than this share of the free-form calibration comments it gets right (none: no cap).",
+        description="...or more than this share of the free-form calibration comments it gets right (none: no cap)...",
+    )
+    review_min_catch: float = _share(
+        _REVIEW.min_catch, "...as long as it still catches this share of the wrong calibration predictions."
     )
     label_weight: float = Field(
         _TRAIN.label_weight,
@@ -374,6 +377,7 @@ class TrainConfig(StorageParams):
             max_validation_flagged=self.review_max_flagged,
             max_in_frame_flagged=self.review_max_in_frame_flagged,
             max_right_flagged=self.review_max_right_flagged,
+            min_catch=self.review_min_catch,
         )
 
 

@@ -305,6 +305,7 @@ def _fit_review(
         catch_target=review.catch_target,
         max_validation_flagged=review.max_validation_flagged,
         max_right_flagged=review.max_right_flagged,
+        min_catch=review.min_catch,
         **_in_frame_cap(classifier, in_frame, review),
     )
 

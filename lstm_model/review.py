@@ -59,9 +59,11 @@ class ReviewPolicy:
     # the share of them the threshold flags; None: fitted without such rows (older bundles).
     max_in_frame_flagged: float | None = None
     in_frame_flag_rate: float | None = None
-    # The cap on the RIGHT calibration predictions flagged (work for analysts that finds nothing) and
-    # the share of them the threshold flags; None: fitted without that cap (older bundles).
+    # The cap on the RIGHT calibration predictions flagged (work for analysts that finds nothing), the
+    # catch rate it may not push the threshold below, and the share of right rows the threshold flags;
+    # None: fitted without that cap (older bundles).
     max_right_flagged: float | None = None
+    min_catch: float | None = None
     right_flag_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ def fit_review_policy(
     in_frame_readable: np.ndarray | None = None,
     max_in_frame_flagged: float | None = None,
     max_right_flagged: float | None = None,
+    min_catch: float | None = None,
 ) -> ReviewPolicy:
     """The lowest threshold on the top probability that flags ``catch_target`` of the wrong
     calibration predictions, capped so that at most ``max_validation_flagged`` of the validation rows
@@ -146,19 +149,19 @@ def fit_review_policy(
     """
     cal_top, val_top = calibration_probs.max(axis=1), validation_probs.max(axis=1)
     wrong = calibration_probs.argmax(axis=1) != calibration_truth
-    needed = math.ceil(catch_target * int(wrong.sum())) - int((wrong & ~calibration_readable).sum())
-    candidates = np.sort(cal_top[wrong & calibration_readable])
-    by_calibration = float(candidates[needed - 1]) if 0 < needed <= len(candidates) else -math.inf
-    if needed > len(candidates):
-        by_calibration = math.inf
+    by_calibration = _catching(catch_target, cal_top, wrong, calibration_readable)
+    if max_right_flagged is not None and (~wrong).any():
+        by_calibration = min(
+            by_calibration, _cap(cal_top[~wrong], calibration_readable[~wrong], max_right_flagged)
+        )
+        if min_catch is not None:  # ...but never below catching min_catch of the wrong ones
+            by_calibration = max(by_calibration, _catching(min_catch, cal_top, wrong, calibration_readable))
     threshold = min(by_calibration, _cap(val_top, validation_readable, max_validation_flagged))
     has_in_frame = in_frame_probs is not None and len(in_frame_probs) and max_in_frame_flagged is not None
     if has_in_frame:
         in_frame_top = in_frame_probs.max(axis=1)
         readable = in_frame_readable if in_frame_readable is not None else np.ones(len(in_frame_top), bool)
         threshold = min(threshold, _cap(in_frame_top, readable, max_in_frame_flagged))
-    if max_right_flagged is not None and (~wrong).any():
-        threshold = min(threshold, _cap(cal_top[~wrong], calibration_readable[~wrong], max_right_flagged))
     if math.isinf(threshold):  # nothing to catch, or no cap at all: keep the rule finite and visible
         threshold = 0.0 if threshold < 0 else 1.0
     flagged_cal = (cal_top <= threshold) | ~calibration_readable
@@ -172,8 +175,19 @@ def fit_review_policy(
         max_in_frame_flagged=max_in_frame_flagged if has_in_frame else None,
         in_frame_flag_rate=float(((in_frame_top <= threshold) | ~readable).mean()) if has_in_frame else None,
         max_right_flagged=max_right_flagged,
+        min_catch=min_catch if max_right_flagged is not None else None,
         right_flag_rate=float(flagged_cal[~wrong].mean()) if (~wrong).any() else None,
     )
+
+
+def _catching(share: float, top: np.ndarray, wrong: np.ndarray, readable: np.ndarray) -> float:
+    """The lowest threshold that flags ``share`` of the wrong rows (unreadable ones are flagged anyway);
+    -inf if those already make it, inf if no threshold does."""
+    needed = math.ceil(share * int(wrong.sum())) - int((wrong & ~readable).sum())
+    candidates = np.sort(top[wrong & readable])
+    if needed <= 0:
+        return -math.inf
+    return float(candidates[needed - 1]) if needed <= len(candidates) else math.inf
 
 
 def _cap(top: np.ndarray, readable: np.ndarray, share: float) -> float:

@@ -197,5 +197,7 @@ class ReviewSettings:
     # ...or more than this share of the in-frame comments with new wording (the evaluation suite's
     # kind 1 ``dev`` part, when the training is given it).
     max_in_frame_flagged: float = 0.03
-    # ...or more than this share of the calibration rows the blend gets right (None: no such cap).
+    # ...or more than this share of the calibration rows the blend gets right (None: no such cap), as
+    # long as it still catches ``min_catch`` of the wrong ones.
     max_right_flagged: float | None = 0.15
+    min_catch: float = 0.80

@@ -165,6 +165,19 @@ class TestFitReviewPolicy:
         )  # fmt: skip
         assert uncapped.calibration_catch_rate == 0.9 and uncapped.right_flag_rate > 0.15
 
+    def test_the_right_rows_cap_never_drops_the_catch_below_its_floor(self):
+        wrong_tops = [0.50 + 0.05 * i for i in range(10)]
+        right_tops = [0.60 + 0.004 * i for i in range(100)]
+        cal = np.concatenate([self._probs(wrong_tops, [0] * 10), self._probs(right_tops, [1] * 100)])
+        val = self._probs([0.99] * 100, [0] * 100)
+        policy = fit_review_policy(
+            cal, np.ones(len(cal), int), np.ones(len(cal), bool), val, np.ones(len(val), bool),
+            catch_target=0.9, max_validation_flagged=0.03, max_right_flagged=0.15, min_catch=0.8,
+        )  # fmt: skip
+        assert math.isclose(policy.min_confidence, wrong_tops[7])  # 8 of the 10 wrong rows
+        assert policy.calibration_catch_rate == 0.8 and policy.min_catch == 0.8
+        assert policy.right_flag_rate > 0.15  # the floor won over the cap
+
     def test_without_in_frame_rows_the_policy_says_so(self):
         policy = self._fit(self._probs([0.6] * 4, [0] * 4), self._probs([0.99] * 10, [0] * 10), 0.5, 0.1)
         assert policy.max_in_frame_flagged is None and policy.in_frame_flag_rate is None
