@@ -140,41 +140,32 @@ class TestFitReviewPolicy:
         assert policy.in_frame_flag_rate == 0.05 and policy.max_in_frame_flagged == 0.05
         assert policy.validation_flag_rate == 0.0 and policy.calibration_catch_rate == 0.0
 
+    WRONG_TOPS = [0.50 + 0.05 * i for i in range(10)]  # truth 1, predicted 0
+    RIGHT_TOPS = [0.60 + 0.004 * i for i in range(100)]  # truth 1, predicted 1, unsure
+
+    def _fit_with_right_rows(self, **caps):
+        """Ten wrong calibration rows and a hundred right, unsure ones; sure validation rows."""
+        cal = np.concatenate(
+            [self._probs(self.WRONG_TOPS, [0] * 10), self._probs(self.RIGHT_TOPS, [1] * 100)]
+        )
+        val = self._probs([0.99] * 100, [0] * 100)
+        return fit_review_policy(
+            cal, np.ones(len(cal), int), np.ones(len(cal), bool), val, np.ones(len(val), bool),
+            catch_target=0.9, max_validation_flagged=0.03, **caps,
+        )  # fmt: skip
+
     def test_the_cap_on_right_calibration_rows_wins(self):
         """Catching the last wrong rows would flag many right ones: the cap on those stops it."""
-        wrong_tops = [0.50 + 0.05 * i for i in range(10)]  # truth 1, predicted 0
-        right_tops = [0.60 + 0.004 * i for i in range(100)]  # truth 1, predicted 1, unsure
-        cal = np.concatenate([self._probs(wrong_tops, [0] * 10), self._probs(right_tops, [1] * 100)])
-        val = self._probs([0.99] * 100, [0] * 100)
-        policy = fit_review_policy(
-            cal,
-            np.ones(len(cal), int),
-            np.ones(len(cal), bool),
-            val,
-            np.ones(len(val), bool),
-            catch_target=0.9,
-            max_validation_flagged=0.03,
-            max_right_flagged=0.15,
-        )
-        assert policy.min_confidence < right_tops[15]  # at most 15 of the 100 right rows flagged
+        policy = self._fit_with_right_rows(max_right_flagged=0.15)
+        assert policy.min_confidence < self.RIGHT_TOPS[15]  # at most 15 of the 100 right rows flagged
         assert policy.right_flag_rate == 0.15 and policy.max_right_flagged == 0.15
         assert policy.calibration_catch_rate == 0.4  # the wrong rows at .50, .55, .60, .65 lie under it
-        uncapped = fit_review_policy(
-            cal, np.ones(len(cal), int), np.ones(len(cal), bool), val, np.ones(len(val), bool),
-            catch_target=0.9, max_validation_flagged=0.03,
-        )  # fmt: skip
+        uncapped = self._fit_with_right_rows()
         assert uncapped.calibration_catch_rate == 0.9 and uncapped.right_flag_rate > 0.15
 
     def test_the_right_rows_cap_never_drops_the_catch_below_its_floor(self):
-        wrong_tops = [0.50 + 0.05 * i for i in range(10)]
-        right_tops = [0.60 + 0.004 * i for i in range(100)]
-        cal = np.concatenate([self._probs(wrong_tops, [0] * 10), self._probs(right_tops, [1] * 100)])
-        val = self._probs([0.99] * 100, [0] * 100)
-        policy = fit_review_policy(
-            cal, np.ones(len(cal), int), np.ones(len(cal), bool), val, np.ones(len(val), bool),
-            catch_target=0.9, max_validation_flagged=0.03, max_right_flagged=0.15, min_catch=0.8,
-        )  # fmt: skip
-        assert math.isclose(policy.min_confidence, wrong_tops[7])  # 8 of the 10 wrong rows
+        policy = self._fit_with_right_rows(max_right_flagged=0.15, min_catch=0.8)
+        assert math.isclose(policy.min_confidence, self.WRONG_TOPS[7])  # 8 of the 10 wrong rows
         assert policy.calibration_catch_rate == 0.8 and policy.min_catch == 0.8
         assert policy.right_flag_rate > 0.15  # the floor won over the cap
 
