@@ -248,8 +248,9 @@ KEYWORDS = {
 
 def keyword_comments(per_class: int = 20, prefix: str = "kw") -> pd.DataFrame:
     """Distinct comments made of :data:`KEYWORDS` and stop words only: a model trained on the source
-    alone knows none of their words (it flags them ``no_known_words`` and cannot tell their class); a
-    model that learnt them from labels can. ``per_class`` <= 35."""
+    alone never saw their words (a stems LSTM flags them ``no_known_words``; the subword LSTM reads their
+    n-grams but cannot tell their class, so it flags them ``low_confidence``); a model that learnt them
+    from labels can. ``per_class`` <= 35."""
     rows = []
     for label, words in KEYWORDS.items():
         combos = [*itertools.combinations(words, 2), *itertools.combinations(words, 3)][:per_class]

@@ -4,8 +4,9 @@ over the champion trained with them) -> ``models promote`` switches LATEST anywa
 Once on a local folder, once on S3 (moto).
 
 The incoming comments are made of words the templated source never uses (``helpers.keyword_comments``):
-the session's model flags them all, and only a model that learnt them from the analysts' labels can
-classify them, so the champion's ``labels`` evaluation rows tell the two trainings apart for sure.
+the session's model flags nearly all of them (``no_known_words`` for a stems LSTM; the subword LSTM reads
+their n-grams but is unsure: ``low_confidence``), and only a model that learnt them from the analysts'
+labels can classify them, so the champion's ``labels`` evaluation rows tell the two trainings apart for sure.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def loop(prefect_harness, model_store, shared_dataset_path, tmp_path_factory):
         root=root,
         storage=storage,
         export=out.read_bytes(),
+        exported=len(filled),
         with_labels=with_labels,
         without=without,
         slip=(filled.at[slip, "id"], truth),
@@ -97,16 +99,16 @@ class TestReviewExport:
     def test_every_flagged_comment_once_in_a_csv_for_excel(self, loop):
         assert loop.export.startswith(b"\xef\xbb\xbf")
         rows = pd.read_csv(io.BytesIO(loop.export), encoding="utf-8-sig", dtype=str, keep_default_na=False)
-        assert len(rows) == len(keyword_comments()) and rows["id"].is_unique
-        assert (rows["categoria"] == "").all() and rows["review_reason"].str.startswith(
-            "no_known_words"
-        ).all()
+        assert len(rows) >= 0.9 * len(keyword_comments()) and rows["id"].is_unique
+        assert set(rows["id"]) <= set(keyword_comments()["id"])
+        assert (rows["categoria"] == "").all()
+        assert rows["review_reason"].str.match("no_known_words|low_confidence").all()
 
 
 class TestTrainingWithTheFilledFile:
     def test_reads_the_labelled_rows_and_counts_the_empty_ones(self, loop):
         summary = loop.with_labels
-        assert summary.label_rows == len(keyword_comments()) - LEFT_EMPTY
+        assert summary.label_rows == loop.exported - LEFT_EMPTY
         assert summary.unlabelled_rows == LEFT_EMPTY
         assert summary.valid_rows == 2000 + summary.label_rows
         data = bundle_meta(loop.root, summary.version)["data"]
@@ -281,7 +283,7 @@ def test_the_loop_on_s3(prefect_harness, s3_server, s3_prefix, model_store, shar
         # an S3 upload cannot be backdated: no minimum age for the batch just put there
         ScoreConfig(storage=store, s3_endpoint_url=endpoint, model=MODEL_VERSION, min_file_age=0)
     )
-    assert scored.rows_flagged == len(comments)
+    assert scored.rows_flagged >= 0.9 * len(comments)
 
     cli(
         "review",
@@ -300,7 +302,7 @@ def test_the_loop_on_s3(prefect_harness, s3_server, s3_prefix, model_store, shar
     )
 
     summary = train_lstm(small_train_config(shared_dataset_path, store, s3_endpoint_url=endpoint))
-    assert summary.label_rows == len(comments) - LEFT_EMPTY and summary.unlabelled_rows == LEFT_EMPTY
+    assert summary.label_rows == len(filled) - LEFT_EMPTY and summary.unlabelled_rows == LEFT_EMPTY
     assert summary.promoted and storage.read_text("models/LATEST").strip() == summary.version
 
     cli(
