@@ -25,6 +25,10 @@ comments as the flow does (split on their own, loss weight ``label_weight``).
     .venv/bin/python bench/freeform_generalisation.py --seeds 1 2 3
     .venv/bin/python bench/freeform_generalisation.py --variants defaults "char_ngrams w0.8" --labels both
     .venv/bin/python bench/freeform_generalisation.py --variants stems "char_ngrams w0.8" defaults --labels none
+    .venv/bin/python bench/freeform_generalisation.py --variants defaults "scored texts" --labels none
+
+``scored texts`` trains as a storage root whose ``predictions/`` holds comments would (``--scored-rows``):
+the ``dev`` parts' texts and ``bench/data/scored_pool.jsonl``, unlabelled.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ INDEPENDENT_FILE = REPO / "bench" / "data" / "independent_eval.jsonl"
 REALWORLD_FILE = REPO / "bench" / "data" / "realworld_eval.jsonl"
 # Each model of a trained version scored on its own, beside the default blend, and the anchor: a
 # scikit-learn char TF-IDF + logistic regression trained on the same training rows and phrases.
+# Comments as customers write them, unlabelled, written by helpers who read no project file: what
+# ``predictions/`` holds in service, for the ``scored texts`` variants.
+SCORED_POOL_FILE = REPO / "bench" / "data" / "scored_pool.jsonl"
 MODELS = ("LSTM alone", "n-grams alone", "stems alone", "default", "sklearn anchor")
 PARTS = ("dev", "final")
 
@@ -86,6 +93,10 @@ VARIANTS: dict[str, dict] = {
         "second_model_features": "char_ngrams", "second_model_weight": 0.7, "second": {"ngram_min": 3}},
     "char_ngrams lr 0.1": {"second_model_features": "char_ngrams", "second": {"learning_rate": 0.1}},
     "LSTM alone": {"second_model_weight": 0.0},
+    # The texts of every ``dev`` part and of SCORED_POOL_FILE as comments the pipeline has scored
+    # (no label): ``train --scored-rows``; the ``final`` parts stay unseen.
+    "scored texts": {"scored": True},
+    "scored texts w0.5": {"scored": True, "self_train_weight": 0.5},
     "both s0.25 n0.55": {"second_model_features": "both", "stems_model_weight": 0.25, "second_model_weight": 0.55},
     "both s0.2 n0.6": {"second_model_features": "both", "stems_model_weight": 0.2, "second_model_weight": 0.6},
     "both s0.25 n0.6": {"second_model_features": "both", "stems_model_weight": 0.25, "second_model_weight": 0.6},
@@ -124,7 +135,20 @@ def suite() -> dict[str, object]:
     return sets
 
 
-def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> tuple[object, object, object]:
+def scored_texts(sets) -> list[str]:
+    """The unlabelled comments of the ``scored texts`` variants: every ``dev`` part's texts (kinds with
+    a ``final`` part of their own) and the helpers' pool."""
+    import pandas as pd
+
+    texts = [t for kind in KINDS if kind != "independent" for t in sets[kind].dev["comentario"]]
+    if SCORED_POOL_FILE.exists():
+        texts += pd.read_json(SCORED_POOL_FILE, lines=True)["comentario"].tolist()
+    return texts
+
+
+def fit(
+    rows: list[dict], label_rows: list[dict], cfg, sets, unlabelled=None
+) -> tuple[object, object, object]:
     """Train as the flow does: source and label rows split on their own, label rows weighted.
     Returns (the fitted model, its training texts, the domain phrases it added)."""
     from lstm_model.fit import LabelledTexts
@@ -156,6 +180,8 @@ def fit(rows: list[dict], label_rows: list[dict], cfg, sets) -> tuple[object, ob
         options["phrases"] = domain_phrases(cfg)
     if "in_frame" in inspect.signature(fit_classifier).parameters:  # the suite's kind 1 caps the flag
         options["in_frame"] = labelled(sets["frames"].dev)
+    if unlabelled:
+        options["unlabelled"] = unlabelled
     fitted = fit_classifier(
         train,
         val,
@@ -238,13 +264,14 @@ def run(rows, label_rows, sets, overrides: dict, seed: int) -> dict[str, float]:
     started = time.perf_counter()
     overrides = dict(overrides)
     second = overrides.pop("second", {})  # SecondModelSettings fields that are no TrainConfig flag
+    unlabelled = scored_texts(sets) if overrides.pop("scored", False) else None
     cfg = TrainConfig(seed=seed, device="cpu", **overrides)
     if second:
         from dataclasses import replace
 
         settings = replace(cfg.second_model_settings(), **second)
         cfg.__dict__["_second"] = settings
-    fitted, train, phrases = fit(rows, label_rows, cfg, sets)
+    fitted, train, phrases = fit(rows, label_rows, cfg, sets, unlabelled)
     figures: dict[str, float] = {"seconds": time.perf_counter() - started}
     classifiers = part_classifiers(fitted)
     anchor = sklearn_anchor(train, phrases, fitted.labels)

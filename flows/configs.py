@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 # The defaults of the model and training fields live in lstm_model/settings.py; read them from there.
 _TEXT, _ARCH, _TRAIN = TextSettings(), ArchitectureSettings(), TrainingSettings()
 _SECOND, _REVIEW = SecondModelSettings(), ReviewSettings()
+# Comments already scored that a training reads unlabelled (``--scored-rows``): each adds one text to
+# the subword LSTM's epochs, and the reader holds at most this many distinct texts.
+DEFAULT_SCORED_ROWS = 10_000
+MAX_SCORED_ROWS = 200_000
 S = TypeVar("S")
 
 DEFAULT_SOURCE = (
@@ -297,6 +301,19 @@ class TrainConfig(StorageParams):
     distill_weight: float = _share(
         _TRAIN.distill_weight,
         "Subword LSTM: share of the bag models' probabilities in the targets of the augmented texts.",
+    )
+    scored_rows: int = Field(
+        DEFAULT_SCORED_ROWS,
+        ge=0,
+        le=MAX_SCORED_ROWS,
+        description="Subword LSTM: at most this many distinct comments already scored (predictions/, "
+        "newest first, not flagged needs_review) learnt unlabelled from the bag models' reading (0: none).",
+    )
+    self_train_weight: float = Field(
+        _TRAIN.self_train_weight,
+        gt=0,
+        le=10,
+        description="Subword LSTM: loss weight of a scored comment against a row of the source.",
     )
     promote_threshold: float = _share(0.95, "Test macro-F1 needed to make the new model 'latest'.")
     max_regression: float = _share(

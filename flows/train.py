@@ -44,6 +44,7 @@ from tasks.training.rows import combine_training_rows
 from tasks.training.rows import evaluation_rows
 from tasks.training.rows import evaluation_sets
 from tasks.training.rows import gate_set
+from tasks.training.scored_texts import load_scored_texts
 from tasks.training.source import fetch_source
 from tasks.training.source import parse_source
 
@@ -102,6 +103,9 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     freeform = load_freeform_eval(config.categories)
     frames = load_frames_eval(config.categories)
     phrases = load_domain_phrases(storage, config.domain_phrases, config.categories)
+    # Comments already scored, learnt without a label; none of the splits' or evaluation sets' texts.
+    known = [*splits.values(), freeform.dev, freeform.final, frames.dev, frames.final]
+    scored = load_scored_texts(storage, config.scored_rows, known)
     fitted = train_model(
         splits,
         tuple(sorted(config.categories)),
@@ -113,6 +117,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         calibration=freeform.dev,
         in_frame=frames.dev,
         phrases=phrases.texts,
+        unlabelled=scored.texts,
     )
     eval_rows = evaluation_rows(splits)
     datasets = {**evaluation_sets(eval_rows), "freeform": freeform.final, "frames": frames.final}
@@ -144,7 +149,7 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
         splits,
         data_fingerprint,
         version,
-        {**data.summary, "domain_phrases": phrases.summary()},
+        {**data.summary, "domain_phrases": phrases.summary(), "scored_texts": scored.summary()},
         decision.to_dict(),
     )
     curve = learning_curve_png(fitted.report.history, fitted.report.best_epoch)

@@ -86,6 +86,7 @@ def fit_classifier(
     second: SecondModelSettings = SecondModelSettings(),
     review: ReviewSettings = ReviewSettings(),
     phrases: LabelledTexts | None = None,
+    unlabelled: Sequence[str] | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> FittedModel:
     """Build the vocabulary on the training texts only, find template tokens, train the LSTM and the bag
@@ -97,6 +98,9 @@ def fit_classifier(
     (template comments with new wording) caps how many good comments that threshold may flag.
     ``phrases`` (short phrases that name each class's subject: the domain's words, which a templated
     source lacks) are added to the training texts, repeated to ``training.phrase_share`` of them.
+    ``unlabelled`` (comments the pipeline has scored: real customers' wording, no label) teach the
+    subword LSTM the bag models' reading of them, at loss weight ``training.self_train_weight``; a stems
+    LSTM, or a version without bag models, does not use them.
     """
     labels = tuple(labels)
     second = second.resolved(has_labels=train.analyst is not None and any(train.analyst))
@@ -127,7 +131,9 @@ def fit_classifier(
     seed_everything(training.seed)  # the initial weights come from the seed too, not only the batch order
     lstm_vocab = None
     if subwords:
-        lstm = _subword_inputs(train, phrases, encoded, labels, text, architecture, training, teacher)
+        lstm = _subword_inputs(
+            train, phrases, unlabelled, encoded, labels, text, architecture, training, teacher
+        )
         lstm_vocab = lstm.vocab
         model = LSTMClassifier(
             ModelConfig.for_data(architecture, vocab_size=len(lstm.vocab), num_classes=len(labels))
@@ -170,6 +176,7 @@ def fit_classifier(
         second_model_epochs=len(second_result.history) if second_result else None,
         phrase_rows=encoded.phrase_rows,
         augmented_rows=lstm.augmented_rows if subwords else 0,
+        unlabelled_rows=lstm.unlabelled_rows if subwords else 0,
     )
     fitted = FittedModel(
         model,
@@ -382,6 +389,10 @@ class _Teacher:
     vocab: Vocabulary
     text: TextSettings
 
+    @property
+    def available(self) -> bool:
+        return self.ngram_model is not None or self.stems_model is not None
+
     def probs(self, tokens: pa.ListArray) -> np.ndarray | None:
         """[rows, classes] probabilities of the tokenised texts; None without a bag model."""
         import torch
@@ -415,11 +426,13 @@ class _SubwordInputs:
     targets: np.ndarray  # [rows, classes] probabilities
     weights: np.ndarray | None
     augmented_rows: int
+    unlabelled_rows: int
 
 
 def _subword_inputs(
     train: LabelledTexts,
     phrases: LabelledTexts | None,
+    unlabelled: Sequence[str] | None,
     encoded: _Encoded,
     labels: tuple[str, ...],
     text: TextSettings,
@@ -428,8 +441,9 @@ def _subword_inputs(
     teacher: _Teacher,
 ) -> _SubwordInputs:
     """The training texts (source rows and phrase copies, as the bag models read them, plus each
-    phrase in ``augment_per_phrase`` noisy carrier sentences), their n-gram vocabulary and targets:
-    one-hot for the rows given, the teacher's probabilities mixed in for the augmented ones."""
+    phrase in ``augment_per_phrase`` noisy carrier sentences, plus the unlabelled scored comments),
+    their n-gram vocabulary and targets: one-hot for the rows given, the teacher's probabilities mixed
+    in for the augmented ones, the teacher's alone for the unlabelled ones."""
     base_tokens = encoded.bag.train_tokens
     aug_texts, aug_labels = [], []
     if phrases is not None and len(phrases.texts) and training.augment_per_phrase > 0:
@@ -437,7 +451,9 @@ def _subword_inputs(
             phrases.texts, phrases.labels, training.augment_per_phrase, seed=training.seed
         )
     aug_tokens = tokenize_arrow(as_arrow_strings(aug_texts))
-    tokens = pa.concat_arrays([base_tokens, aug_tokens]) if aug_texts else base_tokens
+    use_unlabelled = bool(unlabelled) and teacher.available and training.self_train_weight > 0
+    unl_tokens = tokenize_arrow(as_arrow_strings(list(unlabelled) if use_unlabelled else []))
+    tokens = pa.concat_arrays([base_tokens, aug_tokens, unl_tokens])
     vocab = SubwordVocabulary.build(
         tokens,
         form=TokenForm(drop_stopwords=text.drop_stopwords),
@@ -447,21 +463,26 @@ def _subword_inputs(
     source = base_tokens.slice(0, len(train.texts))
     frames = vocab.frame_words(source, train.labels, min_class_coverage=text.frame_coverage)
     eye = np.eye(len(labels), dtype=np.float32)
-    targets = eye[encoded.bag.train_y]
-    weights = encoded.bag.train_weights
+    targets = [eye[encoded.bag.train_y]]
+    weights = [encoded.bag.train_weights if encoded.bag.train_weights is not None else
+               np.ones(len(encoded.bag.train_y), dtype=np.float32)]  # fmt: skip
     if aug_texts:
         aug_targets = eye[label_ids(aug_labels, labels)]
         taught = teacher.probs(aug_tokens) if training.distill_weight > 0 else None
         if taught is not None:
             aug_targets = training.distill_weight * taught + (1 - training.distill_weight) * aug_targets
-        targets = np.concatenate([targets, aug_targets.astype(np.float32)])
-        if weights is not None:
-            weights = np.concatenate([weights, np.ones(len(aug_texts), dtype=weights.dtype)])
+        targets.append(aug_targets.astype(np.float32))
+        weights.append(np.ones(len(aug_texts), dtype=np.float32))
+    if use_unlabelled:
+        targets.append(teacher.probs(unl_tokens).astype(np.float32))
+        weights.append(np.full(len(unl_tokens), training.self_train_weight, dtype=np.float32))
+    weight = np.concatenate(weights)
     return _SubwordInputs(
         vocab,
         vocab.encode(tokens, text.max_len, frame_words=frames),
         vocab.encode(encoded.bag.val_tokens, text.max_len, frame_words=frames).with_frames_masked(),
-        targets,
-        weights,
+        np.concatenate(targets),
+        None if np.all(weight == 1) else weight,
         len(aug_texts),
+        len(unl_tokens),
     )

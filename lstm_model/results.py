@@ -43,6 +43,7 @@ class TrainingReport:
     second_model_epochs: int | None = None
     phrase_rows: int = 0  # domain-phrase rows added to the training texts (0: none, or an older bundle)
     augmented_rows: int = 0  # phrases in carrier sentences with noise (subword LSTM only)
+    unlabelled_rows: int = 0  # scored comments learnt from the bag models' reading (subword LSTM only)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class TrainingReport:
             "second_model_epochs": self.second_model_epochs,
             "phrase_rows": self.phrase_rows,
             "augmented_rows": self.augmented_rows,
+            "unlabelled_rows": self.unlabelled_rows,
         }
 
     @classmethod
@@ -77,6 +79,7 @@ class TrainingReport:
             second_model_epochs=data.get("second_model_epochs"),
             phrase_rows=data.get("phrase_rows", 0),
             augmented_rows=data.get("augmented_rows", 0),
+            unlabelled_rows=data.get("unlabelled_rows", 0),
         )
 
 

@@ -102,6 +102,9 @@ class TrainingSettings:
     # class.
     augment_per_phrase: int = 20
     distill_weight: float = 0.5
+    # Subword LSTM only: loss weight of an unlabelled scored comment (``fit_classifier(unlabelled=...)``),
+    # whose target is the bag models' probabilities.
+    self_train_weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

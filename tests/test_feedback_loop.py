@@ -115,6 +115,16 @@ class TestTrainingWithTheFilledFile:
         assert data["label_files"] == ["review-2026-03-01.csv", "review-2026-03-02-fixes.jsonl"]
         assert data["label_rows"] == summary.label_rows and data["conflicting_ids"] == 1
 
+    def test_reads_the_scored_comments_but_not_the_flagged_or_labelled_ones(self, loop):
+        """The first scoring's predictions/ are there: the flagged rows (the analysts' queue) and the
+        comments now labelled are left out; the subword LSTM learns the rest without a label."""
+        meta = bundle_meta(loop.root, loop.with_labels.version)
+        scored = meta["data"]["scored_texts"]
+        assert scored["files_read"] >= 1 and scored["max_rows"] == 10_000
+        assert scored["flagged_left_out"] == loop.exported
+        assert scored["rows"] + scored["known_left_out"] == len(keyword_comments()) - loop.exported
+        assert meta["training"]["unlabelled_rows"] == scored["rows"]
+
     def test_bad_and_superseded_label_rows_are_in_the_rejected_report_with_their_file(self, loop):
         folder = loop.root / "models" / loop.with_labels.version
         report = pd.read_parquet(folder / "rejected_rows.parquet").set_index("id")

@@ -159,6 +159,15 @@ class TestCleanRunVersionFolder:
         assert meta["training"]["phrase_rows"] >= phrases["phrases"]  # each phrase at least once
         assert meta["training"]["phrase_share"] == 0.1
 
+    def test_bundle_records_the_scored_comments_it_read(self, clean_run):
+        summary, root, _ = clean_run
+        meta = json.loads((root / "models" / summary.version / "bundle.json").read_text())
+        # a new storage root: nothing scored yet, so nothing read, and the bound is recorded
+        assert meta["data"]["scored_texts"] == {"rows": 0, "max_rows": 10_000, "files_read": 0,
+                                                "files_skipped": 0, "flagged_left_out": 0,
+                                                "known_left_out": 0}  # fmt: skip
+        assert meta["training"]["unlabelled_rows"] == 0 and meta["training"]["self_train_weight"] == 1.0
+
     def test_splits_are_disjoint_and_cover_the_valid_rows(self, clean_run):
         summary, root, records = clean_run
         folder = root / "models" / summary.version

@@ -53,11 +53,13 @@ def train_model(
     calibration: pd.DataFrame,
     in_frame: pd.DataFrame | None = None,
     phrases: LabelledTexts | None = None,
+    unlabelled: list[str] | None = None,
 ) -> FittedModel:
     """:func:`~lstm_model.fit.fit_classifier` on the train and val splits, one log line per epoch;
     ``calibration`` (labelled free-form comments) fits the ``needs_review`` threshold, ``in_frame``
     (template comments with new wording) caps the share of good comments it flags, and ``phrases``
-    (the domain phrases) are added to the training texts."""
+    (the domain phrases) are added to the training texts; ``unlabelled`` (comments already scored) are
+    learnt without a label by a subword LSTM."""
     logger = get_run_logger()
 
     def progress(m: EpochMetrics) -> None:
@@ -88,12 +90,18 @@ def train_model(
         second=second,
         review=review,
         phrases=phrases,
+        unlabelled=unlabelled,
         on_epoch=progress,
     )
     report = fitted.report
     if report.phrase_rows:
         logger.info("Domain phrases: %d training rows (%d copies of each)", report.phrase_rows,
                     report.phrase_rows // len(phrases.texts))  # fmt: skip
+    if unlabelled and not report.unlabelled_rows:
+        logger.info("Scored comments: not used (only a subword LSTM with a bag model beside it learns them)")
+    elif report.unlabelled_rows:
+        logger.info("Scored comments: %d training rows, at loss weight %g", report.unlabelled_rows,
+                    training.self_train_weight)  # fmt: skip
     logger.info(
         "Vocabulary: %d entries; %d template tokens masked during training: %s",
         len(fitted.vocab),
