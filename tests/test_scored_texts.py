@@ -15,8 +15,8 @@ from tasks.training.scored_texts import newest_first
 
 
 def _batch(*rows):
-    """One batch of (comentario, needs_review) rows."""
-    return [r[0] for r in rows], [r[1] for r in rows]
+    """One batch of (comentario, needs_review) rows, as the reader gives them."""
+    return pd.Series([r[0] for r in rows], dtype=object), pd.Series([r[1] for r in rows], dtype=object)
 
 
 class TestCollectTexts:

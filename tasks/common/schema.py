@@ -1,5 +1,12 @@
 """Column names and allowed values of the comentarios data (no heavy imports: the CLI reads these)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 COLUMNS = (
     "id",
     "timestamp",
@@ -24,3 +31,8 @@ def fold_name(text: str) -> str:
 
     decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c)).replace(" ", "_").replace("-", "_")
+
+
+def text_key(texts: pd.Series) -> pd.Series:
+    """Comments compared without case or extra spaces (a missing one as the empty key)."""
+    return texts.fillna("").str.casefold().str.split().str.join(" ")

@@ -45,6 +45,7 @@ import pandas as pd
 from tasks.common.layout import EXPORTS
 from tasks.common.layout import REVIEW
 from tasks.common.schema import CATEGORIES
+from tasks.common.schema import text_key
 from tasks.common.storage import Storage
 from tasks.common.validation import DatasetError
 from tasks.feedback.labels import labels_location
@@ -86,11 +87,6 @@ def read_review_queue(storage: Storage, since: date | None = None) -> pd.DataFra
     )
     where = ds.field("scored_date") >= since.isoformat() if since else None
     return dataset.to_table(columns=[*READ_COLUMNS, "scored_date"], filter=where).to_pandas()
-
-
-def text_key(texts: pd.Series) -> pd.Series:
-    """Comments compared without case or extra spaces."""
-    return texts.fillna("").str.casefold().str.split().str.join(" ")
 
 
 def model_classes(storage: Storage) -> tuple[str, ...]:

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import get_run_logger
 from prefect import task
@@ -35,6 +34,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.common.layout import PREDICTIONS
 from tasks.common.retries import is_transient
 from tasks.common.retries import retry_if_transient
+from tasks.common.schema import text_key
 from tasks.common.storage import Storage
 
 COLUMNS = ("comentario", "needs_review")
@@ -56,11 +56,6 @@ class ScoredTexts:
                 "known_left_out": self.known_left_out}  # fmt: skip
 
 
-def text_key(text: str) -> str:
-    """A comment compared without case or extra spaces."""
-    return " ".join(text.casefold().split())
-
-
 def newest_first(parts: Iterable[str]) -> list[str]:
     """Part files ordered by partition (``scored_date=YYYY-MM-DD``) newest first, then by name."""
     by_name = sorted(parts)
@@ -68,25 +63,26 @@ def newest_first(parts: Iterable[str]) -> list[str]:
 
 
 def collect_texts(
-    batches: Iterable[tuple[list[str | None], list[bool | None]]],
+    batches: Iterable[tuple[pd.Series, pd.Series]],
     max_rows: int,
     known: set[str],
 ) -> tuple[list[str], int, int]:
-    """Distinct unflagged comments, in order, up to ``max_rows``; and how many rows were left out as
-    flagged, and how many distinct comments as known. Pure: :func:`load_scored_texts` feeds it."""
+    """Distinct unflagged comments, in order, up to ``max_rows``, from batches of (comentario,
+    needs_review); and how many rows were left out as flagged, and how many distinct comments as known.
+    Pure: :func:`load_scored_texts` feeds it."""
     kept: list[str] = []
     seen: set[str] = set()
     flagged = known_hits = 0
     for texts, needs_review in batches:
-        for text, flag in zip(texts, needs_review, strict=True):
+        keys = text_key(texts)
+        for text, key, flag in zip(texts, keys, needs_review.fillna(True), strict=True):
             if len(kept) >= max_rows:
                 return kept, flagged, known_hits
-            if text is None or not text.strip():
+            if not key:  # missing or blank
                 continue
             if flag:
                 flagged += 1
                 continue
-            key = text_key(text)
             if key in seen:
                 continue
             seen.add(key)
@@ -106,7 +102,7 @@ def load_scored_texts(storage: Storage, max_rows: int, known: Sequence[pd.DataFr
     if max_rows <= 0:
         logger.info("Scored comments: none (--scored-rows 0)")
         return ScoredTexts([], 0, 0, 0, 0, 0)
-    known_keys = {text_key(t) for frame in known for t in frame["comentario"] if isinstance(t, str)}
+    known_keys = {key for frame in known for key in text_key(frame["comentario"].astype("string"))}
     parts = newest_first(storage.glob(f"{PREDICTIONS}/scored_date=*/*.parquet"))
     read = skipped = 0
 
@@ -123,8 +119,8 @@ def load_scored_texts(storage: Storage, max_rows: int, known: Sequence[pd.DataFr
                 logger.warning("Scored comments: %s skipped (%s)", rel, exc)
                 continue
             read += 1
-            flags = pc.fill_null(table.column("needs_review"), True)
-            yield table.column("comentario").to_pylist(), flags.to_pylist()
+            columns = table.to_pandas()
+            yield columns["comentario"], columns["needs_review"]
 
     texts, flagged, known_hits = collect_texts(batches(), max_rows, known_keys)
     result = ScoredTexts(texts, max_rows, read, skipped, flagged, known_hits)
