@@ -143,10 +143,14 @@ class SubwordTexts:
         return SubwordTexts(self.grams.take(rows), self.frame, self.mask_frames)
 
     def reads_a_known_word(self) -> np.ndarray:
-        """Bool per row: at least one of its words has a known n-gram (stop words are not read)."""
+        """Bool per row: at least one of the words it reads has a known n-gram (stop words are not read).
+
+        Each row's words are gathered through its start: ``token_ids`` also holds the words past
+        ``max_len`` (``token_lengths`` is capped) and, after :meth:`take`, the rows not taken."""
         g = self.grams
+        tokens = g.token_ids[_repeat_ranges(g.token_starts, g.token_lengths)]
         rows = np.repeat(np.arange(len(g.token_lengths)), g.token_lengths)
-        return np.bincount(rows[g.gram_lengths[g.token_ids] > 0], minlength=len(g.token_lengths)) > 0
+        return np.bincount(rows[g.gram_lengths[tokens] > 0], minlength=len(g.token_lengths)) > 0
 
     def with_frames_masked(self) -> SubwordTexts:
         return replace(self, mask_frames=True)
