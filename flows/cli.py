@@ -23,8 +23,6 @@ from flows.errors import one_line
 from flows.errors import quiet_environment
 from flows.errors import tidy_console
 from flows.prefect_api import start_temporary_api
-from tasks.common.layout import LEARNING_CURVE_FILE
-from tasks.common.layout import REJECTED_ROWS_FILE
 
 if typing.TYPE_CHECKING:
     from flows.score import ScoreSummary
@@ -62,8 +60,8 @@ def _run_train(args: argparse.Namespace) -> int:
     _print_paths(
         {
             "model folder": summary.model_uri,
-            "rejected training rows": f"{summary.model_uri}/{REJECTED_ROWS_FILE}",
-            "learning curve": f"{summary.model_uri}/{LEARNING_CURVE_FILE}",
+            "rejected training rows": summary.rejected_rows_uri,
+            "learning curve": summary.learning_curve_uri,
         }
     )
     return 0

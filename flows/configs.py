@@ -30,8 +30,8 @@ from tasks.common.schema import SEVERITIES
 from tasks.common.schema import fold_name
 
 if TYPE_CHECKING:
-    from tasks.common.storage import Storage
     from tasks.scoring.score_file import ScoringSettings
+    from tasks.store.storage import Storage
 
 # The defaults of the model and training fields live in lstm_model/settings.py; read them from there.
 _TEXT, _ARCH, _TRAIN = TextSettings(), ArchitectureSettings(), TrainingSettings()
@@ -89,7 +89,7 @@ class StorageParams(BaseModel):
         return value or None  # deployments template an unset variable as ""
 
     def storage_root(self) -> Storage:
-        from tasks.common.storage import Storage
+        from tasks.store.storage import Storage
 
         return Storage(self.storage, self.s3_endpoint_url)
 

@@ -19,14 +19,14 @@ import socket
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from tasks.common.layout import MODELS
+from tasks.store.models import models_uri
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
     from flows.configs import ScoreConfig
     from flows.configs import TrainConfig
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -216,12 +216,12 @@ def check_score(config: ScoreConfig) -> None:
                 f"{exc} (--model)", "pass --model latest or the name of a folder under models/"
             ) from exc
         raise ActionableError(
-            f"no promoted model under {storage.uri(MODELS)}",
+            f"no promoted model under {models_uri(storage)}",
             f"train one first (comentarios train --storage {config.storage}) or pass --model <version>",
         ) from exc
     if not is_complete(storage, version):
         raise ActionableError(
-            f"model version {version!r} not found (or incomplete) under {storage.uri(MODELS)} (--model)",
+            f"model version {version!r} not found (or incomplete) under {models_uri(storage)} (--model)",
             "pass --model latest or the name of a folder under models/",
         )
     from tasks.registry.versions import ModelFileError

@@ -22,7 +22,7 @@ from typing import Any
 
 from flows.cli_flags import add_config_flags
 from flows.cli_flags import config_from_args
-from tasks.common.layout import MODELS
+from tasks.store.models import models_uri
 
 
 def _storage(args: argparse.Namespace):
@@ -42,7 +42,7 @@ def _list(args: argparse.Namespace) -> int:
     storage = _storage(args)
     infos = list_versions(storage)
     if not infos:
-        print(f"no model versions under {storage.uri(MODELS)}")
+        print(f"no model versions under {models_uri(storage)}")
         return 0
     print(versions_table(infos))
     return 0
@@ -68,7 +68,7 @@ def _no_such_version(storage, args: argparse.Namespace, exc: Exception) -> Excep
     import shlex
 
     from flows.errors import ActionableError
-    from tasks.registry.catalog import complete_versions
+    from tasks.store.models import complete_versions
 
     close = difflib.get_close_matches(args.version, complete_versions(storage), n=2, cutoff=0.6)
     listing = f"comentarios models list --storage {shlex.quote(args.storage)}"

@@ -17,15 +17,16 @@ from pydantic import BaseModel
 from flows.configs import TrainConfig
 from tasks.common.freeform import load_frames_eval
 from tasks.common.freeform import load_freeform_eval
-from tasks.common.layout import EVAL_FILE
-from tasks.common.layout import LEARNING_CURVE_FILE
-from tasks.common.layout import REJECTED_ROWS_FILE
-from tasks.common.layout import create_layout
 from tasks.common.validation import ValidationOutcome
 from tasks.feedback.labels import load_labels
 from tasks.registry.gate import unreadable_labels_blocker
 from tasks.registry.promotion import apply_promotion
 from tasks.registry.versions import publish_model
+from tasks.store.folders import create_layout
+from tasks.store.models import EVAL_FILE
+from tasks.store.models import LEARNING_CURVE_FILE
+from tasks.store.models import REJECTED_ROWS_FILE
+from tasks.store.models import version_uri
 from tasks.training.champion import challenge_champion
 from tasks.training.dataset import fingerprint
 from tasks.training.dataset import split_dataset
@@ -52,6 +53,8 @@ from tasks.training.source import parse_source
 class TrainSummary(BaseModel):
     version: str
     model_uri: str
+    rejected_rows_uri: str = ""  # rejected_rows.parquet in the model folder
+    learning_curve_uri: str = ""
     promoted: bool
     device: str
     valid_rows: int  # rows trained on, validated and tested (source and label rows)
@@ -167,6 +170,8 @@ def train_lstm(config: TrainConfig = TrainConfig()) -> TrainSummary:
     summary = TrainSummary(
         version=version,
         model_uri=model_uri,
+        rejected_rows_uri=version_uri(storage, version, REJECTED_ROWS_FILE),
+        learning_curve_uri=version_uri(storage, version, LEARNING_CURVE_FILE),
         promoted=promoted,
         device=fitted.report.device,
         valid_rows=data.summary["rows_used"],

@@ -28,15 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyarrow.parquet as pq
 
-import tasks.scoring.outputs
 import tasks.scoring.score_file
+import tasks.store.tables
 from flows.configs import ScoreConfig
-from tasks.common.layout import PREDICTIONS
-from tasks.common.storage import Storage
 from tasks.scoring.batch_job import ScoringRun
 from tasks.scoring.batch_job import process_file
 from tasks.scoring.discovery import InputFile
 from tasks.scoring.path_index import location_of
+from tasks.store.layout import PREDICTIONS
+from tasks.store.storage import Storage
 
 MODEL_VERSION = "20250101T000000Z-testlstm"
 
@@ -57,7 +57,7 @@ def install_hooks(point: str) -> None:
         if point == "temp-part" and seen["tables"] == 1:  # the first part is predictions part 0
             pause(point)
 
-    tasks.scoring.outputs.pq.write_table = write_table
+    tasks.store.tables.pq.write_table = write_table
 
     def wrap_write_part(real):
         def write_part(storage, table, when, key, part, data, *args, **kwargs):

@@ -86,6 +86,6 @@ def root(model_store, tmp_path) -> Path:
 
 @pytest.fixture
 def storage(root):
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     return Storage(str(root))

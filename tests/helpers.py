@@ -70,10 +70,10 @@ def build_model_store(root: Path, dataset: pd.DataFrame) -> Path:
     from lstm_model.settings import ArchitectureSettings
     from lstm_model.settings import TrainingSettings
     from tasks.common.freeform import load_freeform
-    from tasks.common.layout import LATEST
-    from tasks.common.storage import Storage
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
+    from tasks.store.layout import LATEST
+    from tasks.store.storage import Storage
 
     if (root / LATEST).exists():
         return root

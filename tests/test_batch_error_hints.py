@@ -107,7 +107,7 @@ def test_an_input_glob_that_matches_nothing_is_an_error_before_the_run(root):
 def test_an_s3_glob_that_matches_nothing_is_an_error_too(s3_server, s3_prefix):
     from flows.errors import ActionableError
     from flows.errors import check_glob_matches
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     storage = Storage(s3_prefix / "store", s3_server.endpoint)
     s3_server.put(f"{s3_prefix.key}/store/incoming/a.parquet", b"PAR1")

@@ -12,16 +12,16 @@ from dataclasses import replace
 
 import pytest
 
-from tasks.common.storage import Storage
 from tasks.scoring.claims import Claim
 from tasks.scoring.claims import ClaimHeld
 from tasks.scoring.claims import ClaimLost
 from tasks.scoring.claims import ClaimRecord
 from tasks.scoring.claims import ProcessId
-from tasks.scoring.claims import _generation_path
 from tasks.scoring.claims import _this_process
 from tasks.scoring.claims import acquire
 from tasks.scoring.claims import current_claim
+from tasks.store.ledger import claim_generation
+from tasks.store.storage import Storage
 
 pytest_plugins = ("s3_support",)
 KEY = "ab" * 32
@@ -41,7 +41,7 @@ def claim(store: Storage, owner: str = "run A", lease: float = 30.0, log=None) -
 
 def plant(store: Storage, record: ClaimRecord) -> None:
     """Another run's claim, written the way that run would have written it."""
-    store.create(_generation_path(record.key, record.generation), record.to_json())
+    store.create(claim_generation(record.key, record.generation), record.to_json())
 
 
 def test_one_holder_at_a_time_then_released(store):
@@ -61,7 +61,7 @@ def test_a_claim_of_another_machine_is_taken_over_only_once_its_lease_ran_out(st
     with pytest.raises(ClaimHeld, match="run X"):
         claim(store, "run B")
 
-    store.delete(_generation_path(KEY, 7))
+    store.delete(claim_generation(KEY, 7))
     plant(store, ClaimRecord(KEY, 8, "run X", "day1/batch.parquet", time.time() - 1, process=elsewhere))
     said = []
     with claim(store, "run B", log=said.append) as taken:
@@ -119,7 +119,7 @@ def test_the_lease_is_renewed_while_held(store):
         assert renewed.owner == first.owner and not renewed.released
         held.check()  # still ours
     newest = current_claim(store, KEY).generation
-    assert store.glob("claims/*/*.json") == [_generation_path(KEY, newest)], "older generations are tidied"
+    assert store.glob("claims/*/*.json") == [claim_generation(KEY, newest)], "older generations are tidied"
 
 
 def test_a_holder_whose_claim_was_taken_over_stops(store):

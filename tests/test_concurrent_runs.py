@@ -96,7 +96,7 @@ def test_two_runs_at_once_on_a_local_folder_score_every_row_once(
         outcomes, read_table(root, "predictions"), read_table(root, "errors/rejected"), frames
     )
     assert sorted(p.stem for p in (root / "ledger").glob("*.json")) == sorted(keys)
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     assert all(current_claim(Storage(str(root)), key).released for key in keys), "a claim was left held"
 
@@ -106,10 +106,10 @@ def test_two_runs_at_once_on_s3_score_every_row_once(
     prefect_harness, s3_server, s3_prefix, model_store, shared_dataset, tmp_path
 ):
     from s3_support import assert_no_credentials
-    from tasks.common.storage import Storage
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
     from tasks.scoring.claims import current_claim
+    from tasks.store.storage import Storage
 
     storage = Storage(s3_prefix / "store", s3_server.endpoint)
     folder = model_store / "models" / MODEL_VERSION

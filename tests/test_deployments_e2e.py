@@ -42,7 +42,7 @@ import psutil
 import pytest
 
 from flows.configs import DEFAULT_SOURCE
-from tasks.common.storage import Storage
+from tasks.store.storage import Storage
 
 pytest_plugins = ("s3_support",)  # the moto S3 server, for the S3 variant
 

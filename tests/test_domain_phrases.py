@@ -118,7 +118,7 @@ class TestLoading:
     def load(tmp_path, source: str):
         from prefect import flow
 
-        from tasks.common.storage import Storage
+        from tasks.store.storage import Storage
         from tasks.training.phrases import load_domain_phrases
 
         @flow(name="load-phrases-test")

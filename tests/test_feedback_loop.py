@@ -50,7 +50,7 @@ def cli(*args: str) -> None:
 @pytest.fixture(scope="module")
 def loop(prefect_harness, model_store, shared_dataset_path, tmp_path_factory):
     from flows.train import train_lstm
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     work = tmp_path_factory.mktemp("loop")
     root = work / "storage"
@@ -233,8 +233,8 @@ def test_an_unreadable_label_file_does_not_stop_the_others_and_fails_the_run(
     prefect_harness, shared_dataset_path, tmp_path, capsys
 ):
     from flows.cli import main
-    from tasks.common.storage import Storage
     from tasks.registry.versions import current_latest
+    from tasks.store.storage import Storage
 
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "revision.csv").write_bytes(
@@ -281,8 +281,8 @@ def test_the_loop_on_s3(prefect_harness, s3_server, s3_prefix, model_store, shar
     from flows.configs import ScoreConfig
     from flows.score import score_batches
     from flows.train import train_lstm
-    from tasks.common.storage import Storage
     from tasks.registry.promotion import read_promotions
+    from tasks.store.storage import Storage
 
     store, endpoint = s3_prefix / "store", s3_server.endpoint
     storage = Storage(store, endpoint)

@@ -79,9 +79,9 @@ def test_input_that_reaches_the_storages_own_folders_is_refused(root, prefect_ha
 
 
 def test_which_inputs_reach_an_own_folder(root):
-    from tasks.common.layout import OWN_FOLDERS
-    from tasks.common.storage import Storage
     from tasks.scoring.input_guard import reached_own_folder
+    from tasks.store.layout import OWN_FOLDERS
+    from tasks.store.storage import Storage
 
     storage = Storage(str(root))
     (root / "incoming" / "2026").mkdir(parents=True)
@@ -104,21 +104,21 @@ def test_which_inputs_reach_an_own_folder(root):
     assert reached_own_folder(storage, f"{root}/[pr]*") is not None
     assert reached_own_folder(storage, f"{root}/*.parquet") is None  # files beside the folders only
     # the folder names of the modules that write them
-    from tasks.common.layout import CLAIMS
-    from tasks.common.layout import LEDGER
-    from tasks.common.layout import MODELS
-    from tasks.common.layout import PREDICTIONS
-    from tasks.common.layout import REJECTED
-    from tasks.common.layout import REVIEW
-    from tasks.common.layout import SUMMARIES
+    from tasks.store.layout import CLAIMS
+    from tasks.store.layout import LEDGER
+    from tasks.store.layout import MODELS
+    from tasks.store.layout import PREDICTIONS
+    from tasks.store.layout import REJECTED
+    from tasks.store.layout import REVIEW
+    from tasks.store.layout import SUMMARIES
 
     for written in (LEDGER, CLAIMS, PREDICTIONS, REJECTED, REVIEW, SUMMARIES, MODELS, "labels"):
         assert written.split("/")[0] in OWN_FOLDERS
 
 
 def test_input_under_an_own_folder_on_s3_is_refused(s3_server, s3_prefix, tmp_path):
-    from tasks.common.storage import Storage
     from tasks.scoring.input_guard import reached_own_folder
+    from tasks.store.storage import Storage
 
     store = s3_prefix / "store"
     s3_server.put(f"{s3_prefix.key}/store/predictions/part-0.parquet", b"not read")
@@ -207,9 +207,9 @@ def test_promote_refuses_what_scoring_could_not_load(root, capsys):
     import torch
 
     from flows.cli import main
-    from tasks.common.storage import Storage
     from tasks.registry.versions import current_latest
     from tasks.registry.versions import load_bundle
+    from tasks.store.storage import Storage
 
     storage = Storage(str(root))
 

@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("flows", "tasks", "lstm_model")
 # tasks/ sub-packages, lowest first: each may import only those before it (and itself).
-TASK_LAYERS = ("common", "registry", "scoring", "feedback", "training")
+TASK_LAYERS = ("common", "store", "registry", "scoring", "feedback", "training")
 
 
 def module_name(path: Path) -> str:

@@ -143,7 +143,7 @@ def test_a_file_written_while_the_run_lists_the_folder_is_scored_once_whole(
 
 
 def test_an_idle_rerun_opens_no_scored_file(root, prefect_harness, shared_dataset, monkeypatch):
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     for i in range(3):
         write_batch(root, f"day{i}/b.parquet", dataset_rows(shared_dataset, 5, f"idle{i}", start=5 * i))

@@ -92,9 +92,9 @@ def test_a_label_file_cut_at_its_end_is_unreadable(shared_dataset):
 
 
 def test_label_files_younger_than_min_file_age_wait(tmp_path, shared_dataset):
-    from tasks.common.storage import Storage
     from tasks.feedback.labels import labels_location
     from tasks.feedback.labels import read_labels
+    from tasks.store.storage import Storage
 
     storage = Storage(str(tmp_path))
     folder = tmp_path / "labels"
@@ -116,8 +116,8 @@ def test_train_leaves_a_young_label_file_and_fails_on_a_cut_one(
     from flows.cli import main
     from flows.train import LabelFilesUnreadable
     from flows.train import train_lstm
-    from tasks.common.storage import Storage
     from tasks.registry.versions import current_latest
+    from tasks.store.storage import Storage
 
     folder = tmp_path / "labels"
     folder.mkdir()

@@ -19,13 +19,13 @@ from prefect.logging import disable_run_logger
 
 from helpers import LABELS
 from helpers import comment_rows
-from tasks.common.storage import Storage
 from tasks.common.validation import DatasetError
 from tasks.feedback.labels import LabelSet
 from tasks.feedback.labels import csv_separator
 from tasks.feedback.labels import labels_location
 from tasks.feedback.labels import read_label_file
 from tasks.feedback.labels import read_labels
+from tasks.store.storage import Storage
 from tasks.training.dataset import check_training_rows
 from tasks.training.dataset import split_dataset
 from tasks.training.rows import combine

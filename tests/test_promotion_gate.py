@@ -18,10 +18,6 @@ from prefect.logging import disable_run_logger
 
 from helpers import LABELS
 from helpers import tiny_bundle
-from tasks.common.layout import EVAL_FILE
-from tasks.common.layout import LATEST
-from tasks.common.layout import PROMOTIONS
-from tasks.common.storage import Storage
 from tasks.registry.gate import SetComparison
 from tasks.registry.gate import decide
 from tasks.registry.gate import unreadable_labels_blocker
@@ -32,6 +28,10 @@ from tasks.registry.versions import ModelNotFound
 from tasks.registry.versions import is_complete
 from tasks.registry.versions import set_latest
 from tasks.registry.versions import write_version
+from tasks.store.layout import EVAL_FILE
+from tasks.store.layout import LATEST
+from tasks.store.layout import PROMOTIONS
+from tasks.store.storage import Storage
 from tasks.training.champion import Contender
 from tasks.training.champion import comparison_sets
 from tasks.training.champion import load_champion

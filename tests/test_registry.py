@@ -13,17 +13,17 @@ import torch
 from helpers import tiny_bundle
 from lstm_model.bundle import WEIGHTS_FILE
 from lstm_model.predict import Classifier
-from tasks.common.layout import COMPLETE
-from tasks.common.layout import LATEST
-from tasks.common.storage import Storage
 from tasks.registry.versions import ModelFileError
 from tasks.registry.versions import ModelNotFound
 from tasks.registry.versions import is_complete
 from tasks.registry.versions import load_bundle
 from tasks.registry.versions import resolve_version
 from tasks.registry.versions import set_latest
-from tasks.registry.versions import version_dir
 from tasks.registry.versions import write_version
+from tasks.store.layout import COMPLETE
+from tasks.store.layout import LATEST
+from tasks.store.models import version_dir
+from tasks.store.storage import Storage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PROBE_TEXTS = ["El pedido de cámara llegó dañado", "no acepta mi tarjeta", "el precio subió", ""]

@@ -91,11 +91,11 @@ def test_temp_file_of_a_killed_write_does_not_break_duckdb(root, storage, shared
     temporary file as it was at that moment (real name, partial bytes) is put back after the
     ``finally`` clause that a SIGKILL would never have run.
     """
-    import tasks.scoring.outputs
+    import tasks.store.tables
 
     frame = dataset_rows(shared_dataset, 8, "t").drop(columns=["categoria"])
     batch = write_batch(root, "tmp.parquet", frame)
-    real_write_table = tasks.scoring.outputs.pq.write_table
+    real_write_table = tasks.store.tables.pq.write_table
     calls, left_behind = [], {}
 
     def write_table(table, handle, **kwargs):
@@ -114,7 +114,7 @@ def test_temp_file_of_a_killed_write_does_not_break_duckdb(root, storage, shared
         raise Killed("SIGKILL while writing predictions part 1")
 
     with monkeypatch.context() as patch:
-        patch.setattr(tasks.scoring.outputs.pq, "write_table", write_table)
+        patch.setattr(tasks.store.tables.pq, "write_table", write_table)
         with pytest.raises(Killed):
             score(storage, batch, chunk_rows=4)
     assert len(left_behind) == 1, "expected one temporary file for the interrupted write"

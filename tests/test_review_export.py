@@ -13,15 +13,15 @@ import pyarrow as pa
 import pytest
 
 from helpers import LABELS
-from tasks.common.layout import REVIEW
-from tasks.common.storage import Storage
 from tasks.feedback.labels import labels_location
 from tasks.feedback.labels import read_labels
 from tasks.feedback.review_export import EXPORT_COLUMNS
 from tasks.feedback.review_export import export_review
 from tasks.feedback.review_export import order_for_labelling
 from tasks.scoring.outputs import review_schema
-from tasks.scoring.outputs import write_part
+from tasks.store.layout import REVIEW
+from tasks.store.storage import Storage
+from tasks.store.tables import write_part
 
 
 def queue_rows(*rows: tuple[str, str, str | None, float, str]) -> pd.DataFrame:
@@ -135,9 +135,9 @@ def test_labels_are_checked_against_the_classes_of_the_model_in_service(storage,
     """A model trained with other --categories: its analysts' labels count as labelled."""
     import json
 
-    from tasks.common.layout import LATEST
     from tasks.feedback.review_export import labelled_already
     from tasks.feedback.review_export import model_classes
+    from tasks.store.layout import LATEST
 
     classes = ("app_movil", "logistica", "precios", "servicio_cliente")
     (tmp_path / "storage" / "models" / "v1").mkdir(parents=True)

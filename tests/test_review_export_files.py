@@ -23,7 +23,6 @@ from test_review_export import queue_rows
 from test_review_export import write_review
 
 from helpers import LABELS
-from tasks.common.storage import Storage
 from tasks.feedback.labels import labels_location
 from tasks.feedback.labels import read_label_file
 from tasks.feedback.labels import read_labels
@@ -33,6 +32,7 @@ from tasks.feedback.review_export import export_review
 from tasks.feedback.review_export import export_target
 from tasks.feedback.spreadsheet import neutralise_text
 from tasks.feedback.spreadsheet import restore_text
+from tasks.store.storage import Storage
 
 pytest_plugins = ("s3_support",)
 

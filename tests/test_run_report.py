@@ -211,9 +211,9 @@ def test_the_learning_curve_has_whole_epochs_on_its_x_axis():
 @pytest.fixture
 def report_root(tmp_path) -> Path:
     """A storage root whose promoted model has test metrics with an uneven class support."""
-    from tasks.common.storage import Storage
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
+    from tasks.store.storage import Storage
 
     truth = np.repeat(np.arange(len(LABELS)), TRAINING_MIX)
     metrics = {"test": evaluate(truth, truth, LABELS)}

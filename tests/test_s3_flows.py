@@ -114,8 +114,8 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
     from flows.train import train_lstm
     from lstm_model.bundle import MODEL_FILES
     from lstm_model.bundle import NGRAMS_FILE
-    from tasks.common.storage import Storage
     from tasks.registry.versions import load_bundle
+    from tasks.store.storage import Storage
 
     source = s3_prefix / "source/comentarios.json"
     s3_server.put(f"{s3_prefix.key}/source/comentarios.json", shared_dataset_path.read_bytes())
@@ -169,8 +169,8 @@ def test_train_from_s3_source_publishes_the_model_on_s3(
 def test_score_batches_on_s3_then_rerun_scores_nothing(
     prefect_harness, s3_server, s3_prefix, model_store, shared_dataset
 ):
-    from tasks.common.storage import Storage
     from tasks.scoring.outputs import predictions_schema
+    from tasks.store.storage import Storage
 
     storage = Storage(s3_prefix / "store", s3_server.endpoint)
     put_model(storage, model_store)
@@ -224,7 +224,7 @@ def test_unreadable_object_next_to_good_ones(
     prefect_harness, s3_server, s3_prefix, model_store, shared_dataset
 ):
     from flows.score import BatchesFailed
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     put_model(Storage(s3_prefix / "store", s3_server.endpoint), model_store)
     good1 = dataset_rows(shared_dataset, 24, "s3c1")
@@ -292,8 +292,8 @@ def test_endpoint_failure_mid_run_then_rerun_is_exactly_once(
 ):
     import flows.score
     from flows.score import BatchesFailed
-    from tasks.common.storage import Storage
     from tasks.scoring.batch_job import score_batch
+    from tasks.store.storage import Storage
 
     # One attempt per S3 call inside botocore (s3fs still retries a few times, ~2 s), and no Prefect
     # retry of the batch (its delays are 5 s and 30 s): the outage fails the run, quickly.
@@ -350,7 +350,7 @@ def test_short_outage_is_healed_by_the_task_retry(
 ):
     """The real flow, retries included: the outage outlasts s3fs's own retries (~2 s) but not the
     batch's first Prefect retry (5 s later), which removes the half-written parts and starts over."""
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     put_model(Storage(s3_prefix / "store", s3_server.endpoint), model_store)
@@ -396,7 +396,7 @@ def test_object_replaced_after_the_listing_is_scored_next_run_whole(
     prefect_harness, s3_server, s3_prefix, model_store, shared_dataset, monkeypatch
 ):
     import tasks.scoring.discovery
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     put_model(Storage(s3_prefix / "store", s3_server.endpoint), model_store)
     first_upload = dataset_rows(shared_dataset, 6, "s3f-partial")

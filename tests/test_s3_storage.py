@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def s3_storage(prefix, server, rel: str = "store"):
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     return Storage(prefix / rel, server.endpoint)
 
@@ -141,11 +141,11 @@ def test_listings_see_objects_written_by_other_programs(s3_server, s3_prefix):
 
 
 def test_output_part_is_read_by_pandas_from_s3(s3_server, s3_prefix):
-    from tasks.common.layout import PREDICTIONS
-    from tasks.common.layout import REJECTED
     from tasks.scoring.outputs import REJECTED_SCHEMA
     from tasks.scoring.outputs import predictions_schema
-    from tasks.scoring.outputs import write_part
+    from tasks.store.layout import PREDICTIONS
+    from tasks.store.layout import REJECTED
+    from tasks.store.tables import write_part
 
     storage = s3_storage(s3_prefix, s3_server)
     when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -212,13 +212,13 @@ def test_registry_round_trip_and_incomplete_versions_on_s3(s3_server, s3_prefix,
     import torch
 
     from lstm_model.bundle import MODEL_FILES
-    from tasks.common.layout import LATEST
     from tasks.registry.versions import ModelNotFound
     from tasks.registry.versions import is_complete
     from tasks.registry.versions import load_bundle
     from tasks.registry.versions import resolve_version
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
+    from tasks.store.layout import LATEST
 
     storage = s3_storage(s3_prefix, s3_server)
     with pytest.raises(ModelNotFound, match="no promoted model"):
@@ -273,14 +273,14 @@ def test_credentials_are_never_written(s3_server, s3_prefix, shared_dataset):
     import fsspec
 
     from flows.configs import ScoreConfig
-    from tasks.common.layout import TABLES
-    from tasks.common.storage import Storage
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
     from tasks.scoring.discovery import BatchFile
     from tasks.scoring.discovery import content_key
     from tasks.scoring.discovery import read_ledger
     from tasks.scoring.score_file import score_file
+    from tasks.store.layout import TABLES
+    from tasks.store.storage import Storage
 
     storage = s3_storage(s3_prefix, s3_server)
     for text in (repr(storage), str(storage), repr(storage.options)):

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import comment_rows
+from tasks.store.tables import newest_first
 from tasks.training.scored_texts import collect_texts
-from tasks.training.scored_texts import newest_first
 
 
 def _batch(*rows):
@@ -94,7 +94,7 @@ class TestLoadingFromStorage:
     def load(root, max_rows, known=()):
         from prefect import flow
 
-        from tasks.common.storage import Storage
+        from tasks.store.storage import Storage
         from tasks.training.scored_texts import load_scored_texts
 
         @flow(name="load-scored-texts-test")

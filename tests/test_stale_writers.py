@@ -74,13 +74,13 @@ class Place:
 def place(request, root, shared_dataset) -> Place:
     frame = chaos_frame(shared_dataset)
     if request.param == "local":
-        from tasks.common.storage import Storage
+        from tasks.store.storage import Storage
 
         write_batch(root, "chaos.parquet", frame)
         return Place(
             Storage(str(root)), str(root), "", str(root / "incoming"), lambda table: read_table(root, table)
         )
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
     server, prefix = request.getfixturevalue("s3_server"), request.getfixturevalue("s3_prefix")
     storage = Storage(prefix / "store", server.endpoint)
@@ -189,8 +189,8 @@ def test_a_run_paused_past_its_lease_at_any_write_point_loses_and_duplicates_not
     place, point, shared_dataset, tmp_path
 ):
     from tasks.scoring.discovery import read_ledger
-    from tasks.scoring.outputs import parts_of
     from tasks.scoring.reconcile import reconcile_outputs
+    from tasks.store.tables import parts_of
 
     frame = chaos_frame(shared_dataset)
     proc, log = start_a(place, point, tmp_path)
@@ -244,8 +244,8 @@ def test_a_failure_under_the_claim_deletes_only_the_runs_own_parts(
     """Item 1: the cleanup of a failed batch removes its own parts, never another fence's."""
     import tasks.scoring.score_file
     from flows.configs import ScoreConfig
-    from tasks.common.layout import PREDICTIONS
     from tasks.scoring.score_file import score_file
+    from tasks.store.layout import PREDICTIONS
 
     batch = write_batch(root, "b.parquet", dataset_rows(shared_dataset, 30, "own"))
     calls = []

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import shutil
 
-from tasks.common.layout import PEOPLE_FOLDERS
-from tasks.common.layout import create_layout
-from tasks.common.storage import Storage
+from tasks.store.folders import create_layout
+from tasks.store.layout import PEOPLE_FOLDERS
+from tasks.store.storage import Storage
 
 pytest_plugins = ("s3_support",)
 

@@ -21,10 +21,10 @@ from helpers import small_train_config as small_config
 from lstm_model.bundle import MODEL_FILES
 from lstm_model.bundle import NGRAMS_FILE
 from lstm_model.predict import Classifier
-from tasks.common.storage import Storage
 from tasks.common.validation import DatasetError
 from tasks.registry.promotion import read_promotions
 from tasks.registry.versions import load_bundle
+from tasks.store.storage import Storage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

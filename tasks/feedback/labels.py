@@ -42,11 +42,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.common.batch_hints import column_hints
-from tasks.common.layout import LABELS_DIR
 from tasks.common.records import parse_records
 from tasks.common.retries import retry_if_transient
 from tasks.common.schema import fold_name
-from tasks.common.storage import Storage
 from tasks.common.validation import DatasetError
 from tasks.common.validation import Rule
 from tasks.common.validation import apply_rules
@@ -56,6 +54,8 @@ from tasks.common.validation import text_or_null
 from tasks.feedback.spreadsheet import NotXlsx
 from tasks.feedback.spreadsheet import read_xlsx_frame
 from tasks.feedback.spreadsheet import restore_text
+from tasks.store.folders import labels_uri
+from tasks.store.storage import Storage
 
 LABEL_COLUMNS = ("id", "comentario", "categoria")
 SOURCE_FILE = "source_file"  # the rejected report's column naming where a row came from
@@ -98,7 +98,7 @@ def labels_location(storage: Storage, setting: str) -> str | None:
     if setting.strip().lower() == "none":
         return None
     if setting.strip().lower() == "auto":
-        return storage.uri(LABELS_DIR)
+        return labels_uri(storage)
     return setting
 
 
@@ -142,7 +142,7 @@ def split_by_age(
     """
     if min_file_age <= 0 or not files:
         return files, []
-    from tasks.common.storage import version_from_info
+    from tasks.store.storage import version_from_info
 
     fs, _ = storage.filesystem_for(location)
     now = time.time()

@@ -42,16 +42,20 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from tasks.common.layout import EXPORTS
-from tasks.common.layout import REVIEW
 from tasks.common.schema import CATEGORIES
 from tasks.common.schema import text_key
-from tasks.common.storage import Storage
 from tasks.common.validation import DatasetError
 from tasks.feedback.labels import labels_location
 from tasks.feedback.labels import read_labels
 from tasks.feedback.spreadsheet import safe_csv_bytes
 from tasks.feedback.spreadsheet import xlsx_bytes
+from tasks.store.folders import exports_uri
+from tasks.store.folders import in_exports
+from tasks.store.models import version_file
+from tasks.store.storage import Storage
+from tasks.store.tables import PARTITION_KEY
+from tasks.store.tables import REVIEW
+from tasks.store.tables import read_table
 
 EXPORT_COLUMNS = (
     "id",
@@ -73,20 +77,10 @@ FORMATS = ("xlsx", "csv")
 
 def read_review_queue(storage: Storage, since: date | None = None) -> pd.DataFrame:
     """The ``review/`` table (rows scored on or after ``since``), or an empty frame when there is none."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    empty = pd.DataFrame(columns=[*READ_COLUMNS, "scored_date"])
-    if not storage.glob(f"{REVIEW}/scored_date=*/*.parquet"):
-        return empty
-    dataset = ds.dataset(
-        storage.path(REVIEW),
-        filesystem=storage.fs,
-        format="parquet",
-        partitioning=ds.partitioning(pa.schema([("scored_date", pa.string())]), flavor="hive"),
-    )
-    where = ds.field("scored_date") >= since.isoformat() if since else None
-    return dataset.to_table(columns=[*READ_COLUMNS, "scored_date"], filter=where).to_pandas()
+    table = read_table(storage, REVIEW, READ_COLUMNS, since)
+    if table is None:
+        return pd.DataFrame(columns=[*READ_COLUMNS, PARTITION_KEY])
+    return table.to_pandas()
 
 
 def model_classes(storage: Storage) -> tuple[str, ...]:
@@ -95,12 +89,11 @@ def model_classes(storage: Storage) -> tuple[str, ...]:
     from lstm_model.bundle import META_FILE  # here: the registry's modules import torch
     from lstm_model.bundle import labels_in_meta
     from tasks.registry.versions import current_latest
-    from tasks.registry.versions import version_dir
 
     latest = current_latest(storage)
     if latest is None:
         return tuple(CATEGORIES)
-    return tuple(labels_in_meta(storage.read_bytes(f"{version_dir(latest)}/{META_FILE}")))
+    return tuple(labels_in_meta(storage.read_bytes(version_file(latest, META_FILE))))
 
 
 def labelled_already(
@@ -187,7 +180,7 @@ class ExportTarget:
 def default_out(storage: Storage, fmt: str, now: datetime | None = None) -> str:
     """``<storage>/exports/revision-<UTC time>.<fmt>``."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return storage.uri(EXPORTS, f"revision-{stamp}.{fmt}")
+    return exports_uri(storage, f"revision-{stamp}.{fmt}")
 
 
 def _format_of(out: str, fmt: str | None) -> str:
@@ -235,12 +228,12 @@ def export_target(
         rel = _inside(path.rstrip("/"), storage.path())
     else:
         rel = None  # another filesystem: outside the root
-    exports = rel is not None and rel.split("/")[0] == EXPORTS and rel != EXPORTS
+    exports = rel is not None and in_exports(rel)
     if rel is not None and not exports:
         raise ExportRefused(
             f"--out {out} is inside the storage root {storage.uri()}"
             + (f" ({rel.split('/')[0]}/ belongs to the pipeline)" if rel else ""),
-            f"write it outside the storage root, or under {storage.uri(EXPORTS)}/ (the default without --out)",
+            f"write it outside the storage root, or under {exports_uri(storage)}/ (the default without --out)",
         )
     fmt = _format_of(out, fmt) if given else (fmt or "xlsx")
     if fs.isdir(path):

@@ -13,14 +13,13 @@ from typing import Any
 
 from lstm_model.bundle import META_FILE
 from lstm_model.bundle import SPLITS_FILE
-from tasks.common.layout import COMPLETE
-from tasks.common.layout import MODELS
-from tasks.common.storage import Storage
 from tasks.registry.gate import PromotionDecision
 from tasks.registry.promotion import read_promotions
 from tasks.registry.versions import current_latest
 from tasks.registry.versions import require_complete
-from tasks.registry.versions import version_dir
+from tasks.store.models import complete_versions
+from tasks.store.models import version_file
+from tasks.store.storage import Storage
 
 SET_ORDER = ("test", "labels", "freeform", "frames")
 
@@ -45,19 +44,10 @@ def created_at(version: str) -> str:
         return "?"
 
 
-def complete_versions(storage: Storage) -> list[str]:
-    """Names of the complete versions (those with a ``_COMPLETE`` manifest), oldest first."""
-    return [path.split("/")[-2] for path in storage.glob(f"{MODELS}/*/{COMPLETE}")]
-
-
 def version_info(storage: Storage, version: str, log: list[dict], latest: str | None) -> VersionInfo:
-    folder = version_dir(version)
-    meta = json.loads(storage.read_bytes(f"{folder}/{META_FILE}"))
-    splits = (
-        json.loads(storage.read_bytes(f"{folder}/{SPLITS_FILE}"))
-        if storage.exists(f"{folder}/{SPLITS_FILE}")
-        else {}
-    )
+    meta = json.loads(storage.read_bytes(version_file(version, META_FILE)))
+    splits_file = version_file(version, SPLITS_FILE)
+    splits = json.loads(storage.read_bytes(splits_file)) if storage.exists(splits_file) else {}
     data = meta.get("data") or {}
     promotion = meta.get("promotion")
     return VersionInfo(
@@ -115,7 +105,7 @@ def _set_rank(name: str) -> tuple[int, str]:
 def bundle_json(storage: Storage, version: str) -> str:
     """A version's ``bundle.json`` as stored."""
     require_complete(storage, version)
-    return storage.read_text(f"{version_dir(version)}/{META_FILE}")
+    return storage.read_text(version_file(version, META_FILE))
 
 
 def describe_version(storage: Storage, version: str) -> str:

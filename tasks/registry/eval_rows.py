@@ -10,9 +10,9 @@ import io
 
 import pandas as pd
 
-from tasks.common.layout import EVAL_FILE
-from tasks.common.storage import Storage
-from tasks.registry.versions import version_dir
+from tasks.store.models import EVAL_FILE
+from tasks.store.models import version_file
+from tasks.store.storage import Storage
 
 EVAL_SET = "set"  # eval.parquet's column naming the evaluation set of a row
 EVAL_COLUMNS = ("id", "comentario", "categoria", EVAL_SET)
@@ -21,7 +21,7 @@ EVAL_COLUMNS = ("id", "comentario", "categoria", EVAL_SET)
 def read_eval_rows(storage: Storage, version: str, columns: list[str] | None = None) -> pd.DataFrame | None:
     """A version's ``eval.parquet`` (None for versions trained before it existed)."""
     try:
-        data = storage.read_bytes(f"{version_dir(version)}/{EVAL_FILE}")
+        data = storage.read_bytes(version_file(version, EVAL_FILE))
     except FileNotFoundError:
         return None
     return pd.read_parquet(io.BytesIO(data), columns=columns)

@@ -24,13 +24,14 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.common.layout import MODELS
-from tasks.common.layout import PROMOTIONS
 from tasks.common.retries import retry_if_transient
-from tasks.common.storage import Storage
 from tasks.registry.gate import PromotionDecision
 from tasks.registry.versions import current_latest
 from tasks.registry.versions import set_latest
+from tasks.store.models import promotion_record
+from tasks.store.models import promotion_records
+from tasks.store.models import version_uri
+from tasks.store.storage import Storage
 
 AUTOMATIC, MANUAL = "automatic", "manual"
 
@@ -72,14 +73,13 @@ def promote(
         "kind": kind,
         "reason": reason,
     }
-    name = f"{PROMOTIONS}/{now:%Y%m%dT%H%M%S%fZ}-{version}.json"
-    storage.write_text(name, json.dumps(entry, ensure_ascii=False) + "\n")
+    storage.write_text(promotion_record(now, version), json.dumps(entry, ensure_ascii=False) + "\n")
     return entry
 
 
 def read_promotions(storage: Storage) -> list[dict[str, Any]]:
     """The promotions log, oldest first."""
-    return [json.loads(storage.read_text(path)) for path in storage.glob(f"{PROMOTIONS}/*.json")]
+    return [json.loads(storage.read_text(path)) for path in promotion_records(storage)]
 
 
 @task(
@@ -101,7 +101,7 @@ def apply_promotion(storage: Storage, version: str, decision: PromotionDecision)
         "NOT promoted: %s is kept under %s but 'latest' is unchanged (%s): %s. "
         "To put it in service anyway: comentarios models promote %s --storage %s",
         version,
-        storage.uri(f"{MODELS}/{version}"),
+        version_uri(storage, version),
         decision.champion or "none",
         why,
         version,

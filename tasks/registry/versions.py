@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 
 from prefect import get_run_logger
 from prefect import task
@@ -27,52 +26,41 @@ from lstm_model.bundle import MODEL_FILES
 from lstm_model.bundle import ModelBundle
 from lstm_model.bundle import labels_digest
 from lstm_model.bundle import labels_in_meta
-from tasks.common.layout import COMPLETE
-from tasks.common.layout import LATEST
-from tasks.common.layout import MODELS
 from tasks.common.retries import retry_if_transient
-from tasks.common.storage import Storage
+from tasks.store.models import COMPLETE
+from tasks.store.models import ModelNotFound
+from tasks.store.models import check_version_name
+from tasks.store.models import local_folders
+from tasks.store.models import manifest_file
+from tasks.store.models import models_uri
+from tasks.store.models import read_latest
+from tasks.store.models import version_file
+from tasks.store.models import version_uri
+from tasks.store.models import write_latest
+from tasks.store.storage import Storage
 
-_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-class ModelNotFound(LookupError):
-    pass
+__all__ = ["ModelNotFound", "check_version_name"]  # the registry's errors and names, from the store
 
 
 class ModelFileError(ValueError):
     """A file of a model version is not what was published (changed, truncated, inconsistent)."""
 
 
-def check_version_name(version: str) -> str:
-    """``version`` if it is a plain version name: letters, digits, ``.``, ``_``, ``-``; no path, no ``..``."""
-    if not _VERSION_NAME.fullmatch(version) or ".." in version:
-        raise ModelNotFound(
-            f"{version!r} is not a model version name (a folder name under models/, or 'latest'; no paths)"
-        )
-    return version
-
-
-def version_dir(version: str) -> str:
-    return f"{MODELS}/{check_version_name(version)}"
-
-
 def write_version(storage: Storage, version: str, files: dict[str, bytes]) -> None:
     """Write every file of a version, then the manifest that marks it complete."""
-    folder = version_dir(version)
     for name, data in files.items():
-        storage.write_bytes(f"{folder}/{name}", data)
+        storage.write_bytes(version_file(version, name), data)
     manifest: dict = {
         "version": version,
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
     if META_FILE in files:  # the class order: a reordered bundle.json must not load
         manifest["labels_sha256"] = labels_digest(labels_in_meta(files[META_FILE]))
-    storage.write_text(f"{folder}/{COMPLETE}", json.dumps(manifest, indent=2))
+    storage.write_text(manifest_file(version), json.dumps(manifest, indent=2))
 
 
 def is_complete(storage: Storage, version: str) -> bool:
-    return storage.exists(f"{version_dir(version)}/{COMPLETE}")
+    return storage.exists(manifest_file(version))
 
 
 def set_latest(storage: Storage, version: str) -> None:
@@ -86,19 +74,18 @@ def set_latest(storage: Storage, version: str) -> None:
         _check_other_files(storage, version)
     except ModelFileError as exc:
         raise ModelFileError(f"cannot promote {version}: {exc}") from None
-    storage.write_text(LATEST, version + "\n")
+    write_latest(storage, version)
 
 
 def _check_other_files(storage: Storage, version: str) -> None:
     """The files loading does not read (``eval.parquet``, which later promotions are judged on; the
     reports) against their SHA-256 in the manifest too: a version goes into service as published."""
-    folder = version_dir(version)
-    manifest = json.loads(storage.read_text(f"{folder}/{COMPLETE}"))
+    manifest = json.loads(storage.read_text(manifest_file(version)))
     for name, digest in manifest["files"].items():
         if name in MODEL_FILES:
             continue  # checked by load_bundle
         try:
-            data = storage.read_bytes(f"{folder}/{name}")
+            data = storage.read_bytes(version_file(version, name))
         except FileNotFoundError:
             raise ModelFileError(f"model {version}: {name} is missing") from None
         if hashlib.sha256(data).hexdigest() != digest:
@@ -111,23 +98,24 @@ def _check_other_files(storage: Storage, version: str) -> None:
 def resolve_version(storage: Storage, version: str = "latest") -> str:
     if version != "latest":
         return check_version_name(version)
-    if not storage.exists(LATEST):
+    latest = read_latest(storage)
+    if latest is None:
         raise ModelNotFound(
-            f"no promoted model under {storage.uri(MODELS)}: train one (comentarios train) or pass --model <version>"
+            f"no promoted model under {models_uri(storage)}: train one (comentarios train) or pass --model <version>"
         )
-    return check_version_name(storage.read_text(LATEST).strip())
+    return check_version_name(latest)
 
 
 def current_latest(storage: Storage) -> str | None:
     """The version ``LATEST`` names, None before any promotion."""
-    return storage.read_text(LATEST).strip() if storage.exists(LATEST) else None
+    return read_latest(storage)
 
 
 def require_complete(storage: Storage, version: str) -> None:
     """Refuse a version that does not exist or whose ``_COMPLETE`` was never written."""
     if not is_complete(storage, version):
         raise ModelNotFound(
-            f"model version {version!r} not found (or incomplete) under {storage.uri(MODELS)}"
+            f"model version {version!r} not found (or incomplete) under {models_uri(storage)}"
         )
 
 
@@ -140,24 +128,23 @@ def check_inside_models(storage: Storage, version: str) -> None:
     """
     if not storage.is_local:
         return
-    models = os.path.realpath(storage.path(MODELS))
-    folder = storage.path(version_dir(version))
+    models, folder = local_folders(storage, version)
+    models = os.path.realpath(models)
     for path in [folder, *(os.path.join(folder, name) for name in sorted(os.listdir(folder)))]:
         real = os.path.realpath(path)
         if os.path.commonpath([models, real]) != models or real == models:
             raise ModelFileError(
                 f"model {version}: {os.path.relpath(path, storage.path())} is a link to {real}, outside "
-                f"{storage.uri(MODELS)}; copy the version into models/ instead of linking it"
+                f"{models_uri(storage)}; copy the version into models/ instead of linking it"
             )
 
 
 def _verified_files(storage: Storage, version: str) -> tuple[dict[str, bytes], dict]:
     """The bundle's files, each checked against the SHA-256 that its ``_COMPLETE`` manifest recorded."""
-    folder = version_dir(version)
     require_complete(storage, version)
     check_inside_models(storage, version)
     try:
-        manifest = json.loads(storage.read_text(f"{folder}/{COMPLETE}"))
+        manifest = json.loads(storage.read_text(manifest_file(version)))
         recorded = manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"model {version}: {COMPLETE} is not a readable manifest ({exc})") from None
@@ -173,7 +160,7 @@ def _verified_files(storage: Storage, version: str) -> tuple[dict[str, bytes], d
                 continue
             raise ModelFileError(f"model {version}: {name} is not listed in its {COMPLETE} manifest")
         try:
-            data = storage.read_bytes(f"{folder}/{name}")
+            data = storage.read_bytes(version_file(version, name))
         except FileNotFoundError:
             raise ModelFileError(f"model {version}: {name} is missing") from None
         if hashlib.sha256(data).hexdigest() != recorded[name]:
@@ -228,6 +215,6 @@ def resolve_model(storage: Storage, model: str) -> str:
 def publish_model(storage: Storage, bundle: ModelBundle, extra_files: dict[str, bytes]) -> str:
     """Write the bundle and its reports under ``models/<version>/``; returns the version's URI."""
     write_version(storage, bundle.version, {**bundle.to_files(), **extra_files})
-    uri = storage.uri(version_dir(bundle.version))
+    uri = version_uri(storage, bundle.version)
     get_run_logger().info("Published model %s to %s", bundle.version, uri)
     return uri

@@ -29,8 +29,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.common.retries import retry_if_transient
-from tasks.common.storage import FileChanged
-from tasks.common.storage import Storage
 from tasks.scoring.claims import ClaimHeld
 from tasks.scoring.claims import acquire
 from tasks.scoring.claims import owner_name
@@ -47,6 +45,8 @@ from tasks.scoring.score_file import BatchResult
 from tasks.scoring.score_file import ScoringSettings
 from tasks.scoring.score_file import remove_outputs
 from tasks.scoring.score_file import score_file
+from tasks.store.storage import FileChanged
+from tasks.store.storage import Storage
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,14 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from tasks.common.storage import Storage
 from tasks.scoring.claims import ClaimLost
 from tasks.scoring.discovery import LedgerRecord
-from tasks.scoring.discovery import ledger_path
 from tasks.scoring.discovery import read_ledger
-from tasks.scoring.outputs import parse_part
-from tasks.scoring.outputs import parts_of
-from tasks.scoring.outputs import write_part
+from tasks.store.ledger import ledger_record
+from tasks.store.storage import Storage
+from tasks.store.tables import parse_part
+from tasks.store.tables import parts_of
+from tasks.store.tables import write_part
 
 
 def _no_claim() -> None:
@@ -80,7 +80,7 @@ class BatchWriter:
         each delete.
         """
         self.check()
-        self.storage.delete(ledger_path(self.key))
+        self.storage.delete(ledger_record(self.key))
         for rel in parts_of(self.storage, self.key):
             if rel not in self.written:
                 self.check()
@@ -107,7 +107,7 @@ class BatchWriter:
         for _ in range(5):
             self.check()
             try:
-                self.storage.create(ledger_path(self.key), record.to_json().encode())
+                self.storage.create(ledger_record(self.key), record.to_json().encode())
                 break
             except FileExistsError:
                 found = read_ledger(self.storage, self.key)
@@ -120,7 +120,7 @@ class BatchWriter:
                     f"{record.name}: replacing a ledger entry written after this run took the claim "
                     f"(fence {found.fence}, run {found.run_id}): its writer had lost the claim"
                 )
-                self.storage.delete(ledger_path(self.key))
+                self.storage.delete(ledger_record(self.key))
         else:
             raise ClaimLost(f"{record.name}: the ledger entry keeps being written by another run")
         self.sweep()

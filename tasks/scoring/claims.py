@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import socket
 import threading
 import time
@@ -45,10 +44,11 @@ from datetime import datetime
 from functools import cache
 from types import TracebackType
 
-from tasks.common.layout import CLAIMS
-from tasks.common.storage import Storage
+from tasks.store.ledger import GENERATION_DIGITS
+from tasks.store.ledger import claim_generation
+from tasks.store.ledger import claim_generations
+from tasks.store.storage import Storage
 
-_GENERATION_DIGITS = 12
 # Claims held by live Claim objects of this process: a claim record naming this process but missing
 # here was left by a task that ended without releasing it (storage unreachable at the time).
 _HELD: dict[str, Claim | _Reservation] = {}
@@ -94,7 +94,7 @@ class ClaimRecord:
     released: bool = False
     process: ProcessId | None = None
     # The generation at which the holder took the claim; renewals keep it. It names the holder's
-    # output parts (:func:`tasks.scoring.outputs.part_name`), so whose part a file is can be told from its name.
+    # output parts (:func:`tasks.store.tables.part_name`), so whose part a file is can be told from its name.
     fence: int = 0
 
     def is_free(self, now: float) -> bool:
@@ -123,7 +123,7 @@ class ClaimRecord:
 
 def fence_token(fence: int) -> str:
     """A fence as it appears in part names: zero-padded, so names sort by writer."""
-    return f"{fence:0{_GENERATION_DIGITS}d}"
+    return f"{fence:0{GENERATION_DIGITS}d}"
 
 
 def live_fence(storage: Storage, key: str) -> str | None:
@@ -134,27 +134,10 @@ def live_fence(storage: Storage, key: str) -> str | None:
     return current.fence_token()
 
 
-def claim_dir(key: str) -> str:
-    return f"{CLAIMS}/{key}"
-
-
-def _generation_path(key: str, generation: int) -> str:
-    return f"{claim_dir(key)}/{generation:0{_GENERATION_DIGITS}d}.json"
-
-
-def _generations(storage: Storage, key: str) -> list[tuple[int, str]]:
-    found = []
-    for rel in storage.glob(f"{claim_dir(key)}/*.json"):
-        stem = posixpath.basename(rel)[: -len(".json")]
-        if stem.isdigit():
-            found.append((int(stem), rel))
-    return sorted(found)
-
-
 def current_claim(storage: Storage, key: str) -> ClaimRecord | None:
     """The newest generation of the key's claim, or None if the batch was never claimed."""
     for _ in range(5):  # a generation can be deleted between the listing and the read: look again
-        generations = _generations(storage, key)
+        generations = claim_generations(storage, key)
         if not generations:
             return None
         try:
@@ -167,11 +150,11 @@ def current_claim(storage: Storage, key: str) -> ClaimRecord | None:
 def _write_next(storage: Storage, record: ClaimRecord) -> bool:
     """Write ``record`` (its generation must be the next one); False if another run wrote it first."""
     try:
-        storage.create(_generation_path(record.key, record.generation), record.to_json())
+        storage.create(claim_generation(record.key, record.generation), record.to_json())
     except FileExistsError:
         return False
     try:
-        for generation, rel in _generations(storage, record.key):  # tidy: only the newest one counts
+        for generation, rel in claim_generations(storage, record.key):  # tidy: only the newest one counts
             if generation < record.generation:
                 storage.delete(rel)
     except OSError:

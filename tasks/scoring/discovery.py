@@ -40,15 +40,16 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.common.layout import INCOMING
-from tasks.common.layout import LEDGER
-from tasks.common.layout import SUPERSEDED
 from tasks.common.retries import retry_if_transient
-from tasks.common.storage import FileVersion
-from tasks.common.storage import Storage
 from tasks.scoring.path_index import PathRecord
 from tasks.scoring.path_index import location_of
 from tasks.scoring.path_index import read_index
+from tasks.store.folders import incoming_uri
+from tasks.store.ledger import ledger_record
+from tasks.store.ledger import ledger_records
+from tasks.store.ledger import superseded_record
+from tasks.store.storage import FileVersion
+from tasks.store.storage import Storage
 
 BatchStatus = Literal["scored", "unreadable"]
 
@@ -191,14 +192,6 @@ def list_input_files(storage: Storage, input_uri: str) -> tuple[str, dict[str, F
     return root, files, leftovers
 
 
-def ledger_path(key: str) -> str:
-    return f"{LEDGER}/{key}.json"
-
-
-def superseded_path(key: str) -> str:
-    return f"{SUPERSEDED}/{key}.json"
-
-
 def _read_record(storage: Storage, rel: str) -> LedgerRecord | None:
     try:
         return LedgerRecord.from_json(storage.read_text(rel))
@@ -208,16 +201,16 @@ def _read_record(storage: Storage, rel: str) -> LedgerRecord | None:
 
 def read_ledger(storage: Storage, key: str) -> LedgerRecord | None:
     """The batch's ledger record, None when it was never committed (or was superseded)."""
-    return _read_record(storage, ledger_path(key))
+    return _read_record(storage, ledger_record(key))
 
 
 def read_superseded(storage: Storage, key: str) -> LedgerRecord | None:
     """The record of the batch's superseded output, None when it was never superseded."""
-    return _read_record(storage, superseded_path(key))
+    return _read_record(storage, superseded_record(key))
 
 
 def write_ledger(storage: Storage, record: LedgerRecord) -> None:
-    storage.write_text(ledger_path(record.key), record.to_json())
+    storage.write_text(ledger_record(record.key), record.to_json())
 
 
 def supersede(storage: Storage, record: LedgerRecord, successor: str, when: datetime) -> None:
@@ -227,12 +220,12 @@ def supersede(storage: Storage, record: LedgerRecord, successor: str, when: date
     supersession is simply done again by the next run.
     """
     moved = LedgerRecord(**{**asdict(record), "superseded_by": successor, "superseded_at": when.isoformat()})
-    storage.write_text(superseded_path(record.key), moved.to_json())
-    storage.delete(ledger_path(record.key))
+    storage.write_text(superseded_record(record.key), moved.to_json())
+    storage.delete(ledger_record(record.key))
 
 
 def scored_keys(storage: Storage) -> set[str]:
-    return {posixpath.basename(p)[: -len(".json")] for p in storage.glob(f"{LEDGER}/*.json")}
+    return set(ledger_records(storage))
 
 
 def _describe(record: PathRecord) -> str:
@@ -258,7 +251,7 @@ def find_batches(storage: Storage, input_uri: str | None, rescore: bool, min_fil
     them is read. Every skipped file is logged with the reason.
     """
     logger = get_run_logger()
-    source = input_uri or storage.uri(INCOMING)
+    source = input_uri or incoming_uri(storage)
     root, found, leftovers = list_input_files(storage, source)
     now = time.time()
     committed = set() if rescore else scored_keys(storage)

@@ -20,10 +20,10 @@ import fnmatch
 import os
 from typing import TYPE_CHECKING
 
-from tasks.common.layout import OWN_FOLDERS
+from tasks.store.folders import own_folder_uris
 
 if TYPE_CHECKING:
-    from tasks.common.storage import Storage
+    from tasks.store.storage import Storage
 
 _GLOB_CHARS = set("*?[")
 
@@ -75,9 +75,9 @@ def reached_own_folder(storage: Storage, input_uri: str) -> str | None:
     root = _resolved(local, storage.path())
     pattern = _pattern_parts(local, path)
     root_parts = [p for p in root.split("/") if p]
-    for folder in OWN_FOLDERS:
+    for folder, uri in own_folder_uris(storage).items():
         if _can_reach(pattern, [*root_parts, folder]):
-            return storage.uri(folder)
+            return uri
     return None
 
 

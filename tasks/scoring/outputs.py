@@ -1,4 +1,4 @@
-"""The analyst-facing Parquet tables of the scoring flow: their Arrow schemas and how parts are written.
+"""The analyst-facing Parquet tables of the scoring flow: their Arrow schemas and the rows they hold.
 
 Every table is a hive-partitioned dataset under the storage root, partitioned by ``scored_date``
 (UTC day of the run), so ``pandas.read_parquet(<root>/predictions)``, DuckDB's
@@ -6,20 +6,13 @@ Every table is a hive-partitioned dataset under the storage root, partitioned by
 ``spark.read.parquet`` all read one table. Each file is written with the table's explicit schema,
 so a column that a batch lacks is a null column, never a missing one.
 
-File names carry the batch key (content hash) and the *fence* of the claim the writer held:
-``<table>/scored_date=<day>/<key>-<fence>-<part>.parquet`` (the fence is the claim generation at
-which that run took the batch, :attr:`tasks.scoring.claims.Claim.fence`). The key lets a rerun find what an
-interrupted or replaced run of the same batch left behind, wherever (whatever day) it was written;
-the fence tells whose part it is, so a run deletes only its own uncommitted parts, and a part of a
-writer that lost its claim can be told from the current holder's (:mod:`tasks.scoring.reconcile`). Parts
-written without a claim (tests, older versions) have no fence: ``<key>-<part>.parquet``.
+Where the parts live and how they are named, written and listed is the store's
+(:mod:`tasks.store.tables`).
 """
 
 from __future__ import annotations
 
 import math
-import posixpath
-import re
 from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -30,10 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from tasks.common.layout import TABLES
-from tasks.common.storage import Storage
 from tasks.scoring.discovery import BatchFile
 
 if TYPE_CHECKING:
@@ -285,74 +275,6 @@ def unreadable_table(batch: BatchFile, reason: str, when: datetime) -> pa.Table:
         "detected_at": when,
     }
     return pa.Table.from_pylist([row], schema=UNREADABLE_SCHEMA)
-
-
-def partition_dir(table: str, when: datetime) -> str:
-    return f"{table}/scored_date={when:%Y-%m-%d}"
-
-
-def part_name(batch_key: str, part: int, fence: str | None = None) -> str:
-    if fence is None:
-        return f"{batch_key}-{part:05d}.parquet"
-    return f"{batch_key}-{fence}-{part:05d}.parquet"
-
-
-# <key>-<fence>-<part>.parquet, <key>-<part>.parquet, and open_write's temporary ".<name>.<hex>.tmp"
-_PART = re.compile(
-    r"^(?P<temp>\.)?(?P<key>[^-./]+)(?:-(?P<fence>\d{12}))?-\d{5,}\.parquet(?:\.[0-9a-f]+\.tmp)?$"
-)
-
-
-@dataclass(frozen=True)
-class PartName:
-    """What a part's file name says: the batch, the fence of its writer, and whether it is a temporary file."""
-
-    key: str
-    fence: str | None  # None: written without a claim (or by a version before fences)
-    temporary: bool
-
-
-def parse_part(rel: str) -> PartName | None:
-    """The batch key and writer's fence in a part's path, or None for a file that is not a part."""
-    found = _PART.match(posixpath.basename(rel))
-    if found is None:
-        return None
-    return PartName(found["key"], found["fence"], bool(found["temp"]))
-
-
-def write_part(
-    storage: Storage,
-    table: str,
-    when: datetime,
-    batch_key: str,
-    part: int,
-    data: pa.Table,
-    *,
-    fence: str | None = None,
-    check: Callable[[], None] | None = None,
-) -> str:
-    """Write one part file of ``table`` (all-or-nothing for readers); returns its relative path.
-
-    ``check`` (the claim's) runs after the bytes are written and just before they are published
-    (local: the rename of the temporary file; S3: the PUT or the multipart upload's completion), so a
-    writer that lost its claim while it was writing publishes nothing.
-    """
-    rel = f"{partition_dir(table, when)}/{part_name(batch_key, part, fence)}"
-    with storage.open_write(rel, before_publish=check) as handle:
-        pq.write_table(data, handle, compression="zstd")
-    return rel
-
-
-def parts_of(storage: Storage, batch_key: str = "", fence: str | None = None) -> list[str]:
-    """Every part file any run wrote for this batch (all batches when ``batch_key`` is empty), in every
-    table and partition, and the temporary files of writes that a killed run never finished; only
-    those of writer ``fence`` when it is given."""
-    prefix = f"{batch_key}-{fence}-" if fence else f"{batch_key}-" if batch_key else ""
-    found: list[str] = []
-    for table in TABLES:
-        found += storage.glob(f"{table}/scored_date=*/{prefix}*.parquet")
-        found += storage.temp_files(f"{table}/scored_date=*", prefix)
-    return [rel for rel in found if parse_part(rel) is not None]
 
 
 def confidence_edges(num_classes: int, step: float = 0.05) -> np.ndarray:

@@ -18,7 +18,6 @@ index valid), else its full URI.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -27,9 +26,10 @@ from datetime import UTC
 from datetime import datetime
 from typing import Literal
 
-from tasks.common.layout import INDEX
-from tasks.common.storage import FileVersion
-from tasks.common.storage import Storage
+from tasks.store.ledger import index_record
+from tasks.store.ledger import index_records
+from tasks.store.storage import FileVersion
+from tasks.store.storage import Storage
 
 PathStatus = Literal["scored", "unreadable", "duplicate"]
 
@@ -57,14 +57,10 @@ def location_of(storage: Storage, uri: str) -> str:
     return storage.relative(uri) or uri
 
 
-def index_path(location: str) -> str:
-    return f"{INDEX}/{hashlib.sha256(location.encode()).hexdigest()[:40]}.json"
-
-
 def read_index(storage: Storage, locations: Iterable[str]) -> dict[str, PathRecord]:
     """The index entries of these locations (one listing, then one read per entry that exists)."""
-    wanted = {index_path(location): location for location in locations}
-    existing = set(storage.glob(f"{INDEX}/*.json")) & set(wanted)
+    wanted = {index_record(location): location for location in locations}
+    existing = index_records(storage) & set(wanted)
     records = {}
     for rel, data in storage.read_many(existing).items():
         record = PathRecord(**json.loads(data))
@@ -95,13 +91,13 @@ def write_index(
         reason=reason,
         duplicate_of=duplicate_of,
     )
-    storage.write_text(index_path(location), record.to_json())
+    storage.write_text(index_record(location), record.to_json())
 
 
 def read_entry(storage: Storage, location: str) -> PathRecord | None:
     """The current index entry of one location (read fresh, under a claim)."""
     try:
-        record = PathRecord(**json.loads(storage.read_bytes(index_path(location))))
+        record = PathRecord(**json.loads(storage.read_bytes(index_record(location))))
     except FileNotFoundError:
         return None
     return record if record.location == location else None

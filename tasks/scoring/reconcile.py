@@ -19,7 +19,6 @@ Every removal is logged with the reason.
 
 from __future__ import annotations
 
-import posixpath
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,15 +28,15 @@ from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.common.layout import LEDGER
 from tasks.common.retries import retry_if_transient
-from tasks.common.storage import Storage
 from tasks.scoring.claims import live_fence
 from tasks.scoring.discovery import LedgerRecord
-from tasks.scoring.discovery import ledger_path
 from tasks.scoring.discovery import read_ledger
-from tasks.scoring.outputs import parse_part
-from tasks.scoring.outputs import parts_of
+from tasks.store.ledger import ledger_record
+from tasks.store.ledger import ledger_records
+from tasks.store.storage import Storage
+from tasks.store.tables import parse_part
+from tasks.store.tables import parts_of
 
 
 @dataclass
@@ -49,12 +48,11 @@ class Reconciled:
 
 
 def _ledger(storage: Storage) -> dict[str, LedgerRecord]:
-    rels = storage.glob(f"{LEDGER}/*.json")
-    records = {}
-    for rel, data in storage.read_many(rels).items():
-        record = LedgerRecord.from_json(data.decode("utf-8"))
-        records[posixpath.basename(rel)[: -len(".json")]] = record
-    return records
+    keys = {rel: key for key, rel in ledger_records(storage).items()}
+    return {
+        keys[rel]: LedgerRecord.from_json(data.decode("utf-8"))
+        for rel, data in storage.read_many(keys).items()
+    }
 
 
 def _commits(record: LedgerRecord | None, rel: str) -> bool:
@@ -81,7 +79,7 @@ def reconcile_outputs(storage: Storage, log: Callable[[str], None] | None = None
         if all(not storage.exists(rel) for rel in missing):  # not just written after the listing
             again = read_ledger(storage, key)
             if again is not None and again.fence == record.fence:
-                storage.delete(ledger_path(key))
+                storage.delete(ledger_record(key))
                 done.uncommitted.append(key)
                 del ledger[key]
                 log(

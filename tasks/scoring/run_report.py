@@ -1,7 +1,7 @@
 """The report of one scoring run, for the person who looks at the nightly run in the morning.
 
 Published twice with the same content: as the run's Prefect markdown artifact ``score-run-report`` and as
-an HTML file ``<storage>/reports/runs/<time>-<run>.html`` (written through :class:`~tasks.common.storage.Storage`,
+an HTML file ``<storage>/reports/runs/<time>-<run>.html`` (written through :class:`~tasks.store.storage.Storage`,
 so on S3 as on disk). The page is built once as a list of blocks and rendered to both formats.
 
 Sections, in this order (:data:`SECTIONS`):
@@ -23,9 +23,7 @@ from __future__ import annotations
 import html
 import json
 import math
-import posixpath
 import typing
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -35,7 +33,6 @@ from datetime import UTC
 from datetime import datetime
 
 import numpy as np
-import pyarrow.parquet as pq
 from prefect import get_run_logger
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -45,19 +42,24 @@ from lstm_model.bundle import META_FILE
 from tasks.common.charts import data_uri
 from tasks.common.charts import grouped_bars_png
 from tasks.common.charts import histogram_png
-from tasks.common.layout import MISCLASSIFIED
-from tasks.common.layout import PREDICTIONS
-from tasks.common.layout import REJECTED
-from tasks.common.layout import REVIEW
-from tasks.common.layout import RUNS
-from tasks.common.layout import SUMMARIES
-from tasks.common.layout import UNREADABLE
-from tasks.common.storage import Storage
-from tasks.registry.versions import version_dir
 from tasks.scoring.outputs import BatchSummary
 from tasks.scoring.outputs import confidence_edges
-from tasks.scoring.outputs import parse_part
 from tasks.scoring.score_file import BatchResult
+from tasks.store.models import version_file
+from tasks.store.models import version_uri
+from tasks.store.reports import run_report_file
+from tasks.store.storage import Storage
+from tasks.store.tables import MISCLASSIFIED
+from tasks.store.tables import PREDICTIONS
+from tasks.store.tables import REJECTED
+from tasks.store.tables import REVIEW
+from tasks.store.tables import SUMMARIES
+from tasks.store.tables import UNREADABLE
+from tasks.store.tables import day_of
+from tasks.store.tables import key_of
+from tasks.store.tables import read_part
+from tasks.store.tables import table_parts
+from tasks.store.tables import table_uri
 
 ARTIFACT_KEY = "score-run-report"
 PREVIOUS_DAYS = 7
@@ -403,34 +405,17 @@ def build_report(
 # ------------------------------------------------------------------------------ reading the storage
 
 
-def _key_of(rel: str) -> str:
-    """The batch key of a part file (its name also holds the writer's fence and the part number)."""
-    part = parse_part(rel)
-    return part.key if part else posixpath.basename(rel).rsplit("-", 1)[0]
-
-
-def _day_of(rel: str) -> str:
-    return posixpath.basename(posixpath.dirname(rel)).removeprefix("scored_date=")
-
-
-def _read_column(storage: Storage, rel: str, column: str) -> list:
-    with storage.fs.open(storage.path(rel), "rb") as handle:
-        return pq.read_table(handle, columns=[column]).column(column).to_pylist()
-
-
 def previous_class_mix(
     storage: Storage, exclude_keys: set[str], days: int = PREVIOUS_DAYS
 ) -> tuple[Counter[str], list[str]]:
     """Predicted classes of the last ``days`` scoring days in ``reports/batches/`` (newest first),
     leaving out this run's batches."""
-    files = [
-        p for p in storage.glob(f"{SUMMARIES}/scored_date=*/*.parquet") if _key_of(p) not in exclude_keys
-    ]
-    recent = sorted({_day_of(p) for p in files}, reverse=True)[:days]
+    files = [p for p in table_parts(storage, SUMMARIES) if key_of(p) not in exclude_keys]
+    recent = sorted({day_of(p) for p in files}, reverse=True)[:days]
     total: Counter[str] = Counter()
     for rel in files:
-        if _day_of(rel) in recent:
-            for counts in _read_column(storage, rel, "class_counts"):
+        if day_of(rel) in recent:
+            for counts in read_part(storage, rel, ["class_counts"]).column("class_counts").to_pylist():
                 total.update(dict(counts or []))
     return total, recent
 
@@ -446,11 +431,7 @@ def tables_written(storage: Storage, results: Sequence[BatchResult]) -> dict[str
         MISCLASSIFIED: any(s.misclassified_rows for s in summaries),
         SUMMARIES: bool(summaries),
     }
-    return {table: storage.uri(table) for table, written in wrote.items() if written}
-
-
-def report_name(when: datetime, run_id: str | None) -> str:
-    return f"{RUNS}/{when:%Y%m%dT%H%M%SZ}-{(run_id or uuid.uuid4().hex)[:8]}.html"
+    return {table: table_uri(storage, table) for table, written in wrote.items() if written}
 
 
 @task(name="publish-run-report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
@@ -466,7 +447,7 @@ def publish_run_report(
     from prefect.runtime import flow_run
 
     when = datetime.now(UTC)
-    meta = json.loads(storage.read_text(f"{version_dir(version)}/{META_FILE}"))
+    meta = json.loads(storage.read_text(version_file(version, META_FILE)))
     labels = meta["labels"]
     keys = {r.key for r in results}
     previous, days = previous_class_mix(storage, keys)
@@ -485,11 +466,11 @@ def publish_run_report(
         training=training_profile(meta),
         confidence_counts=np.sum(counts, axis=0) if counts else np.zeros(len(edges) - 1, dtype=np.int64),
         confidence_bin_edges=edges,
-        model_uri=storage.uri(version_dir(version)),
+        model_uri=version_uri(storage, version),
     )
     uri = None
     if results or failed:
-        rel = report_name(when, flow_run.get_id())
+        rel = run_report_file(when, flow_run.get_id())
         uri = storage.uri(rel)
         blocks.append(Text(f"This report as HTML: {uri}"))
         storage.write_text(rel, to_html(blocks, title))

@@ -38,13 +38,6 @@ from lstm_model.training import resolve_device
 from tasks.common.batch_hints import column_hints
 from tasks.common.batch_hints import not_parquet_hint
 from tasks.common.freeform import load_freeform
-from tasks.common.layout import MISCLASSIFIED
-from tasks.common.layout import PREDICTIONS
-from tasks.common.layout import REJECTED
-from tasks.common.layout import REVIEW
-from tasks.common.layout import SUMMARIES
-from tasks.common.layout import UNREADABLE
-from tasks.common.storage import Storage
 from tasks.registry.eval_rows import read_eval_rows
 from tasks.registry.versions import load_bundle
 from tasks.scoring.batch_writer import BatchWriter
@@ -58,11 +51,18 @@ from tasks.scoring.outputs import BatchSummary
 from tasks.scoring.outputs import confidence_counts
 from tasks.scoring.outputs import confidence_edges
 from tasks.scoring.outputs import misclassified_table
-from tasks.scoring.outputs import parts_of
 from tasks.scoring.outputs import predictions_table
 from tasks.scoring.outputs import rejected_table
 from tasks.scoring.outputs import review_table
 from tasks.scoring.outputs import unreadable_table
+from tasks.store.storage import Storage
+from tasks.store.tables import MISCLASSIFIED
+from tasks.store.tables import PREDICTIONS
+from tasks.store.tables import REJECTED
+from tasks.store.tables import REVIEW
+from tasks.store.tables import SUMMARIES
+from tasks.store.tables import UNREADABLE
+from tasks.store.tables import parts_of
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,19 +1,15 @@
 """Every folder and file under the storage root, named once.
 
 The storage root is the analysts' database and the operators' ledger at once, so its names are an
-interface: README, queries and other tools spell them. Each module that reads or writes there takes
-its path from here, so a folder is renamed (or a new one documented) in one place, and a check such
-as "is this path one of the project's own outputs" sees them all.
+interface: README, queries and other tools spell them. Only the store's modules (:mod:`tasks.store`)
+read these names and build paths from them; jobs ask those modules for paths, so a folder is renamed
+(or a new one documented) in one place, and a check such as "is this path one of the project's own
+outputs" sees them all.
 
 Paths are relative to the storage root, with ``/`` separators (local disk and S3 alike).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from tasks.common.storage import Storage
 
 # Scoring: what arrives, what it writes for analysts, and its bookkeeping.
 INCOMING = "incoming"  # Parquet batches to score (the default --input)
@@ -54,16 +50,3 @@ OWN_FOLDERS = (PREDICTIONS, REVIEW, ERRORS, REPORTS, LEDGER, CLAIMS, MODELS, LAB
 # own folders appear when something is written to them. On S3 a folder is only a key prefix: nothing is
 # created there (a zero-byte "folder" object would show up in listings as a file of its own).
 PEOPLE_FOLDERS = (INCOMING, LABELS_DIR, EXPORTS)
-
-
-def create_layout(storage: Storage) -> list[str]:
-    """Create the folders people use under a local storage root; returns the ones created (none on S3)."""
-    if not storage.is_local:
-        return []
-    created = []
-    for folder in PEOPLE_FOLDERS:
-        path = storage.path(folder)
-        if not storage.fs.isdir(path):
-            storage.fs.makedirs(path, exist_ok=True)
-            created.append(folder)
-    return created

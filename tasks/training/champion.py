@@ -33,7 +33,6 @@ from prefect.cache_policies import NO_CACHE
 
 from lstm_model.predict import Classifier
 from lstm_model.results import FittedModel
-from tasks.common.storage import Storage
 from tasks.registry.eval_rows import EVAL_COLUMNS
 from tasks.registry.eval_rows import EVAL_SET
 from tasks.registry.eval_rows import read_eval_rows
@@ -42,6 +41,7 @@ from tasks.registry.gate import SetComparison
 from tasks.registry.gate import decide
 from tasks.registry.versions import current_latest
 from tasks.registry.versions import load_bundle
+from tasks.store.storage import Storage
 from tasks.training.modeling import evaluate_classifier
 from tasks.training.rows import evaluation_rows
 

@@ -28,8 +28,8 @@ from prefect import task
 
 from lstm_model.results import LabelledTexts
 from tasks.common.records import parse_records
-from tasks.common.storage import Storage
 from tasks.common.validation import DatasetError
+from tasks.store.storage import Storage
 
 BUILTIN = "builtin"
 NONE = "none"

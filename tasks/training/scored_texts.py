@@ -20,22 +20,23 @@ What is read, and why:
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-import pyarrow.parquet as pq
 from prefect import get_run_logger
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.common.layout import PREDICTIONS
 from tasks.common.retries import is_transient
 from tasks.common.retries import retry_if_transient
 from tasks.common.schema import text_key
-from tasks.common.storage import Storage
+from tasks.store.storage import Storage
+from tasks.store.tables import PREDICTIONS
+from tasks.store.tables import newest_first
+from tasks.store.tables import read_part
+from tasks.store.tables import table_parts
 
 COLUMNS = ("comentario", "needs_review")
 
@@ -54,12 +55,6 @@ class ScoredTexts:
         return {"rows": len(self.texts), "max_rows": self.max_rows, "files_read": self.files_read,
                 "files_skipped": self.files_skipped, "flagged_left_out": self.flagged_left_out,
                 "known_left_out": self.known_left_out}  # fmt: skip
-
-
-def newest_first(parts: Iterable[str]) -> list[str]:
-    """Part files ordered by partition (``scored_date=YYYY-MM-DD``) newest first, then by name."""
-    by_name = sorted(parts)
-    return sorted(by_name, key=lambda rel: posixpath.dirname(rel), reverse=True)
 
 
 def collect_texts(
@@ -103,15 +98,14 @@ def load_scored_texts(storage: Storage, max_rows: int, known: Sequence[pd.DataFr
         logger.info("Scored comments: none (--scored-rows 0)")
         return ScoredTexts([], 0, 0, 0, 0, 0)
     known_keys = {key for frame in known for key in text_key(frame["comentario"].astype("string"))}
-    parts = newest_first(storage.glob(f"{PREDICTIONS}/scored_date=*/*.parquet"))
+    parts = newest_first(table_parts(storage, PREDICTIONS))
     read = skipped = 0
 
     def batches():
         nonlocal read, skipped
         for rel in parts:
             try:
-                with storage.fs.open(storage.path(rel), "rb") as handle:
-                    table = pq.read_table(handle, columns=list(COLUMNS))
+                table = read_part(storage, rel, COLUMNS)
             except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors are OSError/ValueError
                 if is_transient(exc):
                     raise  # the task is retried: a part is never left out for a passing network error

@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from lstm_model.memory import release_freed_memory
 from tasks.common.records import parse_records
 from tasks.common.retries import retry_if_transient
-from tasks.common.storage import Storage
+from tasks.store.storage import Storage
 
 _COPY_BLOCK = 8 << 20  # read and written at a time while streaming a remote source
 
