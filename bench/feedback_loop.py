@@ -76,8 +76,8 @@ def measure(root: Path, summary, seconds: float, *, dev_trained: bool = False) -
     half was training data, so its figures (dev, ``needs_review``) are left out as NaN."""
     from lstm_model.predict import Classifier
     from tasks.common.freeform import load_freeform
-    from tasks.common.storage import Storage
     from tasks.registry.versions import load_bundle
+    from tasks.store.storage import Storage
     from tasks.training.modeling import evaluate_classifier
 
     bundle = load_bundle(Storage(str(root)), summary.version)
@@ -112,8 +112,8 @@ def run_review_loop(work: Path, seed: int, limit: int = 80) -> dict[str, float]:
     from flows.score import score_batches
     from flows.train import train_lstm
     from tasks.common.freeform import load_freeform
-    from tasks.common.storage import Storage
     from tasks.feedback.review_export import export_review
+    from tasks.store.storage import Storage
 
     root = work / f"seed{seed}-review"
     shutil.rmtree(root, ignore_errors=True)
@@ -145,8 +145,8 @@ def tfidf_reference(train_ids: set[str], final, labels: Path) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
-    from tasks.common.storage import Storage
     from tasks.feedback.labels import read_label_files
+    from tasks.store.storage import Storage
 
     # The files the flow reads (the same selection: hidden and "_" files skipped), read the same way.
     label_frames = [frame for _, frame in read_label_files(Storage(str(labels.parent)), str(labels))]

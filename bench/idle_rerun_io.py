@@ -88,9 +88,9 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=200)
     parser.add_argument("--batches", type=int, default=40)
     args = parser.parse_args()
-    from tasks.common.storage import Storage
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
+    from tasks.store.storage import Storage
 
     rows = load_rows()
     bundle = quick_bundle(rows, epochs=1)

@@ -41,9 +41,9 @@ def main() -> None:
     from bench._common import write_batch
     from flows.configs import ScoreConfig
     from flows.score import score_batches
-    from tasks.common.storage import Storage
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
+    from tasks.store.storage import Storage
 
     rows = load_rows()
     incoming = args.workdir / "incoming"

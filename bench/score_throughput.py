@@ -155,9 +155,9 @@ def whole_process(
     """``comentarios score`` on a fresh storage holding the model (and the batch, unless None)."""
     import psutil
 
-    from tasks.common.storage import Storage
     from tasks.registry.versions import set_latest
     from tasks.registry.versions import write_version
+    from tasks.store.storage import Storage
 
     root = Path(tempfile.mkdtemp(prefix=f"score-{precision}-", dir=workdir))
     storage = Storage(str(root))

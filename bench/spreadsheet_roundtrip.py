@@ -36,16 +36,16 @@ import pandas as pd
 import pyarrow as pa
 
 from bench._common import cpu_name
-from tasks.common.layout import REVIEW
 from tasks.common.schema import CATEGORIES
-from tasks.common.storage import Storage
 from tasks.feedback.labels import read_label_file
 from tasks.feedback.review_export import export_review
 from tasks.feedback.review_export import order_for_labelling
 from tasks.feedback.review_export import read_review_queue
 from tasks.feedback.spreadsheet import restore_text
 from tasks.scoring.outputs import review_schema
-from tasks.scoring.outputs import write_part
+from tasks.store.layout import REVIEW
+from tasks.store.storage import Storage
+from tasks.store.tables import write_part
 
 HOSTILE = [  # (id, comentario, confianza)
     ("-5", "=1+1", 0.518),
